@@ -1,0 +1,160 @@
+import {
+  AddTagsToResourceCommand,
+  DeleteParameterCommand,
+  DescribeParametersCommand,
+  PutParameterCommand,
+  RemoveTagsFromResourceCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+import { userParameterName, userParameterPath } from '../core/parameter-names.js';
+import { findKind, type SecretKindName } from '../core/secret-kinds.js';
+
+export interface StoredSecret {
+  kind: SecretKindName;
+  lastChanged?: Date;
+  version?: number;
+}
+
+/** Why a call to Parameter Store failed, in terms the bot can explain; never the SDK's message. */
+export class SecretStoreError extends Error {
+  constructor(
+    readonly reason: 'throttled' | 'denied' | 'unavailable',
+    readonly awsCode: string,
+  ) {
+    super(`parameter store call failed: ${reason} (${awsCode})`);
+    this.name = 'SecretStoreError';
+  }
+}
+
+/**
+ * Write-only access to users' secrets. There is deliberately no get: the bot's own role may
+ * write and tag parameters but never read a value back.
+ */
+export interface SecretStore {
+  put(userId: string, kind: SecretKindName, value: string): Promise<{ version: number }>;
+  list(userId: string): Promise<StoredSecret[]>;
+  remove(userId: string, kind: SecretKindName): Promise<boolean>;
+  /** Tags the parameters with the instance ARN: the instance role may read only parameters tagged with its own. */
+  bindToInstance(userId: string, kinds: readonly SecretKindName[], instanceArn: string): Promise<void>;
+  unbindFromInstance(userId: string, kinds: readonly SecretKindName[]): Promise<void>;
+}
+
+export function createSecretStore(
+  ssm: SSMClient,
+  options: { prefix: string; kmsKeyId: string },
+): SecretStore {
+  return {
+    async put(userId, kind, value) {
+      const name = userParameterName(options.prefix, userId, kind);
+      const put = await call(() =>
+        ssm.send(
+          new PutParameterCommand({
+            Name: name,
+            Value: value,
+            Type: 'SecureString',
+            KeyId: options.kmsKeyId,
+            Overwrite: true,
+            Tier: 'Standard',
+            Description: `fleetbot ${kind} of Telegram user ${userId}`,
+          }),
+        ),
+      );
+      // SSM refuses Tags together with Overwrite, so tags are a second call.
+      await call(() =>
+        ssm.send(
+          new AddTagsToResourceCommand({
+            ResourceType: 'Parameter',
+            ResourceId: name,
+            Tags: [
+              { Key: 'app', Value: 'fleetbot' },
+              { Key: 'user', Value: userId },
+              { Key: 'kind', Value: kind },
+            ],
+          }),
+        ),
+      );
+      return { version: put.Version ?? 0 };
+    },
+    async list(userId) {
+      const out: StoredSecret[] = [];
+      let NextToken: string | undefined;
+      do {
+        const page = await call(() =>
+          ssm.send(
+            new DescribeParametersCommand({
+              ParameterFilters: [
+                { Key: 'Path', Option: 'OneLevel', Values: [userParameterPath(options.prefix, userId)] },
+              ],
+              NextToken,
+            }),
+          ),
+        );
+        for (const p of page.Parameters ?? []) {
+          const kind = findKind(p.Name?.split('/').pop() ?? '');
+          if (kind)
+            out.push({
+              kind: kind.name as SecretKindName,
+              lastChanged: p.LastModifiedDate,
+              version: p.Version,
+            });
+        }
+        NextToken = page.NextToken;
+      } while (NextToken);
+      return out;
+    },
+    async bindToInstance(userId, kinds, instanceArn) {
+      for (const kind of kinds)
+        await call(() =>
+          ssm.send(
+            new AddTagsToResourceCommand({
+              ResourceType: 'Parameter',
+              ResourceId: userParameterName(options.prefix, userId, kind),
+              Tags: [{ Key: 'InstanceArn', Value: instanceArn }],
+            }),
+          ),
+        );
+    },
+    async unbindFromInstance(userId, kinds) {
+      for (const kind of kinds) {
+        await call(() =>
+          ssm.send(
+            new RemoveTagsFromResourceCommand({
+              ResourceType: 'Parameter',
+              ResourceId: userParameterName(options.prefix, userId, kind),
+              TagKeys: ['InstanceArn'],
+            }),
+          ),
+        ).catch((error: unknown) => {
+          // A parameter forgotten in the meantime has no tag left to remove.
+          if (!(error instanceof SecretStoreError && /NotFound/.test(error.awsCode))) throw error;
+        });
+      }
+    },
+    async remove(userId, kind) {
+      try {
+        await call(() =>
+          ssm.send(new DeleteParameterCommand({ Name: userParameterName(options.prefix, userId, kind) })),
+        );
+        return true;
+      } catch (error) {
+        if (error instanceof SecretStoreError && error.awsCode === 'ParameterNotFound') return false;
+        throw error;
+      }
+    },
+  };
+}
+
+async function call<T>(send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (error) {
+    const code = error instanceof Error ? error.name : 'Unknown';
+    const reason = /Throttl|RateExceeded|TooManyUpdates/i.test(code)
+      ? 'throttled'
+      : /AccessDenied|Unauthorized|KMS/i.test(code)
+        ? 'denied'
+        : 'unavailable';
+    // The SDK error is dropped on purpose: some validation messages quote the request's value.
+    throw new SecretStoreError(reason, code);
+  }
+}

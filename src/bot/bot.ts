@@ -1,0 +1,110 @@
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { Redis } from 'ioredis';
+import type { Fleet } from '../aws/fleet.js';
+import type { RunCommand } from '../aws/run-command.js';
+import { createSecretStore } from '../aws/secret-store.js';
+import type { Config } from '../config.js';
+import { createRoleOf } from '../core/caller.js';
+import type { Queues } from '../jobs/queues.js';
+import type { Logger } from '../log.js';
+import type { AuditTrail } from '../store/audit.js';
+import type { Members } from '../store/members.js';
+import { createPendingSecrets } from '../store/pending-secrets.js';
+import { createPlans } from '../store/plans.js';
+import { createPacer, createWindowLimit } from '../store/rate-limits.js';
+import { allCommands } from './commands/index.js';
+import type { BotDeps } from './deps.js';
+import { createDispatcher, type Dispatch } from './dispatch.js';
+import { takeSecret } from './intake/intake.js';
+import { createLiveChecks } from './intake/live-checks.js';
+import { createRegistry } from './registry.js';
+
+export interface Bot {
+  dispatch: Dispatch;
+  /** Filled in once the Telegram bot knows its own username (for invite links). */
+  settings: BotDeps['settings'];
+}
+
+/**
+ * The platform-free half of the bot role: every command and the dispatcher all adapters share.
+ * Plain text in a chat is always treated as a pasted secret: deleted first, then recognized.
+ */
+export function createBot(
+  config: Config,
+  clients: {
+    redis: Redis;
+    ssm: SSMClient;
+    queues: Queues;
+    members: Members;
+    fleet: Fleet;
+    runCommand: RunCommand;
+    auditTrail: AuditTrail;
+  },
+  log: Logger,
+): Bot {
+  const { redis, ssm } = clients;
+  const prefix = config.redis.prefix;
+  const secrets = createSecretStore(ssm, {
+    prefix: config.aws.parameterPrefix,
+    kmsKeyId: config.aws.kmsKeyId,
+  });
+  const settings: BotDeps['settings'] = {
+    inviteTtlMs: config.intake.inviteTtlMs,
+    setTimeoutMs: config.intake.setTimeoutMs,
+    region: config.aws.region,
+    requiredSecrets: config.provisioning.requiredSecrets,
+    serviceName: config.instances.serviceName,
+    restartDocument: config.provisioning.restartDocument,
+    rollout: config.rollout,
+    reportChannelId: config.provisioning.alertChannelId,
+  };
+  const roleOf = createRoleOf(config.access, (id) => clients.members.isMember(id));
+  const deps: BotDeps = {
+    registry: createRegistry<BotDeps>(allCommands),
+    queues: clients.queues,
+    members: clients.members,
+    isMember: async (userId) => (await roleOf({ platform: 'telegram', userId })) === 'user',
+    fleet: clients.fleet,
+    runCommand: clients.runCommand,
+    plans: createPlans(redis, prefix),
+    auditTrail: clients.auditTrail,
+    secrets,
+    pending: createPendingSecrets(redis, prefix),
+    intake: {
+      secrets,
+      putPacer: createPacer(redis, `${prefix}:pace:put-parameter`, config.intake.parameterWritesPerSecond),
+      perUserLimit: createWindowLimit(redis, `${prefix}:intake`, config.intake.perUserPerMinute, 60_000),
+      liveChecks: createLiveChecks({
+        telegramApiRoot: config.telegram?.apiRoot ?? 'https://api.telegram.org',
+        // A bot token starts with its bot's id, so our own token is recognized without a call.
+        ownBotId: config.telegram ? Number(config.telegram.token.split(':')[0]) : undefined,
+        openAiBaseUrl: config.intake.openAiBaseUrl,
+      }),
+      log: log.child({ part: 'intake' }),
+      now: () => new Date(),
+      // A running assistant read the old value at boot; offer to restart it.
+      async afterStored(caller, reply) {
+        const instance = await clients.fleet.findForUser(caller.userId);
+        if (instance?.state === 'running')
+          await reply.confirm(
+            'Your server still uses the old value. Restart your assistant so it reads the new one?',
+            '/restart',
+            {
+              confirm: 'Restart',
+              cancel: 'Later',
+            },
+          );
+      },
+    },
+    settings,
+    now: () => new Date(),
+  };
+  const dispatch = createDispatcher(deps.registry, deps, log, {
+    audit: (entry) => clients.auditTrail.record(entry),
+    async onText({ caller, text, reply, original }) {
+      const kind = caller.role === 'user' ? await deps.pending.take(caller.userId) : undefined;
+      await takeSecret({ caller, value: text, kind, original, reply }, deps.intake);
+    },
+  });
+  return { dispatch, settings };
+}

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { formatUtc } from '../../core/durations.js';
+import { findKind, type SecretKindName, secretKindNames, secretKinds } from '../../core/secret-kinds.js';
+import { noArgs } from '../args.js';
+import { defineCommand } from '../command.js';
+import type { BotDeps } from '../deps.js';
+import { kindList, takeSecret } from '../intake/intake.js';
+
+const kindArg = z
+  .string()
+  .trim()
+  .refine(
+    (v): v is SecretKindName => findKind(v) !== undefined,
+    `Name one of the kinds: ${secretKindNames.join(', ')}.`,
+  );
+
+// `/set <kind>` alone waits for the next message; `/set <kind> <value>` carries the value itself.
+const setArgs = z
+  .string()
+  .trim()
+  .transform((text, ctx) => {
+    const [kind = '', ...rest] = text.split(/\s+/);
+    if (!findKind(kind)) {
+      ctx.addIssue({ code: 'custom', message: `Name one of the kinds:\n${kindList}` });
+      return z.NEVER;
+    }
+    return { kind: kind as SecretKindName, value: rest.join(' ') };
+  });
+
+export const set = defineCommand<BotDeps, typeof setArgs>({
+  name: 'set',
+  summary: 'store a secret; send the value as your next message',
+  usage: '<kind>',
+  args: setArgs,
+  requires: 'user',
+  deletesMessage: true,
+  async run({ caller, args: { kind, value }, reply, original }, deps) {
+    if (value !== '') {
+      await takeSecret({ caller, value, kind, original, reply }, deps.intake);
+      return;
+    }
+    await deps.pending.expect(caller.userId, kind, deps.settings.setTimeoutMs);
+    const minutes = Math.round(deps.settings.setTimeoutMs / 60_000);
+    await reply.send(
+      `Send your ${kind} (${findKind(kind)?.purpose}) as your next message, within ${minutes} minute${minutes === 1 ? '' : 's'}. I delete it as soon as it arrives.`,
+    );
+  },
+});
+
+export const secrets = defineCommand<BotDeps, typeof noArgs>({
+  name: 'secrets',
+  readOnly: true,
+  summary: 'list which secrets you have stored (never their values)',
+  args: noArgs,
+  requires: 'user',
+  async run({ caller, reply }, deps) {
+    const stored = await deps.secrets.list(caller.userId);
+    const lines = secretKinds.map((kind) => {
+      const s = stored.find((x) => x.kind === kind.name);
+      return s
+        ? `• ${kind.name}: stored, last changed ${s.lastChanged ? formatUtc(s.lastChanged) : 'unknown'}`
+        : `• ${kind.name}: not stored`;
+    });
+    await reply.send(['Your secrets:', ...lines].join('\n'));
+  },
+});
+
+export const forget = defineCommand<BotDeps, typeof kindArg>({
+  name: 'forget',
+  summary: 'delete one of your stored secrets',
+  usage: '<kind>',
+  args: kindArg,
+  requires: 'user',
+  async run({ args: kind, reply }) {
+    await reply.confirm(
+      `Delete your stored ${kind}? Your assistant cannot use it any more until you send a new one.`,
+      `/forget-confirmed ${kind}`,
+      { confirm: 'Delete it' },
+    );
+  },
+});
+
+export const forgetConfirmed = defineCommand<BotDeps, typeof kindArg>({
+  name: 'forget-confirmed',
+  summary: 'delete a secret after confirmation',
+  usage: '<kind>',
+  args: kindArg,
+  requires: 'user',
+  hidden: true,
+  async run({ caller, args: kind, reply }, deps) {
+    const removed = await deps.secrets.remove(caller.userId, kind);
+    deps.intake.log.info({ user: caller.userId, kind, removed }, 'secret forgotten');
+    await reply.send(removed ? `Deleted your ${kind}.` : `You had no ${kind} stored; nothing changed.`);
+  },
+});

@@ -1,0 +1,126 @@
+import type { FleetInstance } from '../../aws/fleet.js';
+import { UserError } from '../../core/errors.js';
+import { secretKinds } from '../../core/secret-kinds.js';
+import { noArgs } from '../args.js';
+import { defineCommand } from '../command.js';
+import type { BotDeps } from '../deps.js';
+import { describeInstance, requestProvision } from './provisioning.js';
+
+/** Commands a member runs on their own server; the instance is always found by their own user id. */
+
+async function ownInstance(userId: string, deps: BotDeps): Promise<FleetInstance> {
+  const instance = await deps.fleet.findForUser(userId);
+  if (!instance) throw new UserError('You have no server yet. Send /provision to get one.');
+  return instance;
+}
+
+export const provision = defineCommand<BotDeps, typeof noArgs>({
+  name: 'provision',
+  summary: 'get your own server, and follow it until it is ready',
+  args: noArgs,
+  requires: 'user',
+  run: ({ caller, reply, audit }, deps) =>
+    requestProvision(caller.userId, 'provision', caller, reply, deps, audit),
+});
+
+export const status = defineCommand<BotDeps, typeof noArgs>({
+  name: 'status',
+  readOnly: true,
+  summary: "show your server's state, checks, version and uptime",
+  args: noArgs,
+  requires: 'user',
+  async run({ caller, reply }, deps) {
+    await reply.send(await describeInstance(await ownInstance(caller.userId, deps), deps));
+  },
+});
+
+export const stop = defineCommand<BotDeps, typeof noArgs>({
+  name: 'stop',
+  summary: 'stop your server (it keeps its disk; /start brings it back)',
+  args: noArgs,
+  requires: 'user',
+  async run({ caller, reply, audit }, deps) {
+    const instance = await ownInstance(caller.userId, deps);
+    if (instance.state !== 'running') throw new UserError(`Your server is ${instance.state}, not running.`);
+    await deps.fleet.stop(instance.id);
+    audit({ outcome: `stopping ${instance.id}` });
+    await reply.send(`Stopping your server ${instance.id}. Send /start to bring it back.`);
+  },
+});
+
+export const restart = defineCommand<BotDeps, typeof noArgs>({
+  name: 'restart',
+  summary: 'restart your assistant (it reads its secrets again)',
+  args: noArgs,
+  requires: 'user',
+  async run({ caller, reply, audit }, deps) {
+    const instance = await ownInstance(caller.userId, deps);
+    if (instance.state !== 'running')
+      throw new UserError(`Your server is ${instance.state}; /start it first.`);
+    const commandId = await deps.runCommand.send(
+      [instance.id],
+      deps.settings.restartDocument,
+      { service: [deps.settings.serviceName] },
+      `restart:${caller.userId}`,
+    );
+    audit({ commandIds: commandId, outcome: `restart on ${instance.id}` });
+    await reply.send(`Restarting your assistant on ${instance.id} (command ${commandId}).`);
+  },
+});
+
+export const destroy = defineCommand<BotDeps, typeof noArgs>({
+  name: 'destroy',
+  summary: 'terminate your server for good',
+  args: noArgs,
+  requires: 'user',
+  async run({ caller, reply }, deps) {
+    const instance = await ownInstance(caller.userId, deps);
+    await reply.confirm(
+      `Terminate your server ${instance.id}? Its disk is deleted with it; this cannot be undone.`,
+      '/destroy-confirmed',
+      { confirm: 'Terminate it' },
+    );
+  },
+});
+
+export const destroyConfirmed = defineCommand<BotDeps, typeof noArgs>({
+  name: 'destroy-confirmed',
+  summary: 'terminate your server after confirmation',
+  args: noArgs,
+  requires: 'user',
+  hidden: true,
+  async run({ caller, reply, audit }, deps) {
+    const instance = await ownInstance(caller.userId, deps);
+    await deps.fleet.terminate(instance.id);
+    await deps.secrets.unbindFromInstance(caller.userId, deps.settings.requiredSecrets);
+    audit({ outcome: `terminated ${instance.id}` });
+    await reply.send(`Your server ${instance.id} is being terminated.`);
+    await reply.confirm('Delete your stored secrets too?', '/forget-all-confirmed', {
+      confirm: 'Delete them',
+      cancel: 'Keep them',
+    });
+  },
+});
+
+export const forgetAllConfirmed = defineCommand<BotDeps, typeof noArgs>({
+  name: 'forget-all-confirmed',
+  summary: 'delete every stored secret after confirmation',
+  args: noArgs,
+  requires: 'user',
+  hidden: true,
+  async run({ caller, reply, audit }, deps) {
+    let removed = 0;
+    for (const kind of secretKinds) if (await deps.secrets.remove(caller.userId, kind.name)) removed++;
+    audit({ outcome: `removed ${removed}` });
+    await reply.send(
+      removed > 0
+        ? `Deleted ${removed} stored secret${removed > 1 ? 's' : ''}.`
+        : 'You had no secrets stored.',
+    );
+  },
+});
+
+/** `/start` without an invite code: a member's stopped server comes back through the readiness stages. */
+export async function stoppedServer(userId: string, deps: BotDeps): Promise<boolean> {
+  return (await deps.fleet.findForUser(userId))?.state === 'stopped';
+}

@@ -1,0 +1,45 @@
+import type { Fleet } from '../aws/fleet.js';
+import type { RunCommand } from '../aws/run-command.js';
+import type { SecretStore } from '../aws/secret-store.js';
+import type { SecretKindName } from '../core/secret-kinds.js';
+import type { Queues } from '../jobs/queues.js';
+import type { AuditTrail } from '../store/audit.js';
+import type { Members } from '../store/members.js';
+import type { PendingSecrets } from '../store/pending-secrets.js';
+import type { Plans } from '../store/plans.js';
+import type { IntakeDeps } from './intake/intake.js';
+import type { Registry } from './registry.js';
+
+/** What commands may use. The composition root fills it; commands never build clients. */
+export interface BotDeps {
+  registry: Registry<BotDeps>;
+  queues: Queues;
+  members: Members;
+  /** Invited, or on the static allow-list. */
+  isMember(userId: string): Promise<boolean>;
+  secrets: SecretStore;
+  pending: PendingSecrets;
+  intake: IntakeDeps;
+  fleet: Fleet;
+  runCommand: RunCommand;
+  plans: Plans;
+  auditTrail: AuditTrail;
+  settings: {
+    inviteTtlMs: number;
+    setTimeoutMs: number;
+    botUsername?: string;
+    region: string;
+    requiredSecrets: readonly SecretKindName[];
+    serviceName: string;
+    restartDocument: string;
+    /** Where scheduled runs post their summaries. */
+    reportChannelId?: string;
+    rollout: {
+      defaultConcurrency: string;
+      defaultMaxErrors: string;
+      planTtlMs: number;
+      twoPersonRule: boolean;
+    };
+  };
+  now: () => Date;
+}

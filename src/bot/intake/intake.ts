@@ -1,0 +1,121 @@
+import type { SecretStore } from '../../aws/secret-store.js';
+import { SecretStoreError } from '../../aws/secret-store.js';
+import type { Caller } from '../../core/caller.js';
+import type { OriginalMessage, Reply } from '../../core/chat.js';
+import { fingerprint } from '../../core/fingerprint.js';
+import {
+  findKind,
+  maxParameterBytes,
+  recognizeKind,
+  type SecretKind,
+  type SecretKindName,
+  secretKinds,
+} from '../../core/secret-kinds.js';
+import type { Logger } from '../../log.js';
+import type { Pacer, WindowLimit } from '../../store/rate-limits.js';
+import type { LiveChecks } from './live-checks.js';
+
+export interface IntakeDeps {
+  secrets: SecretStore;
+  /** Global PutParameter pacing shared by every bot process. */
+  putPacer: Pacer;
+  perUserLimit: WindowLimit;
+  liveChecks: LiveChecks;
+  log: Logger;
+  now(): Date;
+  /** Runs after a secret was stored (e.g. offer to restart a server that still uses the old one). */
+  afterStored?(caller: Caller, reply: Reply): Promise<void>;
+}
+
+export interface IntakeRequest {
+  caller: Caller;
+  value: string;
+  /** Set by `/set <kind>`; otherwise the kind is recognized from the value's shape. */
+  kind?: SecretKindName;
+  original: OriginalMessage;
+  reply: Reply;
+}
+
+export type IntakeOutcome = 'stored' | 'rejected' | 'failed';
+
+const notDeletedWarning =
+  '⚠️ I could not delete your message. Delete it yourself now and rotate this secret: it is still visible in this chat.';
+
+export const kindList = secretKinds.map((k) => `• ${k.name}: ${k.purpose}`).join('\n');
+
+/**
+ * Takes one pasted secret: delete the message first (on every path), validate, check it with its
+ * issuer, then write it to Parameter Store. The value is passed to nothing but the store and the
+ * live check; logs carry user, kind and fingerprint only.
+ */
+export async function takeSecret(request: IntakeRequest, deps: IntakeDeps): Promise<IntakeOutcome> {
+  const deleted = await request.original.delete();
+  const answer = async (text: string) => {
+    await request.reply.send(deleted ? text : `${text}\n\n${notDeletedWarning}`);
+  };
+  const { caller } = request;
+  const value = request.value.trim();
+  const log = deps.log.child({ user: caller.userId, kind: request.kind ?? null });
+
+  if (caller.role !== 'user') {
+    await answer('Only members can store secrets here. Ask an admin for an invite.');
+    return 'rejected';
+  }
+  if (!(await deps.perUserLimit.hit(caller.userId))) {
+    await answer(
+      'That is a lot of secrets in a short time. Wait a minute and send it again. Nothing was stored.',
+    );
+    return 'rejected';
+  }
+  if (value === '') {
+    await answer('That message was empty. Nothing was stored.');
+    return 'rejected';
+  }
+  if (Buffer.byteLength(value) > maxParameterBytes) {
+    await answer(
+      `That is longer than ${maxParameterBytes} bytes, more than any secret I keep. Nothing was stored.`,
+    );
+    return 'rejected';
+  }
+  const kind: SecretKind | undefined = request.kind ? findKind(request.kind) : recognizeKind(value);
+  if (!kind) {
+    await answer(
+      `I don't recognize this, so I stored nothing. Use /set <kind> and then send the value. Kinds:\n${kindList}`,
+    );
+    return 'rejected';
+  }
+  if (value.length > kind.maxLength || !kind.shape.test(value)) {
+    await answer(`That does not look like a ${kind.name} (${kind.purpose}). Nothing was stored.`);
+    return 'rejected';
+  }
+
+  const print = fingerprint(value);
+  const check = await deps.liveChecks.check(kind, value);
+  if ('ok' in check && !check.ok) {
+    log.info({ kind: kind.name, fingerprint: print, check: 'refused' }, 'secret refused by live check');
+    await answer(`I did not store this ${kind.name}: ${check.reason}.`);
+    return 'rejected';
+  }
+
+  try {
+    await deps.putPacer.wait();
+    await deps.secrets.put(caller.userId, kind.name as SecretKindName, value);
+  } catch (error) {
+    const reason = error instanceof SecretStoreError ? error.reason : 'unavailable';
+    log.warn({ kind: kind.name, fingerprint: print, reason }, 'secret not stored');
+    await answer(
+      reason === 'throttled'
+        ? 'AWS is busy right now and nothing was saved. Send it again in a minute.'
+        : 'I could not save it to the secret store, so nothing was saved. An admin has the details; try again later.',
+    );
+    return 'failed';
+  }
+  log.info({ kind: kind.name, fingerprint: print }, 'secret stored');
+  const when = deps.now().toISOString().replace('T', ' ').slice(0, 16);
+  const note = 'unverified' in check ? `\nNot checked live: ${check.unverified}.` : '';
+  await answer(
+    `Stored your ${kind.name} (${print}) at ${when} UTC.${deleted ? ' I deleted your message.' : ''}${note}`,
+  );
+  await deps.afterStored?.(caller, request.reply);
+  return 'stored';
+}

@@ -1,0 +1,184 @@
+import type { Server } from 'node:http';
+import { App, ExpressReceiver, LogLevel, type types, webApi } from '@slack/bolt';
+import express, { type RequestHandler } from 'express';
+import type { Caller, RoleOf } from '../core/caller.js';
+import { createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
+import type { Logger } from '../log.js';
+import type { Dispatch } from './dispatch.js';
+import { fitText } from './text.js';
+
+const maxText = 3000; // a section block's text limit
+const maxSkewSeconds = 300;
+
+/** Slack renders &, < and > as markup; everything we post is plain text. */
+export function escapeSlack(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function render(message: OutgoingMessage): { text: string; blocks?: types.KnownBlock[] } {
+  const text = fitText(escapeSlack(message.text), maxText);
+  if (!message.buttons?.length) return { text };
+  return {
+    text,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text } },
+      {
+        type: 'actions',
+        block_id: 'fleetbot-buttons',
+        elements: message.buttons.map((b, i) => ({
+          type: 'button' as const,
+          action_id: `cmd:${i}`,
+          text: { type: 'plain_text' as const, text: b.label },
+          value: b.command,
+          ...(b.style ? { style: b.style } : {}),
+        })),
+      },
+    ],
+  };
+}
+
+export function slackClient(token: string, apiUrl?: string): webApi.WebClient {
+  // WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
+  return new webApi.WebClient(token, { slackApiUrl: apiUrl, retryConfig: { retries: 3 } });
+}
+
+export function slackOutbox(client: webApi.WebClient): Outbox {
+  return {
+    async send(to, message, options) {
+      const body = render(message);
+      if (options?.private && to.userId) {
+        await client.chat.postEphemeral({ channel: to.chatId, user: to.userId, ...body });
+        return undefined;
+      }
+      const res = await client.chat.postMessage({ channel: to.chatId, ...body });
+      return { platform: 'slack', chatId: res.channel ?? to.chatId, messageId: String(res.ts) };
+    },
+    async edit(ref, message) {
+      const body = render(message);
+      // An empty blocks list clears buttons left from the previous version of the message.
+      await client.chat.update({
+        channel: ref.chatId,
+        ts: ref.messageId,
+        text: body.text,
+        blocks: body.blocks ?? [],
+      });
+    },
+  };
+}
+
+/**
+ * Bolt rejects stale timestamps but accepts ones from the future; a captured request signed with a
+ * future timestamp could otherwise be replayed for a long time. Runs before Bolt's own verification.
+ */
+export function rejectFutureTimestamps(nowMs: () => number): RequestHandler {
+  return (req, res, next) => {
+    const ts = Number(req.header('x-slack-request-timestamp'));
+    if (Number.isFinite(ts) && ts > Math.floor(nowMs() / 1000) + maxSkewSeconds) {
+      res.status(401).send('');
+      return;
+    }
+    next();
+  };
+}
+
+export interface SlackOptions {
+  botToken: string;
+  signingSecret?: string;
+  appToken?: string;
+  apiUrl?: string;
+  port: number;
+  host?: string;
+  roleOf: RoleOf;
+  dispatch: Dispatch;
+  log: Logger;
+  nowMs?: () => number;
+}
+
+export interface SlackAdapter {
+  outbox: Outbox;
+  port(): number | undefined;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createSlackAdapter(options: SlackOptions): SlackAdapter {
+  const { roleOf, dispatch, log } = options;
+  const nowMs = options.nowMs ?? Date.now;
+  const socketMode = Boolean(options.appToken);
+  const web = express();
+  web.use('/slack/events', rejectFutureTimestamps(nowMs));
+  const receiver =
+    socketMode || !options.signingSecret
+      ? undefined
+      : new ExpressReceiver({ signingSecret: options.signingSecret, endpoints: '/slack/events', app: web });
+  const app = new App({
+    token: options.botToken,
+    ...(receiver
+      ? { receiver }
+      : { socketMode: true, appToken: options.appToken, signingSecret: options.signingSecret }),
+    clientOptions: { slackApiUrl: options.apiUrl, retryConfig: { retries: 3 } },
+    logLevel: LogLevel.WARN,
+  });
+  const outbox = slackOutbox(app.client);
+
+  const callerOf = async (userId: string, name: string | undefined, channelId: string): Promise<Caller> => ({
+    platform: 'slack',
+    userId,
+    displayName: name ?? userId,
+    role: await roleOf({ platform: 'slack', userId, channelId }),
+  });
+
+  // One listener for every slash command: the dispatcher knows the names, and unknown ones get an answer.
+  app.command(/^\/[a-z0-9_-]+$/i, async ({ command, ack }) => {
+    await ack();
+    const caller = await callerOf(command.user_id, command.user_name, command.channel_id);
+    const reply = createReply(outbox, {
+      platform: 'slack',
+      chatId: command.channel_id,
+      userId: command.user_id,
+    });
+    await dispatch({ caller, text: `${command.command} ${command.text}`, reply });
+  });
+
+  app.action(/^cmd:\d+$/, async ({ body, action, ack, client }) => {
+    await ack();
+    if (body.type !== 'block_actions' || !('value' in action) || !body.channel?.id) return;
+    const channelId = body.channel.id;
+    const caller = await callerOf(body.user.id, body.user.name ?? body.user.username, channelId);
+    const ts = body.message?.ts;
+    if (ts) {
+      // Take the buttons away first so a second press cannot run the command twice.
+      const text = `${String(body.message?.text ?? '')}\n→ ${'text' in action ? action.text.text : 'pressed'} (by ${caller.displayName})`;
+      await client.chat
+        .update({ channel: channelId, ts, text: fitText(text, maxText), blocks: [] })
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
+    }
+    const reply = createReply(outbox, { platform: 'slack', chatId: channelId, userId: body.user.id });
+    await dispatch({ caller, text: action.value ?? '', reply });
+  });
+
+  app.error(async (error) => {
+    log.error({ err: error.message, code: error.code }, 'slack listener failed');
+  });
+
+  let server: Server | undefined;
+  return {
+    outbox,
+    port() {
+      const address = server?.address();
+      return typeof address === 'object' && address ? address.port : undefined;
+    },
+    async start() {
+      if (receiver) {
+        server = (await receiver.start(options.port)) as Server;
+        log.info({ port: this.port() }, 'slack receiver listening');
+      } else {
+        await app.start();
+        log.info({ mode: 'socket' }, 'slack socket mode connected');
+      }
+    },
+    async stop() {
+      await app.stop();
+    },
+  };
+}

@@ -1,0 +1,221 @@
+import { createServer, type Server } from 'node:http';
+import { autoRetry } from '@grammyjs/auto-retry';
+import { Api, Bot, type Context, GrammyError, InlineKeyboard, webhookCallback } from 'grammy';
+import type { UserFromGetMe } from 'grammy/types';
+import type { Caller, RoleOf } from '../core/caller.js';
+import { type ChatAddress, createReply, deletable, type Outbox, type OutgoingMessage } from '../core/chat.js';
+import { looksSecret } from '../core/secret-kinds.js';
+import type { Logger } from '../log.js';
+import type { Dispatch } from './dispatch.js';
+import { fitText } from './text.js';
+
+const maxText = 4096;
+const notDeleted = ' I could not delete it: delete it yourself now and rotate that secret.';
+
+/** Honour 429 retry_after and retry 5xx, but give up rather than stall a handler for minutes. */
+function withRetries(api: Api): Api {
+  api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
+  return api;
+}
+
+export function telegramApi(token: string, apiRoot: string): Api {
+  return withRetries(new Api(token, { apiRoot }));
+}
+
+function keyboard(message: OutgoingMessage): InlineKeyboard | undefined {
+  if (!message.buttons?.length) return undefined;
+  const kb = new InlineKeyboard();
+  for (const b of message.buttons) kb.text(b.label, b.command);
+  return kb;
+}
+
+/** In a DM every message is already private, so `private` changes nothing here. */
+export function telegramOutbox(api: Api): Outbox {
+  return {
+    async send(to, message) {
+      const sent = await api.sendMessage(to.chatId, fitText(message.text, maxText), {
+        reply_markup: keyboard(message),
+        link_preview_options: { is_disabled: true },
+      });
+      return { platform: 'telegram', chatId: to.chatId, messageId: String(sent.message_id) };
+    },
+    async edit(ref, message) {
+      try {
+        await api.editMessageText(ref.chatId, Number(ref.messageId), fitText(message.text, maxText), {
+          reply_markup: keyboard(message) ?? { inline_keyboard: [] },
+        });
+      } catch (error) {
+        // Progress may repeat a state; Telegram refuses an identical edit, which is not a failure.
+        if (error instanceof GrammyError && error.description.includes('message is not modified')) return;
+        throw error;
+      }
+    },
+  };
+}
+
+export interface TelegramOptions {
+  token: string;
+  apiRoot: string;
+  roleOf: RoleOf;
+  dispatch: Dispatch;
+  log: Logger;
+  mode: 'polling' | 'webhook';
+  webhook?: { url: string; secret: string; host: string; port: number };
+  /** Skips getMe at start (tests that already know the bot). */
+  botInfo?: UserFromGetMe;
+}
+
+export interface TelegramAdapter {
+  bot: Bot;
+  outbox: Outbox;
+  /** The port the webhook server listens on (useful when configured as 0). */
+  webhookPort(): number | undefined;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter {
+  const { roleOf, dispatch, log } = options;
+  const bot = new Bot(options.token, { client: { apiRoot: options.apiRoot }, botInfo: options.botInfo });
+  withRetries(bot.api);
+  const outbox = telegramOutbox(bot.api);
+
+  const callerOf = async (ctx: Context): Promise<Caller | undefined> => {
+    const from = ctx.from;
+    if (!from || from.is_bot) return undefined;
+    const userId = String(from.id);
+    return {
+      platform: 'telegram',
+      userId,
+      displayName: from.username ? `@${from.username}` : from.first_name,
+      role: await roleOf({ platform: 'telegram', userId }),
+    };
+  };
+  const addressOf = (ctx: Context): ChatAddress => ({
+    platform: 'telegram',
+    chatId: String(ctx.chat?.id),
+    userId: String(ctx.from?.id),
+  });
+
+  const dm = bot.chatType('private');
+  // Edited messages count as new ones: editing a message to paste a secret must not bypass intake.
+  dm.on(['message:text', 'edited_message:text'], async (ctx) => {
+    const caller = await callerOf(ctx);
+    if (!caller) return;
+    const message = ctx.msg;
+    const reply = createReply(outbox, addressOf(ctx));
+    const original = deletable(() => ctx.api.deleteMessage(message.chat.id, message.message_id));
+    if (message.forward_origin) {
+      const secret = looksSecret(message.text) && (await original.delete());
+      await reply.send(
+        `I don't take forwarded messages: paste the value yourself, or use /set <kind>. Nothing was stored.${
+          looksSecret(message.text)
+            ? secret
+              ? ' I deleted it because it looked like a secret.'
+              : notDeleted
+            : ''
+        }`,
+      );
+      return;
+    }
+    await dispatch({ caller, text: message.text, reply, original });
+  });
+  dm.on('message', async (ctx) => {
+    // Media, stickers, contacts…: a caption can still hold a pasted secret.
+    const caption = ctx.msg.caption ?? '';
+    const deleted = looksSecret(caption) ? await deletable(() => ctx.deleteMessage()).delete() : undefined;
+    await ctx.reply(
+      `I only take secrets as plain text typed or pasted into a message. Nothing was stored.${
+        deleted === undefined
+          ? ''
+          : deleted
+            ? ' I deleted it because its caption looked like a secret.'
+            : notDeleted
+      }`,
+    );
+  });
+  dm.on('callback_query:data', async (ctx) => {
+    const caller = await callerOf(ctx);
+    await ctx.answerCallbackQuery();
+    if (!caller) return;
+    // Take the buttons away first so a second press cannot run the command twice.
+    const pressed = ctx.callbackQuery.message;
+    if (pressed && 'text' in pressed) {
+      const label = findLabel(pressed.reply_markup?.inline_keyboard, ctx.callbackQuery.data);
+      await ctx
+        .editMessageText(`${pressed.text}\n\n→ ${label ?? 'pressed'}`, {
+          reply_markup: { inline_keyboard: [] },
+        })
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
+    }
+    await dispatch({ caller, text: ctx.callbackQuery.data, reply: createReply(outbox, addressOf(ctx)) });
+  });
+  bot.chatType(['group', 'supergroup']).on(['message:text', 'edited_message:text'], async (ctx) => {
+    const text = ctx.msg.text;
+    if (looksSecret(text)) {
+      // Never stored from a group: everyone there has seen it already.
+      const deleted = await deletable(() => ctx.deleteMessage()).delete();
+      log.warn({ user: ctx.from?.id, chat: ctx.chat.id, deleted }, 'secret-shaped message in a group');
+      await ctx.reply(
+        `That looked like a secret, so I did not store it${deleted ? ' and deleted it' : ''}. ` +
+          `${deleted ? '' : 'Delete it yourself now. '}Everyone here may have seen it: rotate it, then send the new one to me in a private chat.`,
+      );
+      return;
+    }
+    if (text.startsWith('/')) await ctx.reply('I only take commands in a private chat. Open a DM with me.');
+  });
+  bot.catch((err) =>
+    log.error({ update: err.ctx.update.update_id, err: err.error }, 'telegram update failed'),
+  );
+
+  let server: Server | undefined;
+  return {
+    bot,
+    outbox,
+    webhookPort: () => serverPort(server),
+    async start() {
+      await bot.init();
+      if (options.mode === 'webhook' && options.webhook) {
+        const { url, secret, host, port } = options.webhook;
+        const path = new URL(url).pathname;
+        const handle = webhookCallback(bot, 'http', { secretToken: secret });
+        server = createServer((req, res) => {
+          if (req.method !== 'POST' || req.url !== path) {
+            res.writeHead(404).end();
+            return;
+          }
+          void handle(req, res);
+        });
+        await new Promise<void>((resolve) => server?.listen(port, host, resolve));
+        await bot.api.setWebhook(url, { secret_token: secret });
+        log.info({ mode: 'webhook', port: serverPort(server) }, 'telegram listening');
+      } else {
+        await bot.api.deleteWebhook();
+        void bot.start({ onStart: () => log.info({ mode: 'polling' }, 'telegram polling') }).catch((err) => {
+          log.error({ err }, 'telegram polling stopped');
+        });
+      }
+    },
+    async stop() {
+      if (server) {
+        const s = server;
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeAllConnections();
+      } else if (bot.isRunning()) {
+        await bot.stop();
+      }
+    },
+  };
+}
+
+function serverPort(server: Server | undefined): number | undefined {
+  const address = server?.address();
+  return typeof address === 'object' && address ? address.port : undefined;
+}
+
+function findLabel(
+  rows: { text: string; callback_data?: string }[][] | undefined,
+  data: string,
+): string | undefined {
+  return rows?.flat().find((b) => b.callback_data === data)?.text;
+}

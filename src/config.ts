@@ -1,0 +1,427 @@
+import { z } from 'zod';
+import { type SecretKindName, secretKindNames } from './core/secret-kinds.js';
+
+/**
+ * The whole configuration, read once from an env-shaped record by the composition root.
+ * Pure: no process.env, no I/O. Errors name the key and the reason, never the value, because
+ * several keys hold secrets and a config error ends up in a terminal or a log.
+ */
+
+export const roles = ['bot', 'worker', 'dashboard', 'all'] as const;
+export type ProcessRole = (typeof roles)[number];
+
+const optional = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+
+const csv = z
+  .string()
+  .optional()
+  .transform((v) =>
+    (v ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  );
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+const url = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const listen = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .default(fallback)
+    .pipe(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port'))
+    .transform((v) => {
+      const at = v.lastIndexOf(':');
+      return { host: v.slice(0, at), port: Number(v.slice(at + 1)) };
+    });
+const positiveMs = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const envSchema = z.object({
+  FLEETBOT_ROLE: z.enum(roles).default('all'),
+  FLEETBOT_ENV: z
+    .string()
+    .trim()
+    .regex(/^[a-z0-9-]{1,32}$/, 'must be 1-32 of a-z, 0-9, -')
+    .default('dev'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SHUTDOWN_GRACE_MS: positiveMs(10_000),
+
+  REDIS_URL: z
+    .string()
+    .trim()
+    .regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL')
+    .default('redis://127.0.0.1:6379'),
+  REDIS_PREFIX: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_-]{1,40}$/, 'must be 1-40 of A-Z a-z 0-9 _ -')
+    .default('fleetbot'),
+
+  AWS_REGION: z
+    .string()
+    .trim()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
+  AWS_ENDPOINT_URL: url.optional(),
+  PARAMETER_PREFIX: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_.-]{1,40}$/, 'must be one path segment of 1-40 letters, digits, _ . -')
+    .refine((v) => !/^(aws|ssm)/i.test(v), 'must not start with "aws" or "ssm" (reserved by SSM)')
+    .default('fleetbot'),
+  KMS_KEY_ID: z.string().trim().min(1).default('alias/aws/ssm'),
+
+  TELEGRAM_BOT_TOKEN: optional.pipe(
+    z
+      .string()
+      .regex(/^\d{5,16}:[A-Za-z0-9_-]{35}$/, 'must look like a Telegram bot token')
+      .optional(),
+  ),
+  TELEGRAM_MODE: z.enum(['polling', 'webhook']).default('polling'),
+  TELEGRAM_WEBHOOK_URL: url.optional(),
+  TELEGRAM_WEBHOOK_SECRET: optional.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{16,256}$/, 'must be 16-256 of A-Z a-z 0-9 _ -')
+      .optional(),
+  ),
+  TELEGRAM_WEBHOOK_LISTEN: listen('0.0.0.0:8443'),
+  TELEGRAM_API_ROOT: url.default('https://api.telegram.org'),
+  TELEGRAM_ALLOWED_USER_IDS: csv.pipe(
+    z.array(z.string().regex(/^\d{1,16}$/, 'must be numeric Telegram user ids')),
+  ),
+
+  SLACK_BOT_TOKEN: optional.pipe(z.string().startsWith('xoxb-', 'must start with xoxb-').optional()),
+  SLACK_SIGNING_SECRET: optional,
+  SLACK_APP_TOKEN: optional.pipe(z.string().startsWith('xapp-', 'must start with xapp-').optional()),
+  SLACK_PORT: port(3000),
+  SLACK_API_URL: url.optional(),
+  SLACK_ADMIN_USER_IDS: csv.pipe(
+    z.array(z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be Slack user ids (U…)')),
+  ),
+  SLACK_ALLOWED_CHANNEL_IDS: csv.pipe(
+    z.array(z.string().regex(/^[CGD][A-Z0-9]{2,20}$/, 'must be Slack channel ids (C…)')),
+  ),
+
+  OPENAI_BASE_URL: url.optional(),
+  INTAKE_PER_USER_PER_MINUTE: z.coerce.number().int().min(1).max(1000).default(10),
+  PARAMETER_WRITES_PER_SECOND: z.coerce.number().positive().max(100).default(2),
+  INVITE_TTL_HOURS: z.coerce.number().int().min(1).max(720).default(168),
+  SET_TIMEOUT_SECONDS: z.coerce.number().int().min(10).max(3600).default(120),
+
+  DASHBOARD_LISTEN: listen('127.0.0.1:8080'),
+  DASHBOARD_USER: z.string().trim().min(1).default('ops'),
+  DASHBOARD_PASSWORD: optional,
+  AUDIT_RETENTION: z.coerce.number().int().min(100).max(10_000_000).default(100_000),
+  DASHBOARD_ALLOW_ACTIONS: z.enum(['true', 'false']).default('false'),
+  METRICS_PUBLIC: z.enum(['true', 'false']).default('false'),
+
+  INSTANCE_LAUNCH_TEMPLATE: optional,
+  INSTANCE_AMI_ID: optional.pipe(
+    z
+      .string()
+      .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id (ami-…)')
+      .optional(),
+  ),
+  INSTANCE_TYPE: z.string().trim().default('t3.small'),
+  INSTANCE_SUBNET_ID: optional,
+  INSTANCE_SECURITY_GROUP_ID: optional,
+  INSTANCE_PROFILE_NAME: optional,
+  INSTANCE_SERVICE_NAME: z.string().trim().default('assistant'),
+  INSTANCE_INSTALL_COMMAND: optional,
+  INSTANCE_SERVICE_VERSION: optional.pipe(
+    z
+      .string()
+      .regex(/^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]{1,20})?$/, 'must be a version such as v1.2.3')
+      .optional(),
+  ),
+  INSTANCE_ON_FAILURE: z.enum(['terminate', 'keep']).default('terminate'),
+  PROVISION_REQUIRED_SECRETS: csv.pipe(z.array(z.enum(secretKindNames, 'must list known secret kinds'))),
+  PROVISION_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(10_000),
+  PROVISION_RUNNING_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(300),
+  PROVISION_CHECKS_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(900),
+  PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(900),
+  LAUNCHES_PER_SECOND: z.coerce.number().positive().max(20).default(2),
+  SSM_BOOTSTRAP_CHECK_DOCUMENT: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
+    .default('fleetbot-bootstrap-check'),
+  SSM_RESTART_DOCUMENT: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
+    .default('fleetbot-restart-service'),
+  ROLLOUT_DEFAULT_CONCURRENCY: z
+    .string()
+    .trim()
+    .regex(/^(\d{1,5}|([1-9]\d?|100)%)$/, 'must be N or N%')
+    .default('20%'),
+  ROLLOUT_DEFAULT_MAX_ERRORS: z
+    .string()
+    .trim()
+    .regex(/^(\d{1,5}|([1-9]\d?|100)%)$/, 'must be N or N%')
+    .default('5%'),
+  ROLLOUT_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(10_000),
+  ROLLOUT_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(172_800).default(900),
+  ROLLOUT_PLAN_TTL_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
+  ROLLOUT_TWO_PERSON_RULE: z.enum(['true', 'false']).default('false'),
+  SSM_REQUESTS_PER_SECOND: z.coerce.number().positive().max(100).default(5),
+  SSM_DEPLOY_DOCUMENT: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
+    .default('fleetbot-deploy'),
+  SLACK_UPDATES_PER_MINUTE: z.coerce.number().int().min(1).max(600).default(40),
+  SLACK_ALERT_CHANNEL_ID: optional.pipe(
+    z
+      .string()
+      .regex(/^[CGD][A-Z0-9]{2,20}$/, 'must be a Slack channel id (C…)')
+      .optional(),
+  ),
+});
+
+/** Every key the service reads; .env.example and the README document exactly these. */
+export const configKeys = Object.keys(envSchema.shape);
+
+export interface Config {
+  role: ProcessRole;
+  env: string;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  shutdownGraceMs: number;
+  redis: { url: string; prefix: string };
+  aws: { region: string; endpoint?: string; parameterPrefix: string; kmsKeyId: string };
+  telegram?: {
+    token: string;
+    mode: 'polling' | 'webhook';
+    webhook?: { url: string; secret: string; host: string; port: number };
+    apiRoot: string;
+  };
+  slack?: {
+    botToken: string;
+    signingSecret?: string;
+    appToken?: string;
+    port: number;
+    apiUrl?: string;
+  };
+  intake: {
+    openAiBaseUrl?: string;
+    perUserPerMinute: number;
+    parameterWritesPerSecond: number;
+    inviteTtlMs: number;
+    setTimeoutMs: number;
+  };
+  rollout: {
+    defaultConcurrency: string;
+    defaultMaxErrors: string;
+    pollMs: number;
+    commandTimeoutSeconds: number;
+    planTtlMs: number;
+    twoPersonRule: boolean;
+    ssmRequestsPerSecond: number;
+    deployDocument: string;
+    slackUpdatesPerMinute: number;
+  };
+  /** How many audit records the Redis stream keeps (oldest trimmed first). */
+  auditRetention: number;
+  /** Who may do what; closed by default (empty lists allow nobody). */
+  access: { telegramUserIds: string[]; slackAdminIds: string[]; slackChannelIds: string[] };
+  dashboard: {
+    host: string;
+    port: number;
+    user: string;
+    password?: string;
+    /** Retry/clean buttons in the job dashboard; read-only otherwise. */
+    allowActions: boolean;
+    metricsPublic: boolean;
+  };
+  instances: {
+    launchTemplate?: string;
+    amiId?: string;
+    instanceType: string;
+    subnetId?: string;
+    securityGroupId?: string;
+    profileName?: string;
+    serviceName: string;
+    installCommand?: string;
+    version?: string;
+  };
+  provisioning: {
+    requiredSecrets: SecretKindName[];
+    onFailure: 'terminate' | 'keep';
+    pollMs: number;
+    timeoutsMs: { running: number; checks: number; bootstrap: number };
+    launchesPerSecond: number;
+    bootstrapCheckDocument: string;
+    restartDocument: string;
+    /** Where admins hear about failed provisions. */
+    alertChannelId?: string;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Parses the environment into a Config, or throws one ConfigError listing every problem by key. */
+export function loadConfig(env: Env, overrides: { role?: ProcessRole; console?: boolean } = {}): Config {
+  const parsed = envSchema.safeParse(env);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
+        const key = String(issue.path[0] ?? '?');
+        // zod's default messages may quote the received value; only our own messages and the
+        // expected-type wording are safe, so missing keys get a fixed sentence.
+        const missing = issue.code === 'invalid_type' && env[key] === undefined;
+        return `${key}: ${missing ? 'is required' : safeMessage(issue)}`;
+      });
+  const roleValue = overrides.role ?? (parsed.success ? parsed.data.FLEETBOT_ROLE : env.FLEETBOT_ROLE);
+  const role: ProcessRole = roles.includes(roleValue as ProcessRole) ? (roleValue as ProcessRole) : 'all';
+  // Checked on the raw values so that one message lists these together with the schema's findings.
+  problems.push(...missingTogether(env, role, Boolean(overrides.console)));
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const e = parsed.data;
+
+  const telegram: Config['telegram'] = e.TELEGRAM_BOT_TOKEN
+    ? {
+        token: e.TELEGRAM_BOT_TOKEN,
+        mode: e.TELEGRAM_MODE,
+        webhook:
+          e.TELEGRAM_MODE === 'webhook' && e.TELEGRAM_WEBHOOK_URL && e.TELEGRAM_WEBHOOK_SECRET
+            ? { url: e.TELEGRAM_WEBHOOK_URL, secret: e.TELEGRAM_WEBHOOK_SECRET, ...e.TELEGRAM_WEBHOOK_LISTEN }
+            : undefined,
+        apiRoot: e.TELEGRAM_API_ROOT,
+      }
+    : undefined;
+  const slack: Config['slack'] = e.SLACK_BOT_TOKEN
+    ? {
+        botToken: e.SLACK_BOT_TOKEN,
+        signingSecret: e.SLACK_SIGNING_SECRET,
+        appToken: e.SLACK_APP_TOKEN,
+        port: e.SLACK_PORT,
+        apiUrl: e.SLACK_API_URL,
+      }
+    : undefined;
+  const dashboardListen = e.DASHBOARD_LISTEN;
+
+  return {
+    role,
+    env: e.FLEETBOT_ENV,
+    logLevel: e.LOG_LEVEL,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
+    aws: {
+      region: e.AWS_REGION,
+      endpoint: e.AWS_ENDPOINT_URL,
+      parameterPrefix: e.PARAMETER_PREFIX,
+      kmsKeyId: e.KMS_KEY_ID,
+    },
+    telegram,
+    slack,
+    intake: {
+      openAiBaseUrl: e.OPENAI_BASE_URL,
+      perUserPerMinute: e.INTAKE_PER_USER_PER_MINUTE,
+      parameterWritesPerSecond: e.PARAMETER_WRITES_PER_SECOND,
+      inviteTtlMs: e.INVITE_TTL_HOURS * 3_600_000,
+      setTimeoutMs: e.SET_TIMEOUT_SECONDS * 1000,
+    },
+    rollout: {
+      defaultConcurrency: e.ROLLOUT_DEFAULT_CONCURRENCY,
+      defaultMaxErrors: e.ROLLOUT_DEFAULT_MAX_ERRORS,
+      pollMs: e.ROLLOUT_POLL_MS,
+      commandTimeoutSeconds: e.ROLLOUT_COMMAND_TIMEOUT_SECONDS,
+      planTtlMs: e.ROLLOUT_PLAN_TTL_MINUTES * 60_000,
+      twoPersonRule: e.ROLLOUT_TWO_PERSON_RULE === 'true',
+      ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
+      deployDocument: e.SSM_DEPLOY_DOCUMENT,
+      slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,
+    },
+    auditRetention: e.AUDIT_RETENTION,
+    access: {
+      telegramUserIds: e.TELEGRAM_ALLOWED_USER_IDS,
+      slackAdminIds: e.SLACK_ADMIN_USER_IDS,
+      slackChannelIds: e.SLACK_ALLOWED_CHANNEL_IDS,
+    },
+    dashboard: {
+      host: dashboardListen.host,
+      port: dashboardListen.port,
+      user: e.DASHBOARD_USER,
+      password: e.DASHBOARD_PASSWORD,
+      allowActions: e.DASHBOARD_ALLOW_ACTIONS === 'true',
+      metricsPublic: e.METRICS_PUBLIC === 'true',
+    },
+    instances: {
+      launchTemplate: e.INSTANCE_LAUNCH_TEMPLATE,
+      amiId: e.INSTANCE_AMI_ID,
+      instanceType: e.INSTANCE_TYPE,
+      subnetId: e.INSTANCE_SUBNET_ID,
+      securityGroupId: e.INSTANCE_SECURITY_GROUP_ID,
+      profileName: e.INSTANCE_PROFILE_NAME,
+      serviceName: e.INSTANCE_SERVICE_NAME,
+      installCommand: e.INSTANCE_INSTALL_COMMAND,
+      version: e.INSTANCE_SERVICE_VERSION,
+    },
+    provisioning: {
+      requiredSecrets:
+        e.PROVISION_REQUIRED_SECRETS.length > 0 ? e.PROVISION_REQUIRED_SECRETS : [...secretKindNames],
+      onFailure: e.INSTANCE_ON_FAILURE,
+      pollMs: e.PROVISION_POLL_MS,
+      timeoutsMs: {
+        running: e.PROVISION_RUNNING_TIMEOUT_SECONDS * 1000,
+        checks: e.PROVISION_CHECKS_TIMEOUT_SECONDS * 1000,
+        bootstrap: e.PROVISION_BOOTSTRAP_TIMEOUT_SECONDS * 1000,
+      },
+      launchesPerSecond: e.LAUNCHES_PER_SECOND,
+      bootstrapCheckDocument: e.SSM_BOOTSTRAP_CHECK_DOCUMENT,
+      restartDocument: e.SSM_RESTART_DOCUMENT,
+      alertChannelId: e.SLACK_ALERT_CHANNEL_ID,
+    },
+  };
+}
+
+function safeMessage(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_value':
+      return `must be one of ${issue.values.map(String).join(', ')}`;
+    case 'invalid_type':
+      return `must be a ${issue.expected}`;
+    case 'too_small':
+      return 'must not be empty';
+    case 'invalid_format':
+      // Our own regex messages ("must look like…") never contain the value; zod's defaults might.
+      return issue.message.startsWith('must') ? issue.message : `has an invalid ${issue.format} format`;
+    default:
+      return issue.message.startsWith('must') ? issue.message : 'is invalid';
+  }
+}
+
+function missingTogether(env: Env, role: ProcessRole, withConsole: boolean): string[] {
+  const has = (key: string) => (env[key] ?? '').trim() !== '';
+  const runs = (r: ProcessRole) => role === r || role === 'all';
+  const problems: string[] = [];
+  if (has('TELEGRAM_BOT_TOKEN') && env.TELEGRAM_MODE === 'webhook') {
+    if (!has('TELEGRAM_WEBHOOK_URL'))
+      problems.push('TELEGRAM_WEBHOOK_URL: is required when TELEGRAM_MODE=webhook');
+    if (!has('TELEGRAM_WEBHOOK_SECRET'))
+      problems.push('TELEGRAM_WEBHOOK_SECRET: is required when TELEGRAM_MODE=webhook');
+  }
+  if (has('SLACK_BOT_TOKEN') && !has('SLACK_SIGNING_SECRET') && !has('SLACK_APP_TOKEN'))
+    problems.push(
+      'SLACK_SIGNING_SECRET: is required (or SLACK_APP_TOKEN for Socket Mode) when SLACK_BOT_TOKEN is set',
+    );
+  if (runs('bot') && !has('TELEGRAM_BOT_TOKEN') && !has('SLACK_BOT_TOKEN') && !withConsole)
+    problems.push('TELEGRAM_BOT_TOKEN: is required (or SLACK_BOT_TOKEN) for the bot role');
+  if (runs('dashboard') && !has('DASHBOARD_PASSWORD'))
+    problems.push(
+      'DASHBOARD_PASSWORD: is required for the dashboard role (an empty password never means open)',
+    );
+  return problems;
+}

@@ -1,0 +1,102 @@
+/**
+ * The reply API that commands and workers share. A message is plain text plus optional buttons;
+ * each adapter renders it for its platform. A message sent now can be edited later from any
+ * process that holds its MessageRef (that is how workers report progress in place).
+ */
+
+export type ChatPlatform = 'telegram' | 'slack' | 'console';
+
+/** A button press is replayed as this command line, so it passes the same checks as typed text. */
+export interface Button {
+  label: string;
+  command: string;
+  style?: 'primary' | 'danger';
+}
+
+export interface OutgoingMessage {
+  text: string;
+  buttons?: Button[];
+}
+
+/** Where a conversation happens: enough to post into it again later, from another process. */
+export interface ChatAddress {
+  platform: ChatPlatform;
+  chatId: string;
+  /** Needed by Slack to show a message to one person only. */
+  userId?: string;
+}
+
+/** A message that can be edited; plain data so it can travel in job payloads. */
+export interface MessageRef {
+  platform: ChatPlatform;
+  chatId: string;
+  messageId: string;
+}
+
+/** One platform's way to post and edit; workers build these without running a bot. */
+export interface Outbox {
+  send(
+    to: ChatAddress,
+    message: OutgoingMessage,
+    options?: { private?: boolean },
+  ): Promise<MessageRef | undefined>;
+  edit(ref: MessageRef, message: OutgoingMessage): Promise<void>;
+}
+
+/** What a command gets to answer with; bound to the conversation it came from. */
+export interface Reply {
+  readonly address: ChatAddress;
+  /** Posts a message; the ref is undefined for messages the platform does not let us edit. */
+  send(message: OutgoingMessage | string): Promise<MessageRef | undefined>;
+  /** Only the caller sees it, where the platform can do that (Slack ephemeral); in a DM that is every message. */
+  whisper(message: OutgoingMessage | string): Promise<void>;
+  edit(ref: MessageRef, message: OutgoingMessage | string): Promise<void>;
+  /** Asks a yes/no question; pressing Confirm replays `command` through the dispatcher. */
+  confirm(question: string, command: string, labels?: { confirm?: string; cancel?: string }): Promise<void>;
+}
+
+/** Telegram limits callback data to 64 bytes and Slack button values to 2000 characters. */
+export const maxButtonCommandBytes = 64;
+
+export function createReply(outbox: Outbox, address: ChatAddress): Reply {
+  const asMessage = (m: OutgoingMessage | string): OutgoingMessage =>
+    typeof m === 'string' ? { text: m } : m;
+  return {
+    address,
+    send: (m) => outbox.send(address, asMessage(m)),
+    whisper: async (m) => {
+      await outbox.send(address, asMessage(m), { private: true });
+    },
+    edit: (ref, m) => outbox.edit(ref, asMessage(m)),
+    confirm: async (question, command, labels = {}) => {
+      if (Buffer.byteLength(command) > maxButtonCommandBytes)
+        throw new Error(`button command longer than ${maxButtonCommandBytes} bytes`);
+      await outbox.send(address, {
+        text: question,
+        buttons: [
+          { label: labels.confirm ?? 'Confirm', command, style: 'danger' },
+          { label: labels.cancel ?? 'Cancel', command: '/cancelled' },
+        ],
+      });
+    },
+  };
+}
+
+/** The message the caller sent, which the bot may remove (a pasted secret must not stay in the chat). */
+export interface OriginalMessage {
+  /** True once the message is gone; asking twice deletes once and answers the same. */
+  delete(): Promise<boolean>;
+}
+
+export function deletable(remove: () => Promise<boolean>): OriginalMessage {
+  let result: Promise<boolean> | undefined;
+  return {
+    delete() {
+      result ??= remove().catch(() => false);
+      return result;
+    },
+  };
+}
+
+/** For chats where there is nothing to delete (Slack slash commands are never posted to the channel). */
+export const nothingToDelete: OriginalMessage = { delete: async () => true };

@@ -1,0 +1,68 @@
+import type { Logger } from '../log.js';
+
+/**
+ * Edits one chat message as work moves on, at most once per interval (Telegram and Slack both
+ * punish faster edits with long 429s). Updates in between are coalesced: the latest text wins,
+ * nothing queues behind a sleep. A failed edit is logged, never fatal: the work matters more.
+ */
+export interface Progress {
+  update(text: string): void;
+  /** The last word: sent after the interval, and awaited. */
+  finish(text: string): Promise<void>;
+}
+
+/** A shared allowance of edits (Slack's chat.update is limited per workspace, not per message). */
+export interface Budget {
+  /** Takes one edit if the allowance has one left now. */
+  tryTake(): Promise<boolean>;
+  /** Waits for one edit; only final messages wait. */
+  take(): Promise<void>;
+}
+
+export function createProgress(
+  edit: (text: string) => Promise<void>,
+  options: { minIntervalMs: number; log: Logger; now?: () => number; budget?: Budget },
+): Progress {
+  const now = options.now ?? Date.now;
+  let lastEditAt = Number.NEGATIVE_INFINITY;
+  let latest: string | undefined;
+  let shown: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: Promise<void> = Promise.resolve();
+
+  const flush = (final = false) => {
+    timer = undefined;
+    const text = latest;
+    latest = undefined;
+    if (text === undefined || text === shown) return;
+    lastEditAt = now();
+    inFlight = inFlight
+      .then(async () => {
+        if (options.budget) {
+          if (final) await options.budget.take();
+          // An intermediate state the budget cannot afford is dropped; a later one will show.
+          else if (!(await options.budget.tryTake())) return;
+        }
+        shown = text;
+        await edit(text);
+      })
+      .catch((err: unknown) => options.log.warn({ err: String(err) }, 'progress edit failed'));
+  };
+  const wait = () => Math.max(0, lastEditAt + options.minIntervalMs - now());
+
+  return {
+    update(text) {
+      latest = text;
+      if (!timer) timer = setTimeout(flush, wait());
+    },
+    async finish(text) {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      await inFlight;
+      await new Promise((resolve) => setTimeout(resolve, wait()));
+      latest = text;
+      flush(true);
+      await inFlight;
+    },
+  };
+}

@@ -1,0 +1,319 @@
+import type { Fleet, FleetInstance, InstanceHealth } from '../aws/fleet.js';
+import { LaunchError } from '../aws/fleet.js';
+import { AgentNotRegistered, type RunCommand } from '../aws/run-command.js';
+import type { SecretStore } from '../aws/secret-store.js';
+import { encodeUserData, renderUserData } from '../aws/userdata.js';
+import type { OutgoingMessage } from '../core/chat.js';
+import { formatElapsed } from '../core/durations.js';
+import { provisionStages, renderStages, type Stage, startStages } from '../core/provision-stages.js';
+import type { SecretKindName } from '../core/secret-kinds.js';
+import type { Logger } from '../log.js';
+import type { Pacer } from '../store/rate-limits.js';
+import { type HealthPoller, StageTimeout } from './health-poller.js';
+import { editMessage, type Outboxes } from './outboxes.js';
+import { createProgress } from './progress.js';
+import type { ProvisionPayload } from './queues.js';
+
+export interface ProvisionSettings {
+  parameterPrefix: string;
+  requiredSecrets: readonly SecretKindName[];
+  onFailure: 'terminate' | 'keep';
+  pollMs: number;
+  timeoutsMs: { running: number; checks: number; bootstrap: number };
+  bootstrapCheckDocument: string;
+  serviceName: string;
+  installCommand?: string;
+  version?: string;
+  alertChannelId?: string;
+  /** Minimum time between two edits of the member's progress message. */
+  editIntervalMs: number;
+}
+
+export interface ProvisionDeps {
+  fleet: Fleet;
+  runCommand: RunCommand;
+  secrets: SecretStore;
+  poller: HealthPoller;
+  launchPacer: Pacer;
+  outboxes: Outboxes;
+  settings: ProvisionSettings;
+  log: Logger;
+}
+
+/** The slice of a BullMQ job the processor needs; its data is the crash-safe record of progress. */
+export interface ProvisionJob {
+  id: string;
+  timestamp: number;
+  data: ProvisionPayload;
+  updateData(data: ProvisionPayload): Promise<void>;
+}
+
+/** A provision that cannot succeed by retrying; its message is written for the member. */
+export class ProvisionFailed extends Error {
+  constructor(
+    readonly userMessage: string,
+    readonly instanceId?: string,
+  ) {
+    super(userMessage);
+    this.name = 'ProvisionFailed';
+  }
+}
+
+const minutes = (ms: number) => {
+  if (ms < 60_000) return `${Math.round(ms / 1000)} seconds`;
+  const m = Math.round(ms / 60_000);
+  return `${m} minute${m === 1 ? '' : 's'}`;
+};
+
+/**
+ * Brings a member's server to "ready": launch (or start), then running, status checks ok, and the
+ * bootstrap sentinel seen through Run Command. Every step is recorded in the job before the next,
+ * so a job restarted after a crash resumes instead of launching a second server.
+ */
+export async function processProvision(
+  job: ProvisionJob,
+  deps: ProvisionDeps,
+): Promise<{ instanceId: string }> {
+  const { fleet, settings } = deps;
+  const data = job.data;
+  const log = deps.log.child({ user: data.userId, jobId: job.id, mode: data.mode });
+  const stages = data.mode === 'start' ? startStages : provisionStages;
+  const progress = createProgress((text) => editMessage(deps.outboxes, data.message, { text }), {
+    minIntervalMs: settings.editIntervalMs,
+    log,
+  });
+  const title = data.mode === 'start' ? 'Starting your server' : 'Setting up your server';
+  const show = (stage: Stage) => progress.update(`${title}: ${renderStages(stages, stage)}`);
+
+  let instance: FleetInstance | undefined;
+  try {
+    show(stages[0]);
+    instance = await ensureInstance(job, deps, log);
+    show('running');
+    await wait(
+      deps,
+      instance.id,
+      (h) => h?.state === 'running',
+      settings.timeoutsMs.running,
+      'running',
+      (h) =>
+        h && ['stopped', 'terminated', 'shutting-down'].includes(h.state)
+          ? `Your server stopped while starting (state ${h.state}).`
+          : undefined,
+    );
+    show('health checks');
+    await wait(
+      deps,
+      instance.id,
+      (h) => h?.system === 'ok' && h.instance === 'ok',
+      settings.timeoutsMs.checks,
+      'its health checks',
+      (h) =>
+        h && (h.system === 'impaired' || h.instance === 'impaired')
+          ? `Your server failed its health checks (system ${h.system}, instance ${h.instance}).`
+          : undefined,
+    );
+    show('bootstrapping');
+    await waitForBootstrap(job, deps, instance.id);
+    const took = formatElapsed(Date.now() - data.startedAt);
+    await progress.finish(`Your server is ready (instance ${instance.id}, took ${took}).`);
+    log.info({ instanceId: instance.id, took }, 'instance ready');
+    return { instanceId: instance.id };
+  } catch (error) {
+    if (!(error instanceof ProvisionFailed)) throw error;
+    const instanceId = error.instanceId ?? instance?.id ?? data.instanceId;
+    let fate = 'nothing was launched';
+    if (instanceId && settings.onFailure === 'terminate') {
+      await fleet
+        .terminate(instanceId)
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'terminate failed'));
+      await deps.secrets.unbindFromInstance(data.userId, settings.requiredSecrets).catch(() => {});
+      fate = `instance ${instanceId} was terminated`;
+    } else if (instanceId) {
+      fate = `instance ${instanceId} was kept for an admin to inspect`;
+    }
+    log.warn({ instanceId, reason: error.userMessage, fate }, 'provision failed');
+    await progress.finish(
+      `${error.userMessage}\nThe admins have been told. You can try /provision again later.`,
+    );
+    await alertAdmins(deps, {
+      text: `Provisioning for Telegram user ${data.userId} failed (job ${job.id}): ${error.userMessage} ${fate}.`,
+    });
+    throw error;
+  }
+}
+
+async function ensureInstance(job: ProvisionJob, deps: ProvisionDeps, log: Logger): Promise<FleetInstance> {
+  const { fleet, settings } = deps;
+  const data = job.data;
+  // Resuming: the instance was recorded before a crash or retry.
+  if (data.instanceId) {
+    const known = await fleet.get(data.instanceId);
+    if (known && !['terminated', 'shutting-down'].includes(known.state)) {
+      if (!data.boundArn) await bind(job, deps, known);
+      return known;
+    }
+  }
+  // Emulators ignore ClientToken, and a crash can fall between launch and record: look by tag first.
+  const existing = await fleet.findForUser(data.userId);
+  if (existing) {
+    log.info({ instanceId: existing.id, state: existing.state }, 'adopting existing instance');
+    await job.updateData({ ...data, instanceId: existing.id });
+    if (data.mode === 'start' && existing.state === 'stopped') await fleet.start(existing.id);
+    await bind(job, deps, existing);
+    return existing;
+  }
+  if (data.mode === 'start')
+    throw new ProvisionFailed('You have no server to start. Send /provision to get one.');
+
+  const stored = new Set((await deps.secrets.list(data.userId)).map((s) => s.kind));
+  const missing = settings.requiredSecrets.filter((k) => !stored.has(k));
+  if (missing.length > 0) throw new ProvisionFailed(`Store these secrets first: ${missing.join(', ')}.`);
+
+  const userData = encodeUserData(
+    renderUserData({
+      parameterPrefix: settings.parameterPrefix,
+      userId: data.userId,
+      kinds: settings.requiredSecrets,
+      serviceName: settings.serviceName,
+      installCommand: settings.installCommand,
+      version: settings.version,
+    }),
+  );
+  await deps.launchPacer.wait();
+  let launched: FleetInstance;
+  try {
+    launched = await fleet.launch({
+      userId: data.userId,
+      clientToken: `fleetbot-${job.id}-${job.timestamp}`.slice(0, 64),
+      userDataBase64: userData,
+      version: settings.version,
+    });
+  } catch (error) {
+    if (error instanceof LaunchError && error.reason !== 'other')
+      throw new ProvisionFailed(launchMessage(error));
+    throw error;
+  }
+  log.info({ instanceId: launched.id }, 'instance launched');
+  await job.updateData({ ...job.data, instanceId: launched.id });
+  await bind(job, deps, launched);
+  return launched;
+}
+
+/** The ABAC tag comes right after launch; the bootstrap retries AccessDenied until it lands. */
+async function bind(job: ProvisionJob, deps: ProvisionDeps, instance: FleetInstance): Promise<void> {
+  await deps.secrets.bindToInstance(job.data.userId, deps.settings.requiredSecrets, instance.arn);
+  await job.updateData({ ...job.data, instanceId: instance.id, boundArn: instance.arn });
+}
+
+async function wait(
+  deps: ProvisionDeps,
+  instanceId: string,
+  until: (h: InstanceHealth | undefined) => boolean,
+  timeoutMs: number,
+  what: string,
+  fatal: (h: InstanceHealth | undefined) => string | undefined,
+): Promise<void> {
+  let failure: string | undefined;
+  try {
+    await deps.poller.waitUntil(
+      instanceId,
+      (h) => {
+        failure = fatal(h);
+        return failure !== undefined || until(h);
+      },
+      timeoutMs,
+    );
+  } catch (error) {
+    if (error instanceof StageTimeout)
+      throw new ProvisionFailed(
+        `Your server did not reach ${what} within ${minutes(timeoutMs)}.`,
+        instanceId,
+      );
+    throw error;
+  }
+  if (failure) throw new ProvisionFailed(failure, instanceId);
+}
+
+/**
+ * The bootstrap check document prints the sentinel when setup finished, or fails with the tail of
+ * the bootstrap log; a first line `bootstrap: failed` means setup gave up and waiting is pointless.
+ */
+async function waitForBootstrap(job: ProvisionJob, deps: ProvisionDeps, instanceId: string): Promise<void> {
+  const { runCommand, settings } = deps;
+  const deadline = Date.now() + settings.timeoutsMs.bootstrap;
+  let reachedAgent = false;
+  let lastOutput = '';
+  let attempt = 0;
+  while (Date.now() < deadline) {
+    attempt++;
+    try {
+      const commandId = await runCommand.send(
+        [instanceId],
+        settings.bootstrapCheckDocument,
+        {},
+        `${job.id}:bootstrap-check:${attempt}`,
+      );
+      reachedAgent = true;
+      for (;;) {
+        await sleep(settings.pollMs);
+        const invocation = await runCommand.invocation(commandId, instanceId);
+        if (!invocation || invocation.status === 'pending' || invocation.status === 'running') {
+          if (Date.now() >= deadline) break;
+          continue;
+        }
+        if (invocation.status === 'success') return;
+        if (invocation.status === 'undeliverable') reachedAgent = false;
+        lastOutput = invocation.output;
+        if (/^bootstrap: failed/m.test(invocation.output))
+          throw new ProvisionFailed(
+            `Setting up your assistant failed. Last lines of its log:\n${tail(lastOutput)}`,
+            instanceId,
+          );
+        break;
+      }
+    } catch (error) {
+      if (!(error instanceof AgentNotRegistered)) throw error;
+    }
+    await sleep(settings.pollMs);
+  }
+  if (!reachedAgent)
+    throw new ProvisionFailed(
+      `Your server never connected to AWS Systems Manager within ${minutes(settings.timeoutsMs.bootstrap)}, so its setup could not be checked.`,
+      instanceId,
+    );
+  throw new ProvisionFailed(
+    `Setting up your assistant did not finish within ${minutes(settings.timeoutsMs.bootstrap)}.${
+      lastOutput ? ` Last lines of its log:\n${tail(lastOutput)}` : ''
+    }`,
+    instanceId,
+  );
+}
+
+function tail(output: string, lines = 10): string {
+  return output.trim().split('\n').slice(-lines).join('\n').slice(-1500);
+}
+
+function launchMessage(error: LaunchError): string {
+  switch (error.reason) {
+    case 'no-capacity':
+      return 'AWS has no capacity for this server type right now, so nothing was launched.';
+    case 'bad-image':
+      return 'The server image is not available, so nothing was launched.';
+    case 'limit':
+      return 'The fleet has reached its AWS instance limit, so nothing was launched.';
+    default:
+      return 'AWS refused to launch the server.';
+  }
+}
+
+async function alertAdmins(deps: ProvisionDeps, message: OutgoingMessage): Promise<void> {
+  const channel = deps.settings.alertChannelId;
+  const slack = deps.outboxes.slack;
+  if (!channel || !slack) return;
+  await slack
+    .send({ platform: 'slack', chatId: channel }, message)
+    .catch((err: unknown) => deps.log.warn({ err: String(err) }, 'admin alert failed'));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

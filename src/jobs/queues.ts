@@ -1,0 +1,234 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { versionPattern } from '../core/version.js';
+
+/**
+ * Queue names and the payload each job carries. Payloads hold references only (user ids,
+ * message refs, versions): never a secret and never a Slack response_url.
+ */
+export const queueNames = { ops: 'ops', provision: 'provision', rollout: 'rollout' } as const;
+
+export const messageRefSchema = z.object({
+  platform: z.enum(['telegram', 'slack', 'console']),
+  chatId: z.string().min(1).max(64),
+  messageId: z.string().min(1).max(64),
+});
+
+export const pingPayload = z.object({
+  requestedBy: z.string().min(1).max(64),
+  requestedAt: z.number().int().positive(),
+  message: messageRefSchema,
+});
+export type PingPayload = z.infer<typeof pingPayload>;
+
+export const provisionPayload = z.object({
+  userId: z.string().regex(/^\d{1,16}$/),
+  mode: z.enum(['provision', 'start']),
+  requestedBy: z.string().min(1).max(64),
+  startedAt: z.number().int().positive(),
+  message: messageRefSchema,
+  /** Recorded as soon as it is known, so a restarted job resumes rather than launches again. */
+  instanceId: z
+    .string()
+    .regex(/^i-[0-9a-f]{8,17}$/)
+    .optional(),
+  boundArn: z.string().max(200).optional(),
+});
+export type ProvisionPayload = z.infer<typeof provisionPayload>;
+
+export const rolloutRequestSchema = z.object({
+  operation: z.enum(['deploy', 'patch-scan', 'patch-install']),
+  version: z.string().regex(versionPattern).optional(),
+  reboot: z.enum(['if-needed', 'never']),
+  targets: z.string().min(1).max(20_000),
+  concurrency: z.string().regex(/^\d{1,5}%?$/),
+  maxErrors: z.string().regex(/^\d{1,5}%?$/),
+  canary: z.number().int().min(0).max(1000),
+});
+
+export const batchSchema = z.object({
+  instanceIds: z
+    .array(z.string().regex(/^i-[0-9a-f]{8,17}$/))
+    .min(1)
+    .max(50),
+  /** `sending` is written before SendCommand, the command id right after: a crash in between is found by Comment. */
+  state: z.enum(['planned', 'sending', 'sent', 'done']),
+  commandId: z.string().optional(),
+});
+
+export const rolloutPayload = z.object({
+  planId: z.string().regex(/^[a-z0-9]{8,32}$/),
+  request: rolloutRequestSchema,
+  requestedBy: z.string().min(1).max(64),
+  approvedBy: z.string().min(1).max(64),
+  message: messageRefSchema,
+  startedAt: z.number().int().positive(),
+  batches: z.array(batchSchema).optional(),
+  /** Instances that matched but were never sent anything (halted or cancelled). */
+  halted: z.enum(['errors', 'cancelled']).optional(),
+});
+export type RolloutPayload = z.infer<typeof rolloutPayload>;
+
+export const schedulePayload = z.object({
+  scheduleId: z.string().regex(/^[a-z0-9-]{1,40}$/),
+  request: rolloutRequestSchema,
+  createdBy: z.string().min(1).max(64),
+  /** Slack channel that receives each run's summary. */
+  channel: z.string().regex(/^[CGD][A-Z0-9]{2,20}$/),
+  /** The current run, recorded like any rollout so a crash resumes it. */
+  run: rolloutPayload.optional(),
+});
+export type SchedulePayload = z.infer<typeof schedulePayload>;
+
+export interface Schedule {
+  id: string;
+  pattern: string;
+  next?: Date;
+  data: SchedulePayload;
+}
+
+export interface Queues {
+  ping(data: PingPayload): Promise<string>;
+  /** One provision (or start) per member at a time: `queued: false` means one is already running. */
+  provision(data: ProvisionPayload): Promise<{ jobId: string; queued: boolean }>;
+  provisionInProgress(userId: string): Promise<boolean>;
+  rollout(data: RolloutPayload): Promise<string>;
+  /** State of a rollout job, or undefined when it is gone. */
+  rolloutState(jobId: string): Promise<string | undefined>;
+  rolloutJob(
+    jobId: string,
+  ): Promise<
+    { id: string; state: string; data: RolloutPayload; result: unknown; failedReason?: string } | undefined
+  >;
+  /** Recurring rollouts (BullMQ job schedulers on the rollout queue). */
+  upsertSchedule(pattern: string, data: SchedulePayload): Promise<void>;
+  schedules(): Promise<Schedule[]>;
+  removeSchedule(id: string): Promise<boolean>;
+  recentRollouts(
+    limit: number,
+  ): Promise<{ id: string; name: string; state: string; data: RolloutPayload; progress: unknown }[]>;
+  close(): Promise<void>;
+}
+
+const provisionJobId = (userId: string) => `provision-${userId}`;
+const live = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'];
+
+export function openQueues(connection: Redis, prefix: string): Queues {
+  const ops = new Queue(queueNames.ops, {
+    connection,
+    prefix,
+    // Finished jobs would otherwise stay in Redis forever.
+    defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 5000 } },
+  });
+  const provisions = new Queue(queueNames.provision, {
+    connection,
+    prefix,
+    defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 5000 } },
+  });
+  const rollouts = new Queue(queueNames.rollout, {
+    connection,
+    prefix,
+    defaultJobOptions: { removeOnComplete: { count: 500 }, removeOnFail: { count: 500 } },
+  });
+  const inProgress = async (userId: string) => {
+    const job = await provisions.getJob(provisionJobId(userId));
+    return job ? live.includes(await job.getState()) : false;
+  };
+  return {
+    async provision(data) {
+      const jobId = provisionJobId(data.userId);
+      const previous = await provisions.getJob(jobId);
+      if (previous) {
+        if (live.includes(await previous.getState())) return { jobId, queued: false };
+        // A finished run keeps its id; it must go before the same member can provision again.
+        await previous.remove();
+      }
+      const job = await provisions.add(data.mode, provisionPayload.parse(data), {
+        jobId,
+        attempts: 3,
+        backoff: { type: 'exponential', delay: 5000 },
+      });
+      // Two requests at once: BullMQ keeps the first job under this id and returns it to the second.
+      const ours = job.data.message.messageId === data.message.messageId;
+      return { jobId: job.id ?? jobId, queued: ours };
+    },
+    provisionInProgress: inProgress,
+    async rollout(data) {
+      const job = await rollouts.add(data.request.operation, rolloutPayload.parse(data), {
+        jobId: `rollout-${data.planId}`,
+        // Crash-safe by design: a retried job resumes from its recorded batches.
+        attempts: 5,
+        backoff: { type: 'exponential', delay: 2000 },
+      });
+      return job.id ?? '';
+    },
+    async rolloutState(jobId) {
+      const job = await rollouts.getJob(jobId);
+      return job ? await job.getState() : undefined;
+    },
+    async upsertSchedule(pattern, data) {
+      await rollouts.upsertJobScheduler(
+        data.scheduleId,
+        { pattern },
+        {
+          name: 'scheduled',
+          data: schedulePayload.parse(data),
+          opts: { attempts: 5, backoff: { type: 'exponential', delay: 2000 } },
+        },
+      );
+    },
+    async schedules() {
+      const found = await rollouts.getJobSchedulers(0, 99);
+      return found.flatMap((s) => {
+        const data = schedulePayload.safeParse(s.template?.data);
+        return data.success && s.pattern
+          ? [{ id: s.key, pattern: s.pattern, next: s.next ? new Date(s.next) : undefined, data: data.data }]
+          : [];
+      });
+    },
+    removeSchedule: (id) => rollouts.removeJobScheduler(id),
+    async rolloutJob(jobId) {
+      const job = await rollouts.getJob(jobId);
+      const data = job && rolloutPayload.safeParse(job.data);
+      if (!job || !data?.success) return undefined;
+      return {
+        id: job.id ?? jobId,
+        state: await job.getState(),
+        data: data.data,
+        result: job.returnvalue,
+        failedReason: job.failedReason,
+      };
+    },
+    async recentRollouts(limit) {
+      const jobs = await rollouts.getJobs(
+        ['active', 'waiting', 'delayed', 'completed', 'failed'],
+        0,
+        limit - 1,
+      );
+      const out = [];
+      for (const job of jobs.filter(Boolean).slice(0, limit)) {
+        const data = rolloutPayload.safeParse(job.data);
+        if (data.success)
+          out.push({
+            id: job.id ?? '',
+            name: job.name,
+            state: await job.getState(),
+            data: data.data,
+            progress: job.progress,
+          });
+      }
+      return out.sort((a, b) => b.data.startedAt - a.data.startedAt);
+    },
+    async ping(data) {
+      const job = await ops.add('ping', pingPayload.parse(data), {
+        attempts: 2,
+        backoff: { type: 'fixed', delay: 1000 },
+      });
+      return job.id ?? '';
+    },
+    async close() {
+      await Promise.all([ops.close(), provisions.close(), rollouts.close()]);
+    },
+  };
+}

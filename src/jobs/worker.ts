@@ -1,0 +1,102 @@
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import { type PingDeps, processPing } from './ping.js';
+import { type ProvisionDeps, ProvisionFailed, processProvision } from './provision.js';
+import { pingPayload, provisionPayload, queueNames, rolloutPayload, schedulePayload } from './queues.js';
+import { processRollout, type RolloutDeps, RolloutRejected } from './rollout.js';
+import { processScheduled } from './scheduled.js';
+
+export interface WorkerDeps {
+  ping: PingDeps;
+  provision: ProvisionDeps;
+  rollout: RolloutDeps;
+}
+
+export interface Workers {
+  close(graceMs: number): Promise<void>;
+}
+
+/** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
+export function startWorkers(connection: Redis, prefix: string, deps: WorkerDeps, log: Logger): Workers {
+  const ops = new Worker(
+    queueNames.ops,
+    async (job: Job) => {
+      if (job.name !== 'ping') throw new UnrecoverableError(`unknown job ${job.name}`);
+      const result = await processPing(pingPayload.parse(job.data), deps.ping);
+      log.info({ jobId: job.id, aws: result.aws }, 'ping done');
+      return result;
+    },
+    { connection, prefix, concurrency: 4 },
+  );
+  // Provisions mostly wait; many run at once, sharing one status poll per tick.
+  const provisions = new Worker(
+    queueNames.provision,
+    async (job: Job) => {
+      const data = provisionPayload.parse(job.data);
+      try {
+        return await processProvision(
+          {
+            id: job.id ?? '',
+            timestamp: job.timestamp,
+            data,
+            updateData: async (next) => {
+              job.data = next;
+              await job.updateData(next);
+            },
+          },
+          deps.provision,
+        );
+      } catch (error) {
+        // The member was already told why; retrying would not change the answer.
+        if (error instanceof ProvisionFailed) throw new UnrecoverableError(error.message);
+        throw error;
+      }
+    },
+    { connection, prefix, concurrency: 100, lockDuration: 60_000 },
+  );
+  const rollouts = new Worker(
+    queueNames.rollout,
+    async (job: Job) => {
+      const update = async <T>(next: T) => {
+        job.data = next;
+        await job.updateData(next);
+      };
+      try {
+        if (job.name === 'scheduled')
+          return await processScheduled(
+            { id: job.id ?? '', data: schedulePayload.parse(job.data), updateData: update },
+            deps.rollout,
+          );
+        const data = rolloutPayload.parse(job.data);
+        return await processRollout(
+          {
+            id: job.id ?? '',
+            data,
+            updateData: update,
+          },
+          deps.rollout,
+        );
+      } catch (error) {
+        if (error instanceof RolloutRejected) throw new UnrecoverableError(error.message);
+        throw error;
+      }
+    },
+    // Rollouts run for minutes; a long lock keeps a busy event loop from looking like a dead worker.
+    { connection, prefix, concurrency: 10, lockDuration: 120_000 },
+  );
+  const workers = [ops, provisions, rollouts];
+  for (const w of workers)
+    w.on('failed', (job, err) => log.warn({ queue: w.name, jobId: job?.id, err: err.message }, 'job failed'));
+  return {
+    async close(graceMs) {
+      // Let running jobs finish for a while; after that a forced close leaves them for another worker.
+      const timer = new Promise<'timeout'>((resolve) =>
+        setTimeout(() => resolve('timeout'), graceMs).unref(),
+      );
+      const closed = Promise.all(workers.map((w) => w.close())).then(() => 'closed' as const);
+      if ((await Promise.race([closed, timer])) === 'timeout')
+        await Promise.all(workers.map((w) => w.close(true)));
+    },
+  };
+}

@@ -1,0 +1,306 @@
+import { hostname } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { Redis } from 'ioredis';
+import type { DestinationStream } from 'pino';
+import { createFleet } from './aws/fleet.js';
+import { createAwsProbe } from './aws/probe.js';
+import { createRunCommand } from './aws/run-command.js';
+import { createSecretStore } from './aws/secret-store.js';
+import { createBot } from './bot/bot.js';
+import { type ConsoleAdapter, type ConsoleIdentity, createConsoleAdapter } from './bot/console.js';
+import { createSlackAdapter, slackClient, slackOutbox } from './bot/slack.js';
+import { createTelegramAdapter, telegramApi, telegramOutbox } from './bot/telegram.js';
+import { type Config, ConfigError, type Env, loadConfig, type ProcessRole, roles } from './config.js';
+import { createRoleOf } from './core/caller.js';
+import { assertNoEviction } from './http/redis-policy.js';
+import { startHttp } from './http/server.js';
+import { createHealthPoller } from './jobs/health-poller.js';
+import type { Outboxes } from './jobs/outboxes.js';
+import { openQueues } from './jobs/queues.js';
+import { startWorkers } from './jobs/worker.js';
+import { createLogger, type Logger } from './log.js';
+import { awsCallMetrics, createMetrics } from './metrics.js';
+import { createAuditTrail } from './store/audit.js';
+import { createMembers } from './store/members.js';
+import { createPlans } from './store/plans.js';
+import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
+
+/**
+ * The composition root: the only module that reads the environment, opens Redis and builds SDK
+ * clients. Everything below it receives what it needs as arguments.
+ */
+
+export interface MainOptions {
+  /** Run the console chat on these streams (the local sandbox). */
+  console?: { input: Readable; output: Writable; identity: ConsoleIdentity };
+  logDestination?: DestinationStream;
+}
+
+export interface Running {
+  config: Config;
+  log: Logger;
+  console?: ConsoleAdapter;
+  /** Ports actually bound, for callers that configured port 0. */
+  ports: { slack?: number; telegramWebhook?: number; dashboard?: number };
+  stop(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+export function parseRole(argv: readonly string[]): ProcessRole | undefined {
+  const i = argv.findIndex((a) => a === '--role' || a.startsWith('--role='));
+  if (i < 0) return undefined;
+  const value = argv[i]?.includes('=') ? argv[i]?.split('=')[1] : argv[i + 1];
+  if (!roles.includes(value as ProcessRole))
+    throw new StartupError(`--role must be one of ${roles.join(', ')}`);
+  return value as ProcessRole;
+}
+
+export async function main(env: Env, argv: readonly string[], options: MainOptions = {}): Promise<Running> {
+  const config = loadConfig(env, { role: parseRole(argv), console: Boolean(options.console) });
+  const log = createLogger(config.logLevel, options.logDestination);
+  const runs = (r: ProcessRole) => config.role === r || config.role === 'all';
+  const redis = await connectRedis(config.redis.url);
+  const ec2 = new EC2Client({ region: config.aws.region, endpoint: config.aws.endpoint });
+  const ssm = new SSMClient({ region: config.aws.region, endpoint: config.aws.endpoint });
+  const probeAws = createAwsProbe(ec2);
+  const fleet = createFleet(ec2, { region: config.aws.region, env: config.env, ...config.instances });
+  const runCommand = createRunCommand(ssm);
+  const metrics = createMetrics();
+  ec2.middlewareStack.use(awsCallMetrics(metrics));
+  ssm.middlewareStack.use(awsCallMetrics(metrics));
+  const members = createMembers(redis, config.redis.prefix);
+  const auditTrail = createAuditTrail(redis, config.redis.prefix, config.auditRetention);
+  const roleOf = createRoleOf(config.access, (userId) => members.isMember(userId));
+  const stops: (() => Promise<void>)[] = [];
+  const ports: Running['ports'] = {};
+  let consoleAdapter: ConsoleAdapter | undefined;
+
+  try {
+    if (runs('bot')) {
+      const queues = openQueues(redis, config.redis.prefix);
+      stops.push(() => queues.close());
+      const bot = createBot(
+        config,
+        { redis, ssm, queues, members, fleet, runCommand, auditTrail },
+        log.child({ role: 'bot' }),
+      );
+      const dispatch = bot.dispatch;
+      if (config.telegram) {
+        const telegram = createTelegramAdapter({
+          ...config.telegram,
+          roleOf,
+          dispatch,
+          log: log.child({ chat: 'telegram' }),
+        });
+        await telegram.start();
+        bot.settings.botUsername = telegram.bot.botInfo.username;
+        ports.telegramWebhook = telegram.webhookPort();
+        stops.unshift(() => telegram.stop());
+      }
+      if (config.slack) {
+        const slack = createSlackAdapter({
+          ...config.slack,
+          roleOf,
+          dispatch,
+          log: log.child({ chat: 'slack' }),
+        });
+        await slack.start();
+        ports.slack = slack.port();
+        stops.unshift(() => slack.stop());
+      }
+      if (options.console) {
+        const c = createConsoleAdapter({ ...options.console, roleOf, dispatch });
+        consoleAdapter = c;
+        stops.unshift(async () => c.close());
+      }
+    }
+    if (runs('worker')) {
+      const outboxes: Outboxes = {
+        telegram:
+          config.telegram && telegramOutbox(telegramApi(config.telegram.token, config.telegram.apiRoot)),
+        slack: config.slack && slackOutbox(slackClient(config.slack.botToken, config.slack.apiUrl)),
+        console: consoleAdapter?.outbox,
+      };
+      const workerLog = log.child({ role: 'worker' });
+      // BullMQ loses jobs when Redis evicts keys: refuse to work on such a Redis.
+      if ((await assertNoEviction(redis)) === 'unknown')
+        workerLog.warn('could not read Redis maxmemory-policy (CONFIG refused); make sure it is noeviction');
+      const plans = createPlans(redis, config.redis.prefix);
+      const poller = createHealthPoller(fleet, config.provisioning.pollMs, workerLog);
+      const workers = startWorkers(
+        redis,
+        config.redis.prefix,
+        {
+          ping: { outboxes, probeAws, now: Date.now, workerName: hostname() },
+          rollout: {
+            fleet,
+            runCommand,
+            ssmBudget: createPacer(
+              redis,
+              `${config.redis.prefix}:pace:ssm`,
+              config.rollout.ssmRequestsPerSecond,
+            ),
+            editBudget: createSharedBudget(
+              createWindowLimit(
+                redis,
+                `${config.redis.prefix}:budget:slack-update`,
+                config.rollout.slackUpdatesPerMinute,
+                60_000,
+              ),
+              'workspace',
+            ),
+            isCancelled: (jobId) => plans.isCancelled(jobId),
+            outboxes,
+            settings: {
+              pollMs: config.rollout.pollMs,
+              commandTimeoutSeconds: config.rollout.commandTimeoutSeconds,
+              deployDocument: config.rollout.deployDocument,
+              editIntervalMs: 3000,
+            },
+            log: workerLog.child({ queue: 'rollout' }),
+          },
+          provision: {
+            fleet,
+            runCommand,
+            secrets: createSecretStore(ssm, {
+              prefix: config.aws.parameterPrefix,
+              kmsKeyId: config.aws.kmsKeyId,
+            }),
+            poller,
+            launchPacer: createPacer(
+              redis,
+              `${config.redis.prefix}:pace:run-instances`,
+              config.provisioning.launchesPerSecond,
+            ),
+            outboxes,
+            settings: {
+              ...config.provisioning,
+              parameterPrefix: config.aws.parameterPrefix,
+              serviceName: config.instances.serviceName,
+              installCommand: config.instances.installCommand,
+              version: config.instances.version,
+              editIntervalMs: 3000,
+            },
+            log: workerLog,
+          },
+        },
+        workerLog,
+      );
+      stops.push(async () => {
+        await workers.close(config.shutdownGraceMs);
+        poller.stop();
+      });
+    }
+    if (runs('dashboard')) {
+      const http = await startHttp({
+        ...config.dashboard,
+        redis,
+        prefix: config.redis.prefix,
+        probeAws,
+        listInstances: () => fleet.list(),
+        recentAudit: () => auditTrail.recent(50),
+        metrics,
+        log: log.child({ role: 'dashboard' }),
+      });
+      ports.dashboard = http.port;
+      stops.push(() => http.close());
+    }
+  } catch (error) {
+    await runAll(stops, log);
+    redis.disconnect();
+    throw error;
+  }
+  log.info({ role: config.role, ports }, 'fleetbot started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    log,
+    console: consoleAdapter,
+    ports,
+    stop() {
+      // Chat input stops first (adapters were put at the front), then workers drain, then connections close.
+      stopping ??= (async () => {
+        await runAll(stops, log);
+        await redis.quit().catch(() => redis.disconnect());
+        ec2.destroy();
+        ssm.destroy();
+        log.info('fleetbot stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function runAll(stops: (() => Promise<void>)[], log: Logger): Promise<void> {
+  for (const stop of stops) {
+    await stop().catch((err: unknown) => log.warn({ err: String(err) }, 'error while stopping'));
+  }
+}
+
+async function connectRedis(url: string): Promise<Redis> {
+  // BullMQ's workers need maxRetriesPerRequest: null; a failed first connect must not retry forever.
+  const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: () => null });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch {
+    redis.disconnect();
+    const where = new URL(url);
+    throw new StartupError(
+      `Redis does not answer at ${where.hostname}:${where.port || 6379} (REDIS_URL). ` +
+        'Start one with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379',
+    );
+  }
+  redis.options.retryStrategy = (times) => Math.min(times * 200, 5000);
+  return redis;
+}
+
+/** Runs main as a process: prints startup errors without stack traces and exits cleanly on signals. */
+export async function runProcess(
+  env: Env,
+  argv: readonly string[],
+  options: MainOptions = {},
+  /** Runs after fleetbot stopped, and also when it failed to start (the sandbox stops its peers here). */
+  cleanup: () => Promise<void> = async () => {},
+): Promise<void> {
+  let running: Running;
+  try {
+    running = await main(env, argv, options);
+  } catch (error) {
+    await cleanup();
+    if (error instanceof ConfigError || error instanceof StartupError) {
+      process.stderr.write(`fleetbot: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const shutdown = async (reason: string) => {
+    running.log.info({ reason }, 'shutting down');
+    // A second Ctrl-C while draining means "now".
+    process.once('SIGINT', () => process.exit(1));
+    await running.stop();
+    await cleanup();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  if (running.console) {
+    await running.console.closed;
+    await shutdown('console closed');
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await runProcess(process.env, process.argv.slice(2));
+}

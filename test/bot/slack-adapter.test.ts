@@ -1,0 +1,166 @@
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { createSlackAdapter, type SlackAdapter } from '../../src/bot/slack.js';
+import { queueNames } from '../../src/jobs/queues.js';
+import { testAccountId } from '../peers/aws-account.js';
+import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
+import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
+import { blockActionsPayload, sendInteraction, sendSlashCommand } from '../peers/slack-signer.js';
+import { type TestBot, testAws, testBot, testConfig } from '../support/bot.js';
+import { capturedLogger } from '../support/quiet-log.js';
+
+const signingSecret = 'test-signing-secret-0123456789';
+const redis = testRedis();
+const prefix = uniquePrefix('slack');
+let fake: FakeSlack;
+let adapter: SlackAdapter;
+let bot: TestBot;
+let eventsUrl: string;
+
+beforeAll(async () => {
+  fake = await startFakeSlack();
+  const { log } = capturedLogger();
+  const config = testConfig({
+    REDIS_PREFIX: prefix,
+    SLACK_ADMIN_USER_IDS: 'UADMIN',
+    SLACK_ALLOWED_CHANNEL_IDS: 'COPS,CTWO',
+  });
+  bot = testBot(config, redis, testAws(inject('motoUrl'), testAccountId()), log);
+  adapter = createSlackAdapter({
+    botToken: 'xoxb-test-token',
+    signingSecret,
+    apiUrl: fake.apiUrl,
+    port: 0,
+    roleOf: bot.roleOf,
+    dispatch: bot.dispatch,
+    log,
+  });
+  await adapter.start();
+  eventsUrl = `http://127.0.0.1:${adapter.port()}/slack/events`;
+});
+
+afterAll(async () => {
+  await adapter?.stop();
+  await bot?.close();
+  await fake?.close();
+  await dropPrefix(redis, prefix);
+  await redis.quit();
+});
+
+beforeEach(() => fake.reset());
+
+const command = (text: string, user = 'UADMIN', channel = 'COPS') => {
+  const [name, ...rest] = text.split(' ');
+  return {
+    command: name ?? '',
+    text: rest.join(' '),
+    user_id: user,
+    channel_id: channel,
+    response_url: fake.responseUrl(),
+  };
+};
+
+const ephemeralTo = (user: string) =>
+  fake
+    .waitFor((c) => c.method === 'chat.postEphemeral' && c.params.user === user)
+    .then((c) => String(c.params.text));
+
+describe('Slack adapter over signed HTTP', () => {
+  it('when an admin sends /whoami, then Bolt acks at once and the answer is ephemeral', async () => {
+    const res = await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'));
+    expect(res.status).toBe(200);
+    expect(await ephemeralTo('UADMIN')).toBe('You are Slack user UADMIN (uadmin), role: fleet admin.');
+  });
+
+  it('when an admin sends /help, then admin commands are listed', async () => {
+    await sendSlashCommand(eventsUrl, signingSecret, command('/help'));
+    const text = await ephemeralTo('UADMIN');
+    expect(text).toContain('/ping - check that a worker picks up jobs');
+    expect(text).not.toContain('/cancelled');
+  });
+
+  it('when a stranger sends /help, then they are told they are not a member and see no admin commands', async () => {
+    await sendSlashCommand(eventsUrl, signingSecret, command('/help', 'USTRANGER'));
+    const text = await ephemeralTo('USTRANGER');
+    expect(text).toContain('You are not a member yet');
+    expect(text).not.toContain('/ping');
+  });
+
+  it('when an admin writes outside the allowed channels, then admin rights do not apply', async () => {
+    await sendSlashCommand(eventsUrl, signingSecret, command('/ping', 'UADMIN', 'CRANDOM'));
+    expect(await ephemeralTo('UADMIN')).toBe('/ping is for fleet admins only.');
+  });
+
+  it('when an admin sends /ping, then a message is posted and a job referencing it is queued', async () => {
+    await sendSlashCommand(eventsUrl, signingSecret, command('/ping'));
+    const post = await fake.waitFor((c) => c.method === 'chat.postMessage');
+    expect(post.params).toMatchObject({ channel: 'COPS', text: 'Ping queued; waiting for a worker…' });
+    const ts = String(post.response.ts);
+    const queue = new Queue(queueNames.ops, { connection: redis, prefix });
+    await expect
+      .poll(async () => (await queue.getJobs(['waiting'])).map((j) => j.data.message))
+      .toContainEqual({ platform: 'slack', chatId: 'COPS', messageId: ts });
+    await queue.close();
+  });
+
+  it('when the command is unknown, then the sender is told so', async () => {
+    await sendSlashCommand(eventsUrl, signingSecret, command('/frobnicate now'));
+    expect(await ephemeralTo('UADMIN')).toBe("I don't know /frobnicate. Send /help to see what you can do.");
+  });
+
+  it('when the signature is wrong, then the receiver answers 401 and nothing runs', async () => {
+    const res = await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'), {
+      signature: 'v0=deadbeef',
+    });
+    expect(res.status).toBe(401);
+    const other = await sendSlashCommand(eventsUrl, 'another-secret', command('/whoami'));
+    expect(other.status).toBe(401);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fake.calls('chat.postEphemeral')).toEqual([]);
+  });
+
+  it('when the timestamp is over five minutes old, then 401', async () => {
+    const old = Math.floor(Date.now() / 1000) - 6 * 60;
+    expect(
+      (await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'), { timestampSec: old })).status,
+    ).toBe(401);
+  });
+
+  it('when the timestamp is over five minutes in the future, then 401 (Bolt alone would accept it)', async () => {
+    const future = Math.floor(Date.now() / 1000) + 6 * 60;
+    const res = await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'), {
+      timestampSec: future,
+    });
+    expect(res.status).toBe(401);
+    const near = Math.floor(Date.now() / 1000) + 60;
+    expect(
+      (await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'), { timestampSec: near })).status,
+    ).toBe(200);
+  });
+
+  it('when a button is pressed, then its buttons are cleared and its command runs with the presser as caller', async () => {
+    const press = (user: string, value: string) =>
+      sendInteraction(
+        eventsUrl,
+        signingSecret,
+        blockActionsPayload({
+          actionId: 'cmd:0',
+          value,
+          userId: user,
+          channelId: 'COPS',
+          messageTs: '1700000000.000100',
+          messageText: 'Are you sure?',
+          responseUrl: fake.responseUrl(),
+          buttonText: 'Confirm',
+        }),
+      );
+    expect((await press('UADMIN', '/whoami')).status).toBe(200);
+    const update = await fake.waitFor((c) => c.method === 'chat.update');
+    expect(update.params).toMatchObject({ channel: 'COPS', ts: '1700000000.000100', blocks: [] });
+    expect(String(update.params.text)).toContain('→ Confirm');
+    expect(await ephemeralTo('UADMIN')).toContain('role: fleet admin');
+    // A button is only a command line: the presser's own rights decide.
+    await press('USTRANGER', '/ping');
+    expect(await ephemeralTo('USTRANGER')).toBe('/ping is for fleet admins only.');
+  });
+});

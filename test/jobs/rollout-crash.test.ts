@@ -1,0 +1,141 @@
+import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createFleet } from '../../src/aws/fleet.js';
+import { createRunCommand } from '../../src/aws/run-command.js';
+import type { RolloutPayload } from '../../src/jobs/queues.js';
+import { processRollout, type RolloutDeps } from '../../src/jobs/rollout.js';
+import { createPacer } from '../../src/store/rate-limits.js';
+import { testAccountId } from '../peers/aws-account.js';
+import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
+import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
+import { capturedLogger } from '../support/quiet-log.js';
+
+/**
+ * A worker can die at any await. Here it dies at a random point of each of 20 deploys: at a write of
+ * the job's record, either just before the write lands or just after (a crash right after SendCommand
+ * returned is the first kind). BullMQ then hands the job, with whatever record it last saved, to the
+ * next worker. Every instance must receive each deploy exactly once.
+ */
+
+const accountId = testAccountId();
+const redis = testRedis();
+const prefix = uniquePrefix('rollout-crash');
+let simulator: AwsSimulator;
+let deps: RolloutDeps;
+
+class WorkerDied extends Error {}
+
+beforeAll(async () => {
+  simulator = await startAwsSimulator({ motoUrl: inject('motoUrl'), defaultAccountId: accountId });
+  const options = {
+    region: 'us-east-1',
+    endpoint: simulator.url,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  };
+  const ec2 = new EC2Client(options);
+  await ec2.send(
+    new RunInstancesCommand({
+      ImageId: 'ami-12c6146b',
+      MinCount: 60,
+      MaxCount: 60,
+      TagSpecifications: [
+        {
+          ResourceType: 'instance',
+          Tags: [
+            { Key: 'app', Value: 'fleetbot' },
+            { Key: 'env', Value: 'dev' },
+            { Key: 'user', Value: '40000' },
+          ],
+        },
+      ],
+    }),
+  );
+  simulator.control.scriptRunCommand(accountId, '*', { status: 'Success', afterMs: 30 });
+  deps = {
+    fleet: createFleet(ec2, { region: 'us-east-1', env: 'dev', instanceType: 't3.small' }),
+    runCommand: createRunCommand(new SSMClient(options)),
+    ssmBudget: createPacer(redis, `${prefix}:pace`, 100),
+    editBudget: { tryTake: async () => true, take: async () => {} },
+    isCancelled: async () => false,
+    outboxes: { console: { send: async () => undefined, edit: async () => {} } },
+    settings: {
+      pollMs: 40,
+      commandTimeoutSeconds: 60,
+      deployDocument: 'fleetbot-deploy',
+      editIntervalMs: 10,
+    },
+    log: capturedLogger().log,
+  };
+});
+
+afterAll(async () => {
+  await simulator?.close();
+  await dropPrefix(redis, prefix);
+  await redis.quit();
+});
+
+describe('a deploy whose worker dies', () => {
+  it('when the worker dies at a random point of each of 20 deploys, then every instance receives each deploy exactly once', async () => {
+    let random = 20261123;
+    const next = () => {
+      random = (random * 1103515245 + 12345) % 2 ** 31;
+      return random / 2 ** 31;
+    };
+    for (let run = 0; run < 20; run++) {
+      const version = `v5.${run}.0`;
+      let saved: RolloutPayload = {
+        planId: `crash${String(run).padStart(7, '0')}`,
+        request: {
+          operation: 'deploy',
+          version,
+          reboot: 'never',
+          targets: 'all',
+          concurrency: '20',
+          maxErrors: '0',
+          canary: 0,
+        },
+        requestedBy: 'UANN',
+        approvedBy: 'UBOB',
+        message: { platform: 'console', chatId: 'c', messageId: '1' },
+        startedAt: Date.now(),
+      };
+      // A clean run writes its record 10 times (the plan, then sending, sent and done for each of 3 batches); the first attempt dies at one of them, landed or not.
+      const dieAt = 1 + Math.floor(next() * 10);
+      const landed = next() < 0.5;
+      let writes = 0;
+      let crashed = false;
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          await processRollout(
+            {
+              id: `rollout-crash-${run}`,
+              data: saved,
+              updateData: async (data) => {
+                writes++;
+                if (!crashed && writes === dieAt) {
+                  crashed = true;
+                  if (landed) saved = structuredClone(data);
+                  throw new WorkerDied();
+                }
+                saved = structuredClone(data);
+              },
+            },
+            deps,
+          );
+          break;
+        } catch (error) {
+          if (!(error instanceof WorkerDied)) throw error;
+        }
+      }
+      expect(crashed).toBe(true);
+      const received = simulator.control
+        .invocations(accountId)
+        .filter((i) => i.parameters.version?.[0] === version)
+        .map((i) => i.instanceId);
+      expect(received).toHaveLength(60);
+      expect(new Set(received).size).toBe(60);
+      expect(saved.batches?.every((b) => b.state === 'done')).toBe(true);
+    }
+  }, 120_000);
+});

@@ -1,0 +1,434 @@
+import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { main, type Running } from '../../src/main.js';
+import { createPlans } from '../../src/store/plans.js';
+import { testAccountId } from '../peers/aws-account.js';
+import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
+import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
+import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
+import { blockActionsPayload, sendInteraction, sendSlashCommand } from '../peers/slack-signer.js';
+import { capturedLogger } from '../support/quiet-log.js';
+
+/** /deploy and /patch from Slack, over signed HTTP to the real Bolt receiver, run against the AWS simulator. */
+
+const accountId = testAccountId();
+const prefix = uniquePrefix('rollout');
+const redis = testRedis();
+const logs = capturedLogger();
+const secret = 'rollout-signing-secret';
+const ssmRate = 20;
+const rolloutOps = [
+  'SendCommand',
+  'ListCommandInvocations',
+  'CancelCommand',
+  'GetCommandInvocation',
+  'ListCommands',
+];
+let simulator: AwsSimulator;
+let slack: FakeSlack;
+let running: Running;
+let instanceIds: string[] = [];
+const userOf = new Map<string, string>();
+
+beforeAll(async () => {
+  simulator = await startAwsSimulator({ motoUrl: inject('motoUrl'), defaultAccountId: accountId });
+  slack = await startFakeSlack();
+  process.env.AWS_ACCESS_KEY_ID = 'testing';
+  process.env.AWS_SECRET_ACCESS_KEY = 'testing';
+  const ec2 = new EC2Client({
+    region: 'us-east-1',
+    endpoint: simulator.url,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
+  for (let group = 0; group < 4; group++) {
+    const userId = String(30000 + group);
+    const res = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: 'ami-12c6146b',
+        InstanceType: 't3.small',
+        MinCount: 50,
+        MaxCount: 50,
+        TagSpecifications: [
+          {
+            ResourceType: 'instance',
+            Tags: [
+              { Key: 'app', Value: 'fleetbot' },
+              { Key: 'env', Value: 'dev' },
+              { Key: 'user', Value: userId },
+              { Key: 'ring', Value: group === 0 ? 'early' : 'main' },
+            ],
+          },
+        ],
+      }),
+    );
+    for (const i of res.Instances ?? []) {
+      instanceIds.push(i.InstanceId ?? '');
+      userOf.set(i.InstanceId ?? '', userId);
+    }
+  }
+  instanceIds = instanceIds.sort();
+  running = await main(
+    {
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL: simulator.url,
+      REDIS_URL: testRedisUrl,
+      REDIS_PREFIX: prefix,
+      SLACK_BOT_TOKEN: 'xoxb-rollout',
+      SLACK_SIGNING_SECRET: secret,
+      SLACK_API_URL: slack.apiUrl,
+      SLACK_PORT: '0',
+      SLACK_ADMIN_USER_IDS: 'UANN,UBOB',
+      SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
+      SLACK_ALERT_CHANNEL_ID: 'CREPORTS',
+      ROLLOUT_POLL_MS: '150',
+      ROLLOUT_TWO_PERSON_RULE: 'true',
+      SSM_REQUESTS_PER_SECOND: String(ssmRate),
+      DASHBOARD_PASSWORD: 'unused',
+      DASHBOARD_LISTEN: '127.0.0.1:0',
+      LOG_LEVEL: 'info',
+    },
+    ['--role', 'all'],
+    { logDestination: logs.destination },
+  );
+});
+
+afterAll(async () => {
+  await running?.stop();
+  await slack?.close();
+  await simulator?.close();
+  await dropPrefix(redis, prefix);
+  await redis.quit();
+});
+
+beforeEach(async () => {
+  // Plans left by one test must not satisfy or block the next.
+  const stale = await redis.keys(`${prefix}:plan:*`);
+  const keys = await redis.keys(`${prefix}:rollout-key:*`);
+  if (stale.length + keys.length > 0) await redis.del(...stale, ...keys);
+  slack.reset();
+  simulator.control.resetCalls(accountId);
+});
+
+const events = () => `http://127.0.0.1:${running.ports.slack}/slack/events`;
+
+async function slash(text: string, user = 'UANN', channel = 'COPS') {
+  const [command = '', ...rest] = text.split(' ');
+  const res = await sendSlashCommand(events(), secret, {
+    command,
+    text: rest.join(' '),
+    user_id: user,
+    channel_id: channel,
+    response_url: slack.responseUrl(),
+  });
+  expect(res.status).toBe(200);
+}
+
+async function answer(predicate: (c: SlackCall) => boolean = () => true): Promise<SlackCall> {
+  return slack.waitFor(
+    (c) => (c.method === 'chat.postMessage' || c.method === 'chat.postEphemeral') && predicate(c),
+    10_000,
+  );
+}
+
+async function press(user: string, value: string, messageTs: string) {
+  await sendInteraction(
+    events(),
+    secret,
+    blockActionsPayload({
+      actionId: 'cmd:0',
+      value,
+      userId: user,
+      channelId: 'COPS',
+      messageTs,
+      responseUrl: slack.responseUrl(),
+      buttonText: 'Approve',
+    }),
+  );
+}
+
+/** The text of a channel message as it is now (after every chat.update). */
+const messageText = (ts: string) => slack.channel('COPS').messages.find((m) => m.ts === ts)?.text ?? '';
+
+async function planAndApprove(command: string): Promise<{ ts: string; jobId: string }> {
+  await slash(command, 'UANN');
+  const plan = await answer((c) => c.method === 'chat.postMessage');
+  const ts = String(plan.response.ts);
+  const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+  await press('UBOB', `/approve ${planId}`, ts);
+  const approved = await answer(
+    (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),
+  );
+  return { ts, jobId: /job (rollout-[a-f0-9]+)/.exec(String(approved.params.text))?.[1] ?? '' };
+}
+
+describe('bad input and authorization, over signed requests', () => {
+  it.each([
+    ['/deploy 1.2.3;rm -rf /', '"1.2.3;rm" is not a version'],
+    ['/deploy $(reboot)', '"$(reboot)" is not a version'],
+    ['/deploy <@U123|everyone>', 'is not a version'],
+    ['/deploy v1.2.3 all --concurrency 0', '--concurrency takes a count from 1 to 10000'],
+    ['/deploy v1.2.3 all --max-errors 250%', '--max-errors takes a count from 0 to 10000 or a percentage'],
+    ['/deploy v1.2.3 --frobnicate 1', '"--frobnicate" is not an option of /deploy'],
+    ['/deploy v1.2.3 tag:ring=`id`', 'is not a target'],
+    ['/deploy v1.2.3 all --canary 5 --canary 6', '"--canary" is given twice'],
+    [`/deploy v${'9'.repeat(80)}.0.0`, '…" is not a version'],
+    ['/patch upgrade', '"upgrade" is not scan or install'],
+    ['/patch scan --reboot if-needed', '--reboot only applies to patch install'],
+  ])(
+    'when an admin sends %s, then a usage message explains it and nothing is planned',
+    async (command, expected) => {
+      await slash(command);
+      const reply = await answer();
+      expect(reply.method).toBe('chat.postEphemeral');
+      expect(String(reply.params.text)).toContain(
+        expected.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;'),
+      );
+      expect(String(reply.params.text)).toContain('Usage: /');
+      expect(simulator.control.calls(accountId, 'SendCommand')).toEqual([]);
+      expect(await redis.keys(`${prefix}:plan:*`)).toEqual([]);
+    },
+  );
+
+  it('when a non-admin or an admin in another channel asks, then it is refused and nothing is planned', async () => {
+    await slash('/deploy v1.2.3', 'UMALLORY');
+    expect(String((await answer()).params.text)).toBe('/deploy is for fleet admins only.');
+    slack.reset();
+    await slash('/deploy v1.2.3', 'UANN', 'CRANDOM');
+    expect(String((await answer()).params.text)).toBe('/deploy is for fleet admins only.');
+    expect(await redis.keys(`${prefix}:plan:*`)).toEqual([]);
+  });
+});
+
+describe('plans and approval', () => {
+  it('when an admin plans a deploy, then the plan says how many, in which batches, and when it stops; a repeat finds it', async () => {
+    await slash('/deploy v2.0.0 all --concurrency 100 --max-errors 2');
+    const plan = await answer();
+    const text = String(plan.params.text);
+    expect(text).toContain('Plan: Deploy v2.0.0 to all running fleet instances.');
+    expect(text).toContain('200 running instances match, in 4 batches of at most 50.');
+    expect(text).toContain(
+      'At most 100 at once (--concurrency 100); it stops after the 3rd failure (up to 2 failures are tolerated).',
+    );
+    expect(text).toContain('Another admin must approve.');
+    slack.reset();
+    await slash('/deploy v2.0.0 all --concurrency 100 --max-errors 2');
+    expect(String((await answer()).params.text)).toMatch(
+      /^An identical plan is already waiting for approval \(plan [a-f0-9]{12}\)\.$/,
+    );
+  });
+
+  it('when the requester approves their own plan under the two-person rule, then it is refused and stays pending', async () => {
+    await slash('/deploy v2.1.0 user:30000');
+    const plan = await answer();
+    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    slack.reset();
+    await press('UANN', `/approve ${planId}`, String(plan.response.ts));
+    expect(String((await answer((c) => c.method === 'chat.postEphemeral')).params.text)).toBe(
+      'The two-person rule is on: another admin must approve this plan.',
+    );
+    expect(await redis.exists(`${prefix}:plan:${planId}`)).toBe(1);
+  });
+
+  it('when a plan has expired, then approving it runs nothing', async () => {
+    const plans = createPlans(redis, prefix);
+    await plans.save(
+      {
+        id: 'aaaaaaaaaaaa',
+        key: 'expired-test',
+        request: {
+          operation: 'deploy',
+          version: 'v9.9.9',
+          reboot: 'never',
+          targets: 'all',
+          concurrency: '1',
+          maxErrors: '0',
+          canary: 0,
+        },
+        requestedBy: 'UANN',
+        matched: 200,
+        message: { platform: 'slack', chatId: 'COPS', messageId: '1700000000.000100' },
+        expiresAt: new Date().toISOString(),
+      },
+      50,
+    );
+    await new Promise((r) => setTimeout(r, 120));
+    await press('UBOB', '/approve aaaaaaaaaaaa', '1700000000.000100');
+    expect(String((await answer((c) => c.method === 'chat.postEphemeral')).params.text)).toBe(
+      'Plan aaaaaaaaaaaa expired or was already handled. Nothing ran; send the command again.',
+    );
+    expect(simulator.control.calls(accountId, 'SendCommand')).toEqual([]);
+  });
+});
+
+describe('running a deploy', () => {
+  it('when failures pass the limit, then no new batch starts, in-flight commands are cancelled, and the summary lists exactly the failures', async () => {
+    const failing = instanceIds.slice(55, 60);
+    for (const id of instanceIds)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 300 });
+    for (const id of failing)
+      simulator.control.scriptRunCommand(accountId, id, {
+        status: 'Failed',
+        output: `disk full on ${id}`,
+        afterMs: 1200,
+      });
+    // The batch after the failing one stays busy, so it is still in flight when the limit is crossed.
+    for (const id of instanceIds.slice(100, 150))
+      simulator.control.scriptRunCommand(accountId, id, { status: 'InProgress' });
+
+    const { ts, jobId } = await planAndApprove('/deploy v3.0.0 all --concurrency 100 --max-errors 2');
+    await slack.waitFor(() => messageText(ts).includes('failed (stopped after'), 30_000);
+    const summary = messageText(ts);
+    expect(summary).toContain(
+      `Deploy v3.0.0 to all running fleet instances: failed (stopped after 5 failures; the limit was 2) (job ${jobId}`,
+    );
+    const listed = [...summary.matchAll(/• (\d+) (i-[0-9a-f]+) failed: disk full on (i-[0-9a-f]+)/g)];
+    expect(listed.map((m) => m[2]).sort()).toEqual([...failing].sort());
+    expect(listed.every((m) => m[1] === userOf.get(m[2] ?? '') && m[2] === m[3])).toBe(true);
+
+    const sends = simulator.control.calls(accountId, 'SendCommand');
+    expect(sends).toHaveLength(3); // batches 0-2 started; batch 3 never did
+    expect(
+      sends.every(
+        (s) => (s.params as { Parameters?: { version?: string[] } }).Parameters?.version?.[0] === 'v3.0.0',
+      ),
+    ).toBe(true);
+    expect(simulator.control.calls(accountId, 'CancelCommand').length).toBeGreaterThanOrEqual(1);
+    const sent = simulator.control.invocations(accountId);
+    expect(sent.filter((i) => instanceIds.slice(150).includes(i.instanceId))).toEqual([]);
+    expect(
+      sent
+        .filter((i) => instanceIds.slice(100, 150).includes(i.instanceId))
+        .every((i) => i.status === 'Cancelled'),
+    ).toBe(true);
+    for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+  }, 60_000);
+
+  it('when a deploy succeeds, then concurrency never exceeds the limit and SSM is called at most 0.25 times per instance within its budget', async () => {
+    for (const id of instanceIds)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 400 });
+    const { ts, jobId } = await planAndApprove('/deploy v3.1.0 all --concurrency 60 --max-errors 0');
+    await slack.waitFor(() => messageText(ts).includes('succeeded on all 200 instances'), 60_000);
+    expect(messageText(ts)).toContain(`(job ${jobId}`);
+    const sent = simulator.control
+      .invocations(accountId)
+      .filter((i) => i.parameters.version?.[0] === 'v3.1.0');
+    expect(sent).toHaveLength(200);
+    expect(new Set(sent.map((i) => i.instanceId)).size).toBe(200);
+    // In flight on the instances at each send: never more than the requested 60.
+    for (const s of sent) {
+      const overlapping = sent.filter(
+        (o) => o.requestedAt <= s.requestedAt && o.requestedAt + 400 > s.requestedAt,
+      );
+      expect(overlapping.length).toBeLessThanOrEqual(60);
+    }
+    const calls = simulator.control.calls(accountId).filter((c) => rolloutOps.includes(c.operation));
+    expect(calls.length / 200).toBeLessThanOrEqual(0.25);
+    const times = calls.map((c) => c.at).sort((a, b) => a - b);
+    for (let i = ssmRate; i < times.length; i++)
+      expect((times[i] ?? 0) - (times[i - ssmRate] ?? 0)).toBeGreaterThanOrEqual(950);
+    // Progress edits of this message: at most one per 3 s.
+    const edits = slack
+      .calls('chat.update')
+      .filter((c) => c.params.ts === ts)
+      .map((c) => c.at);
+    for (let i = 1; i < edits.length; i++)
+      expect((edits[i] ?? 0) - (edits[i - 1] ?? 0)).toBeGreaterThanOrEqual(2990);
+  }, 90_000);
+
+  it('when an admin cancels a running deploy, then it stops and says cancelled', async () => {
+    for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'InProgress' });
+    const { ts, jobId } = await planAndApprove('/deploy v3.2.0 all --concurrency 50');
+    await expect
+      .poll(() => simulator.control.calls(accountId, 'SendCommand').length, { timeout: 20_000 })
+      .toBeGreaterThan(0);
+    await slash(`/cancel ${jobId}`, 'UBOB');
+    expect(
+      String((await answer((c) => String(c.params.text).startsWith('Cancelling'))).params.text),
+    ).toContain(`Cancelling job ${jobId}`);
+    await slack.waitFor(() => messageText(ts).includes(': cancelled (job'), 30_000);
+    expect(simulator.control.calls(accountId, 'SendCommand')).toHaveLength(1);
+    for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+  }, 60_000);
+});
+
+describe('patching', () => {
+  it('when a patch scan runs, then the summary reports missing patches and pending reboots', async () => {
+    const early = instanceIds.filter((id) => userOf.get(id) === '30000');
+    for (const [n, id] of early.entries())
+      simulator.control.scriptRunCommand(accountId, id, {
+        status: 'Success',
+        output: `Patch Summary for ${id}\nInstalledCount : 40\nInstalledPendingRebootCount : ${n === 0 ? 1 : 0}\nMissingCount : ${n < 3 ? 2 : 0}\nFailedCount : 0`,
+      });
+    const { ts } = await planAndApprove('/patch scan tag:ring=early');
+    await slack.waitFor(() => messageText(ts).includes('Compliance:'), 30_000);
+    const text = messageText(ts);
+    expect(text).toContain('Patch scan to instances tagged ring=early: succeeded on all 50 instances');
+    expect(text).toContain('Compliance: 3 instances missing patches');
+    expect(text).toContain(`Pending a reboot: ${early[0]}.`);
+    const sends = simulator.control.calls(accountId, 'SendCommand');
+    expect(sends[0]?.params).toMatchObject({
+      DocumentName: 'AWS-RunPatchBaseline',
+      Parameters: { Operation: ['Scan'], RebootOption: ['NoReboot'] },
+    });
+  }, 60_000);
+
+  it('when a patch install with reboot runs, then RunPatchBaseline gets Install and RebootIfNeeded', async () => {
+    const { ts } = await planAndApprove('/patch install user:30001 --reboot if-needed --concurrency 25');
+    await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), 30_000);
+    const sends = simulator.control.calls(accountId, 'SendCommand');
+    expect(sends).toHaveLength(2);
+    expect(sends[0]?.params).toMatchObject({
+      Parameters: { Operation: ['Install'], RebootOption: ['RebootIfNeeded'] },
+    });
+  }, 60_000);
+});
+
+describe('scheduled maintenance', () => {
+  it('when an admin schedules a patch scan, then it fires on its cron, posts its summary to the report channel, and can be removed', async () => {
+    for (const id of instanceIds)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', output: 'MissingCount : 0' });
+    await slash('/schedule patch scan "*/2 * * * * *" tag:ring=early');
+    const created = String((await answer()).params.text);
+    expect(created).toMatch(
+      /^Scheduled Patch scan to instances tagged ring=early at "\*\/2 \* \* \* \* \*" \(UTC\) as sched-[a-f0-9]{6}\./,
+    );
+    const id = /(sched-[a-f0-9]{6})/.exec(created)?.[1] ?? '';
+    slack.reset();
+    await slash('/schedules');
+    expect(String((await answer()).params.text)).toContain(
+      `${id}  "*/2 * * * * *"  Patch scan to instances tagged ring=early  by UANN`,
+    );
+
+    const report = await slack.waitFor(
+      (c) => c.method === 'chat.postMessage' && c.params.channel === 'CREPORTS',
+      20_000,
+    );
+    const ts = String(report.response.ts);
+    await slack.waitFor(
+      () => (slack.channel('CREPORTS').messages.find((m) => m.ts === ts)?.text ?? '').includes('Compliance'),
+      30_000,
+    );
+    const summary = slack.channel('CREPORTS').messages.find((m) => m.ts === ts)?.text ?? '';
+    expect(summary).toContain('Patch scan to instances tagged ring=early: succeeded on all 50 instances');
+    expect(summary).toContain('Compliance: no instance reports missing patches.');
+
+    slack.reset();
+    await slash(`/unschedule ${id}`);
+    expect(String((await answer()).params.text)).toBe(
+      `Removed schedule ${id}. Runs already started finish on their own.`,
+    );
+    slack.reset();
+    await slash('/schedules');
+    expect(String((await answer()).params.text)).toBe('Nothing is scheduled.');
+  }, 90_000);
+
+  it('when the cron expression is malformed, then nothing is scheduled', async () => {
+    await slash('/schedule patch scan "every day" all');
+    expect(String((await answer()).params.text)).toContain(
+      'is not a schedule. Example: /schedule patch scan',
+    );
+    slack.reset();
+    await slash('/schedules');
+    expect(String((await answer()).params.text)).toBe('Nothing is scheduled.');
+  });
+});

@@ -1,0 +1,681 @@
+import { randomBytes } from 'node:crypto';
+import {
+  DescribeInstanceStatusCommand,
+  DescribeInstancesCommand,
+  EC2Client,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import {
+  CancelCommandCommand,
+  type Command,
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  GetParameterCommand,
+  ListCommandInvocationsCommand,
+  ListCommandsCommand,
+  PutParameterCommand,
+  paginateListCommandInvocations,
+  paginateListCommands,
+  SendCommandCommand,
+  type SendCommandCommandInput,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { testAccountId, withAccount } from './aws-account.js';
+import { type AwsSimulator, startAwsSimulator } from './aws-simulator.js';
+
+const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+const START = Date.parse('2030-01-01T00:00:00Z');
+let now = START;
+const clock = () => now;
+const advance = (ms: number) => {
+  now += ms;
+};
+
+let sim: AwsSimulator;
+const clients: { destroy(): void }[] = [];
+
+beforeAll(async () => {
+  sim = await startAwsSimulator({ motoUrl: inject('motoUrl'), clock });
+});
+
+afterAll(async () => {
+  for (const client of clients) client.destroy();
+  await sim?.close();
+});
+
+/** A fresh account per test, so nothing one test sends or scripts is seen by another. */
+function world(endpoint = sim.url) {
+  const accountId = testAccountId();
+  const config = { region: 'us-east-1', endpoint, credentials, maxAttempts: 1 };
+  const ssm = withAccount(new SSMClient(config), accountId);
+  const ec2 = withAccount(new EC2Client(config), accountId);
+  clients.push(ssm, ec2);
+  return { accountId, ssm, ec2 };
+}
+
+async function launch(ec2: EC2Client, count: number): Promise<string[]> {
+  const out = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: 'ami-12c6146b',
+      InstanceType: 't3.small',
+      MinCount: count,
+      MaxCount: count,
+    }),
+  );
+  return (out.Instances ?? []).map((i) => i.InstanceId ?? '');
+}
+
+/** SSM-managed ids that need no moto instance, for fan-outs of 50+. */
+function registered(accountId: string, count: number): string[] {
+  return Array.from({ length: count }, () => {
+    const id = `i-${randomBytes(9).toString('hex').slice(0, 17)}`;
+    sim.control.registerInstance(accountId, id);
+    return id;
+  });
+}
+
+async function send(ssm: SSMClient, input: Partial<SendCommandCommandInput> & { InstanceIds: string[] }) {
+  const out = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', ...input }));
+  return out.Command?.CommandId ?? '';
+}
+
+async function invocation(ssm: SSMClient, commandId: string, instanceId: string) {
+  return ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
+}
+
+async function commandStatus(ssm: SSMClient, commandId: string) {
+  const out = await ssm.send(new ListCommandsCommand({ CommandId: commandId }));
+  return out.Commands?.[0];
+}
+
+async function stateOf(ec2: EC2Client, instanceId: string) {
+  const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  return out.Reservations?.[0]?.Instances?.[0]?.State;
+}
+
+describe('AWS simulator: forwarding', () => {
+  it('when a call is not simulated, then it reaches moto unchanged under the same account', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const direct = world(inject('motoUrl'));
+    const directSameAccount = withAccount(
+      new SSMClient({ region: 'us-east-1', endpoint: inject('motoUrl'), credentials, maxAttempts: 1 }),
+      accountId,
+    );
+    clients.push(directSameAccount);
+
+    await ssm.send(new PutParameterCommand({ Name: '/sim/fwd', Value: 'through-sim', Type: 'String' }));
+    const viaSim = await ssm.send(new GetParameterCommand({ Name: '/sim/fwd' }));
+    const viaMoto = await directSameAccount.send(new GetParameterCommand({ Name: '/sim/fwd' }));
+    expect(viaSim.Parameter?.Value).toBe('through-sim');
+    expect(viaMoto.Parameter?.Value).toBe('through-sim');
+    await expect(direct.ssm.send(new GetParameterCommand({ Name: '/sim/fwd' }))).rejects.toMatchObject({
+      name: 'ParameterNotFound',
+    });
+
+    const [id = ''] = await launch(ec2, 1);
+    expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
+    await expect(direct.ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).rejects.toMatchObject({
+      name: 'InvalidInstanceID.NotFound',
+    });
+  });
+});
+
+describe('AWS simulator: SendCommand limits', () => {
+  it('when SendCommand names 51 instances, then it is rejected and 50 are accepted', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 51);
+
+    await expect(send(ssm, { InstanceIds: ids })).rejects.toMatchObject({
+      name: 'ValidationException',
+      message: expect.stringContaining('less than or equal to 50'),
+    });
+    expect((await ssm.send(new ListCommandsCommand({}))).Commands).toEqual([]);
+
+    const commandId = await send(ssm, { InstanceIds: ids.slice(0, 50) });
+    expect((await commandStatus(ssm, commandId))?.TargetCount).toBe(50);
+  });
+
+  it('when the Comment has 101 characters, then SendCommand is rejected and 100 pass', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 1);
+
+    await expect(send(ssm, { InstanceIds: ids, Comment: 'c'.repeat(101) })).rejects.toMatchObject({
+      name: 'ValidationException',
+    });
+    const commandId = await send(ssm, { InstanceIds: ids, Comment: 'c'.repeat(100) });
+    expect((await commandStatus(ssm, commandId))?.Comment).toBe('c'.repeat(100));
+  });
+
+  it('when DocumentName is missing or an instance is not SSM-managed, then SendCommand is rejected', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 1);
+
+    await expect(
+      ssm.send(new SendCommandCommand({ InstanceIds: ids } as unknown as SendCommandCommandInput)),
+    ).rejects.toMatchObject({
+      name: 'ValidationException',
+      message: expect.stringContaining('documentName'),
+    });
+    await expect(send(ssm, { InstanceIds: ['i-0123456789abcdef0'] })).rejects.toMatchObject({
+      name: 'InvalidInstanceId',
+    });
+  });
+});
+
+describe('AWS simulator: scripted Run Command outcomes', () => {
+  it('when nothing is scripted, then an invocation succeeds at once with empty output and the request is echoed', async () => {
+    const { ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+
+    const out = await ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [id],
+        Parameters: { commands: ['echo hi'] },
+        MaxConcurrency: '10%',
+        MaxErrors: '2',
+        TimeoutSeconds: 600,
+        Comment: 'job-1:0',
+      }),
+    );
+    expect(out.Command).toMatchObject({
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: [id],
+      Parameters: { commands: ['echo hi'] },
+      MaxConcurrency: '10%',
+      MaxErrors: '2',
+      TimeoutSeconds: 600,
+      Comment: 'job-1:0',
+      Status: 'Success',
+      RequestedDateTime: new Date(now),
+    });
+    expect(out.Command?.CommandId).toMatch(/^[0-9a-f-]{36}$/);
+    const got = await invocation(ssm, out.Command?.CommandId ?? '', id);
+    expect(got).toMatchObject({ Status: 'Success', ResponseCode: 0, StandardOutputContent: '' });
+  });
+
+  it('when an instance is scripted to fail after 2 s, then it is InProgress until then and Failed with its output after', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [ok = '', bad = ''] = await launch(ec2, 2);
+    sim.control.scriptRunCommand(accountId, bad, {
+      status: 'Failed',
+      output: 'boom',
+      errorOutput: 'stack trace',
+      afterMs: 2000,
+      responseCode: 1,
+    });
+
+    const commandId = await send(ssm, { InstanceIds: [ok, bad] });
+    expect((await invocation(ssm, commandId, ok)).Status).toBe('Success');
+    expect((await invocation(ssm, commandId, bad)).Status).toBe('InProgress');
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('InProgress');
+
+    advance(1999);
+    expect((await invocation(ssm, commandId, bad)).Status).toBe('InProgress');
+    advance(1);
+    expect(await invocation(ssm, commandId, bad)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: 1,
+      StandardOutputContent: 'boom',
+      StandardErrorContent: 'stack trace',
+    });
+    expect(await commandStatus(ssm, commandId)).toMatchObject({
+      Status: 'Failed',
+      ErrorCount: 1,
+      CompletedCount: 2,
+    });
+  });
+
+  it('when success is scripted after a pending phase, then the invocation goes Pending, InProgress, Success', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    sim.control.scriptRunCommand(accountId, '*', {
+      status: 'Success',
+      output: 'done',
+      pendingMs: 500,
+      afterMs: 3000,
+    });
+
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Pending');
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Pending');
+    advance(500);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('InProgress');
+    advance(2500);
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'Success',
+      StandardOutputContent: 'done',
+      ExecutionElapsedTime: 'PT2.5S',
+    });
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
+  });
+
+  it('when TimedOut is scripted, then the invocation and the command end TimedOut', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    sim.control.scriptRunCommand(accountId, id, { status: 'TimedOut', afterMs: 1000 });
+
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    advance(1000);
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'TimedOut',
+      StatusDetails: 'ExecutionTimedOut',
+    });
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('TimedOut');
+  });
+
+  it('when the output exceeds the API limits, then GetCommandInvocation keeps 24,000 chars and ListCommandInvocations 2,500', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    sim.control.scriptRunCommand(accountId, id, { status: 'Success', output: 'x'.repeat(30_000) });
+
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    expect((await invocation(ssm, commandId, id)).StandardOutputContent).toHaveLength(24_000);
+    const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }));
+    expect(listed.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Output).toHaveLength(2_500);
+  });
+
+  it('when the script is a function, then it sees the document name and parameters that were sent', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    sim.control.scriptRunCommand(accountId, id, (documentName, parameters) =>
+      documentName === 'Fleetbot-Deploy' && parameters.version?.[0] === '1.2.3'
+        ? { status: 'Success', output: `deployed ${parameters.version[0]}` }
+        : { status: 'Failed', output: `unexpected ${documentName}` },
+    );
+
+    const good = await send(ssm, {
+      InstanceIds: [id],
+      DocumentName: 'Fleetbot-Deploy',
+      Parameters: { version: ['1.2.3'] },
+    });
+    const bad = await send(ssm, { InstanceIds: [id], Parameters: { commands: ['true'] } });
+    expect(await invocation(ssm, good, id)).toMatchObject({
+      Status: 'Success',
+      StandardOutputContent: 'deployed 1.2.3',
+    });
+    expect(await invocation(ssm, bad, id)).toMatchObject({ Status: 'Failed' });
+  });
+
+  it('when the agent is offline, then the invocation is Undeliverable and the instance shows ConnectionLost', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [online = '', offline = ''] = await launch(ec2, 2);
+    sim.control.setAgentOnline(accountId, offline, false);
+
+    const commandId = await send(ssm, { InstanceIds: [online, offline] });
+    expect(await invocation(ssm, commandId, offline)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Undeliverable',
+      ResponseCode: -1,
+    });
+    // Undeliverable invocations do not decide the command's outcome in AWS.
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
+    const info = await ssm.send(new DescribeInstanceInformationCommand({}));
+    const pings = Object.fromEntries(
+      (info.InstanceInformationList ?? []).map((i) => [i.InstanceId, i.PingStatus]),
+    );
+    expect(pings).toEqual({ [online]: 'Online', [offline]: 'ConnectionLost' });
+  });
+
+  it('when a command is cancelled while running, then unfinished invocations become Cancelled and finished ones stay', async () => {
+    const { accountId, ssm } = world();
+    const [done = '', running = ''] = registered(accountId, 2);
+    sim.control.scriptRunCommand(accountId, running, { status: 'InProgress' });
+
+    const commandId = await send(ssm, { InstanceIds: [done, running] });
+    advance(60_000);
+    expect((await invocation(ssm, commandId, running)).Status).toBe('InProgress');
+    await ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+
+    expect((await invocation(ssm, commandId, running)).Status).toBe('Cancelled');
+    expect((await invocation(ssm, commandId, done)).Status).toBe('Success');
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Cancelled');
+  });
+
+  it('when GetCommandInvocation names an unknown invocation, then it fails with InvocationDoesNotExist', async () => {
+    const { accountId, ssm } = world();
+    const [id = '', other = ''] = registered(accountId, 2);
+    const commandId = await send(ssm, { InstanceIds: [id] });
+
+    await expect(invocation(ssm, commandId, other)).rejects.toMatchObject({ name: 'InvocationDoesNotExist' });
+    await expect(invocation(ssm, '00000000-0000-0000-0000-000000000000', id)).rejects.toMatchObject({
+      name: 'InvocationDoesNotExist',
+    });
+  });
+});
+
+describe('AWS simulator: listings', () => {
+  it('when sends carry comments, then ListCommands pages through them and finds one by Comment', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    const sent: string[] = [];
+    for (const n of [0, 1, 2, 3, 4]) sent.push(await send(ssm, { InstanceIds: [id], Comment: `job-7:${n}` }));
+
+    const pages: Command[][] = [];
+    for await (const out of paginateListCommands({ client: ssm, pageSize: 2 }, {}))
+      pages.push(out.Commands ?? []);
+    expect(pages.map((p) => p.length)).toEqual([2, 2, 1]);
+    const listed = pages.flat();
+    expect(listed.map((c) => c.Comment)).toEqual(['job-7:4', 'job-7:3', 'job-7:2', 'job-7:1', 'job-7:0']);
+    expect(listed.find((c) => c.Comment === 'job-7:2')?.CommandId).toBe(sent[2]);
+
+    const other = world();
+    expect((await other.ssm.send(new ListCommandsCommand({}))).Commands).toEqual([]);
+  });
+
+  it('when commands target 50 instances, then ListCommandInvocations returns at most 50 per page and honours a smaller page size', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 50);
+    const first = await send(ssm, { InstanceIds: ids });
+    await send(ssm, { InstanceIds: ids });
+
+    const pageSizes: number[] = [];
+    for await (const out of paginateListCommandInvocations({ client: ssm }, {})) {
+      pageSizes.push(out.CommandInvocations?.length ?? 0);
+    }
+    expect(pageSizes).toEqual([50, 50]);
+
+    const small: number[] = [];
+    const seen = new Set<string>();
+    const input = { CommandId: first, Details: true };
+    for await (const out of paginateListCommandInvocations({ client: ssm, pageSize: 20 }, input)) {
+      small.push(out.CommandInvocations?.length ?? 0);
+      for (const inv of out.CommandInvocations ?? []) {
+        seen.add(inv.InstanceId ?? '');
+        expect(inv.CommandPlugins?.[0]?.Status).toBe('Success');
+      }
+    }
+    expect(small).toEqual([20, 20, 10]);
+    expect(seen).toEqual(new Set(ids));
+
+    await expect(ssm.send(new ListCommandInvocationsCommand({ MaxResults: 51 }))).rejects.toMatchObject({
+      name: 'ValidationException',
+    });
+  });
+
+  it('when instances run in moto, then DescribeInstanceInformation lists them Online, stopped ones ConnectionLost, in pages', async () => {
+    const { ssm, ec2 } = world();
+    const ids = await launch(ec2, 6);
+    const stopped = ids[5] ?? '';
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [stopped] }));
+
+    const all = await ssm.send(new DescribeInstanceInformationCommand({}));
+    expect(all.InstanceInformationList).toHaveLength(6);
+    expect(all.NextToken).toBeUndefined();
+    const byId = new Map((all.InstanceInformationList ?? []).map((i) => [i.InstanceId, i]));
+    expect(byId.get(ids[0])).toMatchObject({
+      PingStatus: 'Online',
+      PlatformType: 'Linux',
+      ResourceType: 'EC2Instance',
+    });
+    expect(byId.get(stopped)?.PingStatus).toBe('ConnectionLost');
+
+    const firstPage = await ssm.send(new DescribeInstanceInformationCommand({ MaxResults: 5 }));
+    const secondPage = await ssm.send(
+      new DescribeInstanceInformationCommand({ MaxResults: 5, NextToken: firstPage.NextToken }),
+    );
+    expect([firstPage.InstanceInformationList?.length, secondPage.InstanceInformationList?.length]).toEqual([
+      5, 1,
+    ]);
+
+    const one = await ssm.send(
+      new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [ids[1] ?? ''] }] }),
+    );
+    expect(one.InstanceInformationList?.map((i) => i.InstanceId)).toEqual([ids[1]]);
+    await expect(send(ssm, { InstanceIds: [stopped] })).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+  });
+});
+
+describe('AWS simulator: EC2 boot timing', () => {
+  it('when boot timing is set, then a new instance is pending, then running with initializing checks, then ok', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [before = ''] = await launch(ec2, 1);
+    sim.control.setBootTiming(accountId, { pendingMs: 30_000, initializingMs: 60_000 });
+    const [id = ''] = await launch(ec2, 1);
+
+    expect(await stateOf(ec2, id)).toEqual({ Code: 0, Name: 'pending' });
+    expect(await stateOf(ec2, before)).toEqual({ Code: 16, Name: 'running' });
+    const running = await ec2.send(
+      new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running'] }] }),
+    );
+    expect(running.Reservations?.flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId)).toEqual([
+      before,
+    ]);
+    const statusWhilePending = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [id] }));
+    expect(statusWhilePending.InstanceStatuses).toEqual([]);
+    const all = await ec2.send(
+      new DescribeInstanceStatusCommand({ InstanceIds: [id], IncludeAllInstances: true }),
+    );
+    expect(all.InstanceStatuses?.[0]?.InstanceState?.Name).toBe('pending');
+    await expect(send(ssm, { InstanceIds: [id] })).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    const managed = () =>
+      ssm
+        .send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }))
+        .then((out) => out.InstanceInformationList?.map((i) => i.PingStatus));
+    expect(await managed()).toEqual([]);
+
+    advance(30_000);
+    expect(await managed()).toEqual(['Online']);
+    expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
+    const initializing = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [id] }));
+    expect(initializing.InstanceStatuses?.[0]).toMatchObject({
+      InstanceStatus: { Status: 'initializing' },
+      SystemStatus: { Status: 'initializing' },
+    });
+    const okOnly = await ec2.send(
+      new DescribeInstanceStatusCommand({ Filters: [{ Name: 'instance-status.status', Values: ['ok'] }] }),
+    );
+    expect(okOnly.InstanceStatuses?.map((s) => s.InstanceId)).toEqual([before]);
+    await send(ssm, { InstanceIds: [id] });
+
+    advance(60_000);
+    const ready = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [id] }));
+    expect(ready.InstanceStatuses?.[0]).toMatchObject({
+      InstanceStatus: { Status: 'ok' },
+      SystemStatus: { Status: 'ok' },
+    });
+  });
+
+  it('when a stopped instance is started, then it is pending again for pendingMs, and a running one is not', async () => {
+    const { accountId, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    sim.control.setBootTiming(accountId, { pendingMs: 10_000, initializingMs: 0 });
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+    expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
+
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+
+    expect(await stateOf(ec2, id)).toEqual({ Code: 0, Name: 'pending' });
+    advance(10_000);
+    expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
+  });
+});
+
+describe('AWS simulator: faults', () => {
+  it('when a throttle is injected once on SendCommand, then only that call fails with ThrottlingException', async () => {
+    const { accountId, ssm } = world();
+    const bystander = world();
+    const ids = registered(accountId, 1);
+    const bystanderIds = registered(bystander.accountId, 1);
+    sim.control.injectFault(accountId, { operation: 'SendCommand', kind: 'throttle', count: 1 });
+
+    await expect(send(bystander.ssm, { InstanceIds: bystanderIds })).resolves.toBeTruthy();
+    await expect(send(ssm, { InstanceIds: ids })).rejects.toMatchObject({
+      name: 'ThrottlingException',
+      $metadata: { httpStatusCode: 400 },
+    });
+    await expect(send(ssm, { InstanceIds: ids })).resolves.toBeTruthy();
+  });
+
+  it('when a throttle is injected on DescribeInstances, then EC2 answers RequestLimitExceeded with HTTP 503', async () => {
+    const { accountId, ec2 } = world();
+    sim.control.injectFault(accountId, { operation: 'DescribeInstances', kind: 'throttle' });
+
+    await expect(ec2.send(new DescribeInstancesCommand({}))).rejects.toMatchObject({
+      name: 'RequestLimitExceeded',
+      $metadata: { httpStatusCode: 503 },
+    });
+    await expect(ec2.send(new DescribeInstanceStatusCommand({}))).resolves.toBeTruthy();
+  });
+
+  it('when a server error is injected, then SSM answers InternalServerError and EC2 InternalError with HTTP 500', async () => {
+    const { accountId, ssm, ec2 } = world();
+    sim.control.injectFault(accountId, { operation: 'GetParameter', kind: 'server-error' });
+    sim.control.injectFault(accountId, { operation: 'DescribeInstanceStatus', kind: 'server-error' });
+
+    await expect(ssm.send(new GetParameterCommand({ Name: '/nope' }))).rejects.toMatchObject({
+      name: 'InternalServerError',
+      $metadata: { httpStatusCode: 500 },
+    });
+    await expect(ec2.send(new DescribeInstanceStatusCommand({}))).rejects.toMatchObject({
+      name: 'InternalError',
+      $metadata: { httpStatusCode: 500 },
+    });
+  });
+
+  it('when latency is injected, then the answer is held back at least that long', async () => {
+    const { accountId, ssm } = world();
+    const quick = Date.now();
+    await ssm.send(new ListCommandsCommand({}));
+    const baseline = Date.now() - quick;
+    sim.control.injectFault(accountId, {
+      operation: 'ListCommands',
+      kind: 'latency',
+      latencyMs: 250,
+      count: 1,
+    });
+
+    const started = Date.now();
+    await ssm.send(new ListCommandsCommand({}));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(baseline).toBeLessThan(250);
+  });
+
+  it('when a fault has a rate, then the same seed hits the same calls and another seed does not', async () => {
+    async function pattern(seed: number): Promise<string> {
+      const other = await startAwsSimulator({ motoUrl: inject('motoUrl'), clock, seed });
+      try {
+        const { accountId, ssm } = world(other.url);
+        other.control.injectFault(accountId, { operation: 'ListCommands', kind: 'throttle', rate: 0.5 });
+        let hits = '';
+        for (let i = 0; i < 24; i += 1) {
+          hits += await ssm.send(new ListCommandsCommand({})).then(
+            () => '.',
+            () => 'x',
+          );
+        }
+        return hits;
+      } finally {
+        await other.close();
+      }
+    }
+    const first = await pattern(7);
+    expect(first).toMatch(/x/);
+    expect(first).toMatch(/\./);
+    expect(await pattern(7)).toBe(first);
+    expect(await pattern(8)).not.toBe(first);
+  });
+});
+
+describe('AWS simulator: call log', () => {
+  it('when a poller lists invocations once per tick, then the log holds exactly one ListCommandInvocations per tick', async () => {
+    const { accountId, ssm } = world();
+    const bystander = world();
+    const ids = registered(accountId, 3);
+    const commandId = await send(ssm, { InstanceIds: ids });
+    await bystander.ssm.send(new ListCommandInvocationsCommand({}));
+
+    for (let tick = 0; tick < 3; tick += 1) {
+      await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
+      advance(10_000);
+    }
+    const polls = sim.control.calls(accountId, 'ListCommandInvocations');
+    expect(polls).toHaveLength(3);
+    expect(polls[0]).toMatchObject({ service: 'ssm', status: 200, params: { CommandId: commandId } });
+    expect(polls.map((p) => p.at)).toEqual([now - 30_000, now - 20_000, now - 10_000]);
+    expect(sim.control.calls(accountId, 'SendCommand')).toHaveLength(1);
+
+    sim.control.resetCalls(accountId);
+    expect(sim.control.calls(accountId)).toEqual([]);
+    expect(sim.control.calls(bystander.accountId, 'ListCommandInvocations')).toHaveLength(1);
+  });
+
+  it('when calls are forwarded or faulted, then the log records their service and the status the caller saw', async () => {
+    const { accountId, ssm, ec2 } = world();
+    sim.control.injectFault(accountId, { operation: 'DescribeInstances', kind: 'throttle', count: 1 });
+    await ssm.send(new PutParameterCommand({ Name: '/sim/secret', Value: 'hunter2', Type: 'SecureString' }));
+    await expect(ec2.send(new DescribeInstancesCommand({}))).rejects.toThrow();
+    await ec2.send(new DescribeInstancesCommand({}));
+
+    expect(sim.control.calls(accountId).map((c) => [c.service, c.operation, c.status])).toEqual([
+      ['ssm', 'PutParameter', 200],
+      ['ec2', 'DescribeInstances', 503],
+      ['ec2', 'DescribeInstances', 200],
+    ]);
+    expect(JSON.stringify(sim.control.calls(accountId))).not.toContain('hunter2');
+  });
+});
+
+describe('AWS simulator: HTTP control API', () => {
+  it('when the sandbox drives /_sim/ over HTTP, then scripts, faults, calls and reset take effect', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    const post = (route: string, body: unknown) =>
+      fetch(`${sim.url}/_sim/${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+
+    expect(
+      (await post('script', { accountId, instanceId: id, outcome: { status: 'Failed', output: 'no' } }))
+        .status,
+    ).toBe(200);
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'Failed',
+      StandardOutputContent: 'no',
+    });
+
+    await post('fault', { accountId, operation: 'ListCommands', kind: 'throttle', count: 1 });
+    await expect(ssm.send(new ListCommandsCommand({}))).rejects.toMatchObject({
+      name: 'ThrottlingException',
+    });
+    const calls = await fetch(`${sim.url}/_sim/calls?accountId=${accountId}&operation=ListCommands`);
+    expect((await calls.json()) as unknown).toMatchObject({
+      calls: [{ operation: 'ListCommands', status: 400 }],
+    });
+
+    await post('reset', { accountId });
+    expect((await ssm.send(new ListCommandsCommand({}))).Commands).toEqual([]);
+
+    const bad = await post('fault', { accountId, operation: 'ListCommands', kind: 'explode' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toContain('kind');
+    expect((await fetch(`${sim.url}/_sim/nothing-here`)).status).toBe(404);
+  });
+});
+
+describe('AWS simulator: lifecycle', () => {
+  it('when closed while a request is held by latency, then it stops at once and refuses new connections', async () => {
+    const other = await startAwsSimulator({ motoUrl: inject('motoUrl'), clock });
+    const { accountId, ssm } = world(other.url);
+    other.control.injectFault(accountId, { operation: 'ListCommands', kind: 'latency', latencyMs: 10_000 });
+    const held = ssm.send(new ListCommandsCommand({})).then(
+      () => 'answered',
+      () => 'dropped',
+    );
+    await new Promise((r) => setTimeout(r, 50));
+
+    const started = Date.now();
+    await other.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await held).toBe('dropped');
+    await expect(fetch(`${other.url}/_sim/health`)).rejects.toThrow();
+  });
+});

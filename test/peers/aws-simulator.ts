@@ -1,0 +1,178 @@
+/**
+ * An AWS endpoint for tests and the sandbox: a small HTTP server in front of moto that owns what
+ * moto lacks (Run Command with scripted outcomes over time, instance information, EC2 boot timing,
+ * the real limits, injected faults, a call log) and forwards every other request to moto unchanged.
+ * Point the real SDK clients at `url`; state is kept per `x-moto-account-id`.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createBootTimingHandlers } from './aws-simulator/boot-timing.js';
+import { createCallLog } from './aws-simulator/call-log.js';
+import { type AwsSimulatorControl, createControl } from './aws-simulator/control.js';
+import { CONTROL_PREFIX, handleControl } from './aws-simulator/control-http.js';
+import { createFaults, seededRandom } from './aws-simulator/faults.js';
+import { createInstanceInformationHandler } from './aws-simulator/instance-information.js';
+import { createRunCommandHandlers } from './aws-simulator/run-command.js';
+import { createState } from './aws-simulator/state.js';
+import { createUpstream } from './aws-simulator/upstream.js';
+import {
+  type AwsCall,
+  AwsError,
+  errorReply,
+  jsonReply,
+  parseCall,
+  type Reply,
+  serverError,
+  throttleError,
+} from './aws-simulator/wire.js';
+
+export type { CallRecord } from './aws-simulator/call-log.js';
+export type { AwsSimulatorControl, SentInvocation } from './aws-simulator/control.js';
+export type { FaultKind, FaultSpec } from './aws-simulator/faults.js';
+export type {
+  BootTiming,
+  RegisteredInstance,
+  RunCommandOutcome,
+  RunCommandScript,
+} from './aws-simulator/state.js';
+
+export interface AwsSimulatorOptions {
+  motoUrl: string;
+  /** A fixed port for the sandbox; tests leave it out and get a free one. */
+  port?: number;
+  /** Drives Run Command timelines and boot timing, so tests advance time instead of sleeping. */
+  clock?: () => number;
+  /**
+   * The account for clients that send no `x-moto-account-id` (a whole fleetbot process under test):
+   * applied before anything else, so moto sees it too and the test stays isolated.
+   */
+  defaultAccountId?: string;
+  /** Seed for fault `rate` draws; the same seed gives the same sequence of hits. */
+  seed?: number;
+}
+
+export interface AwsSimulator {
+  url: string;
+  port: number;
+  control: AwsSimulatorControl;
+  close(): Promise<void>;
+}
+
+type Handler = (call: AwsCall) => Promise<Reply>;
+
+export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<AwsSimulator> {
+  const clock = options.clock ?? Date.now;
+  const state = createState();
+  const callLog = createCallLog();
+  const faults = createFaults(seededRandom(options.seed ?? 1));
+  const upstream = createUpstream(options.motoUrl);
+  const control = createControl({ state, faults, callLog, clock });
+  const deps = { state, upstream, clock };
+
+  const ssmJson: Record<string, (call: AwsCall) => Promise<unknown>> = {
+    ...createRunCommandHandlers(deps),
+    DescribeInstanceInformation: createInstanceInformationHandler(deps),
+  };
+  const handlers = new Map<string, Handler>();
+  for (const [operation, handle] of Object.entries(ssmJson)) {
+    handlers.set(`ssm:${operation}`, async (call) => jsonReply(await handle(call)));
+  }
+  for (const [operation, handle] of Object.entries(createBootTimingHandlers(deps))) {
+    handlers.set(`ec2:${operation}`, handle);
+  }
+
+  // Latency faults hold requests open; closing releases them instead of waiting them out.
+  const waits = new Set<() => void>();
+  const delay = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        waits.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waits.add(done);
+    });
+
+  async function serveAws(call: AwsCall, res: ServerResponse): Promise<number> {
+    const decision = faults.decide(call.accountId, call.operation);
+    if (decision.latencyMs > 0) await delay(decision.latencyMs);
+    if (decision.error === 'throttle')
+      return send(res, errorReply(call.protocol, throttleError(call.protocol)));
+    if (decision.error === 'server-error')
+      return send(res, errorReply(call.protocol, serverError(call.protocol)));
+    const handler = handlers.get(`${call.service}:${call.operation}`);
+    if (!handler) return upstream.pipe(call, res);
+    try {
+      return send(res, await handler(call));
+    } catch (error) {
+      if (error instanceof AwsError) return send(res, errorReply(call.protocol, error));
+      throw error;
+    }
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req);
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    if (url.startsWith(CONTROL_PREFIX)) {
+      send(res, handleControl(control, method, url, body));
+      return;
+    }
+    if (options.defaultAccountId && !req.headers['x-moto-account-id'])
+      req.headers['x-moto-account-id'] = options.defaultAccountId;
+    const call = parseCall(method, url, req.headers, body);
+    const at = clock();
+    let status: number;
+    try {
+      status = await serveAws(call, res);
+    } catch (error) {
+      const detail = `AWS simulator failed: ${error instanceof Error ? error.message : String(error)}`;
+      status = send(res, errorReply(call.protocol, serverError(call.protocol, detail)));
+    }
+    callLog.record(call, at, status);
+  }
+
+  const server = createServer((req, res) => {
+    serve(req, res).catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    control,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      upstream.abortAll();
+      for (const release of [...waits]) release();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+/** Writes a whole reply unless the connection is already gone; returns the status for the call log. */
+function send(res: ServerResponse, reply: Reply): number {
+  if (res.headersSent || res.destroyed) return reply.status;
+  const body = typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body;
+  res.writeHead(reply.status, { ...reply.headers, 'content-length': String(body.length) });
+  res.end(body);
+  return reply.status;
+}

@@ -1,0 +1,134 @@
+/**
+ * The control API over HTTP under `/_sim/`, for a separate process such as the local sandbox.
+ * It validates and then calls the same `AwsSimulatorControl` the tests use in process.
+ */
+import { z } from 'zod';
+import type { AwsSimulatorControl } from './control.js';
+import type { Reply } from './wire.js';
+
+const account = z.string().regex(/^\d{12}$/, 'a 12-digit account id');
+
+const outcome = z.strictObject({
+  status: z.enum(['Success', 'Failed', 'TimedOut', 'InProgress']),
+  output: z.string().optional(),
+  errorOutput: z.string().optional(),
+  responseCode: z.number().int().optional(),
+  afterMs: z.number().min(0).optional(),
+  pendingMs: z.number().min(0).optional(),
+});
+
+const bodies = {
+  script: z.strictObject({ accountId: account, instanceId: z.string().default('*'), outcome }),
+  agent: z.strictObject({ accountId: account, instanceId: z.string(), online: z.boolean() }),
+  instances: z.strictObject({
+    accountId: account,
+    instanceId: z.string(),
+    info: z
+      .strictObject({
+        platformType: z.enum(['Linux', 'Windows', 'MacOS']).optional(),
+        platformName: z.string().optional(),
+        platformVersion: z.string().optional(),
+        ipAddress: z.string().optional(),
+        computerName: z.string().optional(),
+        resourceType: z.enum(['EC2Instance', 'ManagedInstance']).optional(),
+      })
+      .optional(),
+  }),
+  bootTiming: z.strictObject({
+    accountId: account,
+    pendingMs: z.number().min(0),
+    initializingMs: z.number().min(0),
+  }),
+  fault: z.strictObject({
+    accountId: z.union([account, z.literal('*')]).default('*'),
+    operation: z.string().min(1),
+    kind: z.enum(['throttle', 'server-error', 'latency']),
+    rate: z.number().min(0).max(1).optional(),
+    count: z.number().int().positive().optional(),
+    latencyMs: z.number().min(0).optional(),
+  }),
+  reset: z.strictObject({ accountId: account.optional() }),
+};
+
+export const CONTROL_PREFIX = '/_sim/';
+
+export function handleControl(
+  control: AwsSimulatorControl,
+  method: string,
+  url: string,
+  body: Buffer,
+): Reply {
+  const { pathname, searchParams } = new URL(url, 'http://simulator');
+  const route = `${method} ${pathname.slice(CONTROL_PREFIX.length - 1)}`;
+  const query = (name: string) => searchParams.get(name) ?? undefined;
+  try {
+    switch (route) {
+      case 'GET /health':
+        return ok({ ok: true });
+      case 'POST /script': {
+        const input = parse(bodies.script, body);
+        control.scriptRunCommand(input.accountId, input.instanceId, input.outcome);
+        return ok({ ok: true });
+      }
+      case 'POST /agent': {
+        const input = parse(bodies.agent, body);
+        control.setAgentOnline(input.accountId, input.instanceId, input.online);
+        return ok({ ok: true });
+      }
+      case 'POST /instances': {
+        const input = parse(bodies.instances, body);
+        control.registerInstance(input.accountId, input.instanceId, input.info);
+        return ok({ ok: true });
+      }
+      case 'POST /boot-timing': {
+        const input = parse(bodies.bootTiming, body);
+        control.setBootTiming(input.accountId, input);
+        return ok({ ok: true });
+      }
+      case 'POST /fault': {
+        const { accountId, ...fault } = parse(bodies.fault, body);
+        return ok({ id: control.injectFault(accountId, fault) });
+      }
+      case 'DELETE /fault':
+        control.clearFaults(query('accountId'));
+        return ok({ ok: true });
+      case 'GET /calls':
+        return ok({ calls: control.calls(query('accountId'), query('operation')) });
+      case 'DELETE /calls':
+        control.resetCalls(query('accountId'));
+        return ok({ ok: true });
+      case 'GET /invocations': {
+        const accountId = query('accountId');
+        if (!accountId) return fail(400, 'accountId is required');
+        return ok({ invocations: control.invocations(accountId, query('instanceId')) });
+      }
+      case 'POST /reset':
+        control.reset(parse(bodies.reset, body).accountId);
+        return ok({ ok: true });
+      default:
+        return fail(404, `no control route ${route}`);
+    }
+  } catch (error) {
+    return fail(400, error instanceof Error ? error.message : String(error));
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, body: Buffer): T {
+  let value: unknown;
+  try {
+    value = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new Error('the body must be JSON');
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) throw new Error(z.prettifyError(result.error));
+  return result.data;
+}
+
+function ok(value: unknown): Reply {
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
+}
+
+function fail(status: number, error: string): Reply {
+  return { status, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error }) };
+}

@@ -1,0 +1,103 @@
+import type { CallLog, CallRecord } from './call-log.js';
+import { invocationView } from './command-status.js';
+import type { FaultSpec, Faults } from './faults.js';
+import { INSTANCE_ID } from './send-command-input.js';
+import type { BootTiming, RegisteredInstance, RunCommandScript, SimulatorState } from './state.js';
+
+/** What a test (or the sandbox, over `/_sim/`) can arrange and observe. */
+export interface AwsSimulatorControl {
+  /** How commands sent later end on this instance; `*` sets the account's default. */
+  scriptRunCommand(accountId: string, instanceId: string, script: RunCommandScript): void;
+  /** An offline agent shows ConnectionLost, and commands sent to it end Failed/Undeliverable. */
+  setAgentOnline(accountId: string, instanceId: string, online: boolean): void;
+  /** Makes an instance SSM-managed without launching it in moto (e.g. for 50-instance fan-outs). */
+  registerInstance(accountId: string, instanceId: string, info?: RegisteredInstance): void;
+  /** Applies to instances launched (or started from stopped) after this call; zeros switch it off. */
+  setBootTiming(accountId: string, timing: BootTiming): void;
+  /** `accountId` `*` hits every account. Returns an id for reference in logs. */
+  injectFault(accountId: string, fault: FaultSpec): string;
+  clearFaults(accountId?: string): void;
+  calls(accountId?: string, operation?: string): CallRecord[];
+  resetCalls(accountId?: string): void;
+  /** Every invocation sent in the account, oldest first, with its status right now. */
+  invocations(accountId: string, instanceId?: string): SentInvocation[];
+  /** Forgets simulator state (not moto's) for one account, or for all. */
+  reset(accountId?: string): void;
+}
+
+export interface SentInvocation {
+  commandId: string;
+  instanceId: string;
+  documentName: string;
+  parameters: Record<string, string[]>;
+  comment: string;
+  requestedAt: number;
+  status: string;
+  statusDetails: string;
+}
+
+export function createControl(deps: {
+  state: SimulatorState;
+  faults: Faults;
+  callLog: CallLog;
+  clock: () => number;
+}): AwsSimulatorControl {
+  const { state, faults, callLog, clock } = deps;
+  return {
+    scriptRunCommand(accountId, instanceId, script) {
+      state.account(accountId).scripts.set(instanceId, script);
+    },
+    setAgentOnline(accountId, instanceId, online) {
+      state.account(accountId).agents.set(instanceId, { online, since: clock() });
+    },
+    registerInstance(accountId, instanceId, info = {}) {
+      // SendCommand would reject a malformed id later; failing here points at the real mistake.
+      if (!INSTANCE_ID.test(instanceId)) throw new Error(`not an instance id SSM accepts: ${instanceId}`);
+      state.account(accountId).registered.set(instanceId, info);
+    },
+    setBootTiming(accountId, timing) {
+      if (!(timing.pendingMs >= 0 && timing.initializingMs >= 0)) {
+        throw new Error('boot timing needs pendingMs >= 0 and initializingMs >= 0');
+      }
+      const off = timing.pendingMs === 0 && timing.initializingMs === 0;
+      state.account(accountId).bootTiming = off ? undefined : { ...timing };
+    },
+    injectFault(accountId, fault) {
+      return faults.add(accountId, fault);
+    },
+    clearFaults(accountId) {
+      faults.clear(accountId);
+    },
+    calls(accountId, operation) {
+      return callLog.list(accountId, operation);
+    },
+    resetCalls(accountId) {
+      callLog.reset(accountId);
+    },
+    invocations(accountId, instanceId) {
+      const now = clock();
+      return state.account(accountId).commands.flatMap((command) =>
+        command.invocations
+          .filter((inv) => !instanceId || inv.instanceId === instanceId)
+          .map((inv) => {
+            const view = invocationView(command, inv, now);
+            return {
+              commandId: command.commandId,
+              instanceId: inv.instanceId,
+              documentName: command.documentName,
+              parameters: command.parameters,
+              comment: command.comment,
+              requestedAt: command.requestedAt,
+              status: view.status,
+              statusDetails: view.statusDetails,
+            };
+          }),
+      );
+    },
+    reset(accountId) {
+      state.reset(accountId);
+      faults.clear(accountId);
+      callLog.reset(accountId);
+    },
+  };
+}

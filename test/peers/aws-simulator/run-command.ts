@@ -1,0 +1,384 @@
+/**
+ * SSM Run Command, owned entirely by the simulator: moto's version always succeeds at once with
+ * empty output, has no limits, fans out to every instance, and lacks ListCommandInvocations and
+ * CancelCommand. Statuses come from `command-status.ts` and the injected clock, so tests move time
+ * forward instead of sleeping.
+ */
+import { randomUUID } from 'node:crypto';
+import { commandView, type InvocationView, invocationView } from './command-status.js';
+import { managedInstances } from './instance-information.js';
+import { page } from './pagination.js';
+import { validateSendCommand } from './send-command-input.js';
+import type {
+  AccountState,
+  CommandRecord,
+  InvocationRecord,
+  RunCommandOutcome,
+  RunCommandScript,
+  SimulatorState,
+} from './state.js';
+import type { Upstream } from './upstream.js';
+import { type AwsCall, AwsError, epochSeconds, validationError } from './wire.js';
+
+type Handler = (call: AwsCall) => Promise<unknown>;
+
+const DEFAULT_OUTCOME: RunCommandOutcome = { status: 'Success', output: '', afterMs: 0 };
+const GET_STDOUT_LIMIT = 24_000;
+const GET_STDERR_LIMIT = 8_000;
+const LIST_OUTPUT_LIMIT = 2_500;
+const PLUGIN_NAMES: Record<string, string> = {
+  'AWS-RunShellScript': 'aws:runShellScript',
+  'AWS-RunPowerShellScript': 'aws:runPowerShellScript',
+  'AWS-RunPatchBaseline': 'PatchLinux',
+};
+
+export function createRunCommandHandlers(deps: {
+  state: SimulatorState;
+  upstream: Upstream;
+  clock: () => number;
+}): Record<string, Handler> {
+  const { state, clock } = deps;
+
+  return {
+    async SendCommand(call) {
+      const input = call.json;
+      const request = validateSendCommand(input);
+      const account = state.account(call.accountId);
+      const managed = new Map(
+        (await managedInstances(deps, call.accountId, call.region)).map((m) => [m.instanceId, m]),
+      );
+      const invalid = request.instanceIds.filter((id) => !managed.get(id)?.acceptsCommands);
+      if (invalid.length > 0) {
+        throw new AwsError(
+          'InvalidInstanceId',
+          `Instances [[${invalid.join(', ')}]] not in a valid state for account ${call.accountId}`,
+        );
+      }
+      const command: CommandRecord = {
+        commandId: randomUUID(),
+        region: call.region,
+        documentName: request.documentName,
+        documentVersion: typeof input.DocumentVersion === 'string' ? input.DocumentVersion : '$DEFAULT',
+        comment: request.comment,
+        parameters: request.parameters,
+        instanceIds: request.instanceIds,
+        maxConcurrency: request.maxConcurrency,
+        maxErrors: request.maxErrors,
+        timeoutSeconds: request.timeoutSeconds,
+        requestedAt: clock(),
+        echo: input,
+        cancelRequested: false,
+        invocations: request.instanceIds.map((instanceId) => ({
+          instanceId,
+          outcome:
+            managed.get(instanceId)?.pingStatus === 'Online'
+              ? resolveScript(account, instanceId, request.documentName, request.parameters)
+              : { status: 'Undeliverable' },
+          pluginName: PLUGIN_NAMES[request.documentName] ?? 'aws:runShellScript',
+        })),
+      };
+      account.commands.push(command);
+      return { Command: commandJson(command, clock()) };
+    },
+
+    async ListCommands(call) {
+      const input = call.json;
+      const now = clock();
+      const filters = readCommandFilters(input.Filters);
+      const commandId = optionalCommandId(input.CommandId);
+      const instanceId = optionalString(input.InstanceId);
+      const account = state.account(call.accountId);
+      if (commandId && !account.commands.some((c) => c.commandId === commandId)) {
+        throw new AwsError('InvalidCommandId', 'Invalid command id.');
+      }
+      const matching = newestFirst(account)
+        .filter((c) => !commandId || c.commandId === commandId)
+        .filter((c) => !instanceId || c.instanceIds.includes(instanceId))
+        .map((c) => ({ command: c, view: commandView(c, now) }))
+        .filter(({ command, view }) =>
+          filters.every((f) => commandFilterMatches(f, command, view.status, view.terminal)),
+        );
+      const { items, nextToken } = page(
+        matching,
+        input,
+        { min: 1, max: 50, fallback: 50 },
+        `ListCommands:${commandId}:${instanceId}:${JSON.stringify(filters)}`,
+      );
+      return {
+        Commands: items.map(({ command }) => commandJson(command, now)),
+        ...(nextToken ? { NextToken: nextToken } : {}),
+      };
+    },
+
+    async ListCommandInvocations(call) {
+      const input = call.json;
+      const now = clock();
+      const filters = readCommandFilters(input.Filters);
+      const commandId = optionalCommandId(input.CommandId);
+      const instanceId = optionalString(input.InstanceId);
+      const details = input.Details === true;
+      const account = state.account(call.accountId);
+      if (commandId && !account.commands.some((c) => c.commandId === commandId)) {
+        throw new AwsError('InvalidCommandId', 'Invalid command id.');
+      }
+      const matching = newestFirst(account)
+        .filter((c) => !commandId || c.commandId === commandId)
+        .flatMap((command) =>
+          command.invocations
+            .filter((inv) => !instanceId || inv.instanceId === instanceId)
+            .map((invocation) => ({ command, invocation, view: invocationView(command, invocation, now) })),
+        )
+        .filter(({ command, view }) =>
+          filters.every((f) => commandFilterMatches(f, command, view.status, view.terminal)),
+        );
+      const { items, nextToken } = page(
+        matching,
+        input,
+        { min: 1, max: 50, fallback: 50 },
+        `ListCommandInvocations:${commandId}:${instanceId}:${JSON.stringify(filters)}`,
+      );
+      return {
+        CommandInvocations: items.map(({ command, invocation, view }) =>
+          invocationJson(command, invocation, view, details),
+        ),
+        ...(nextToken ? { NextToken: nextToken } : {}),
+      };
+    },
+
+    async GetCommandInvocation(call) {
+      const input = call.json;
+      const commandId = requiredString(input.CommandId, 'commandId');
+      const instanceId = requiredString(input.InstanceId, 'instanceId');
+      const command = state.account(call.accountId).commands.find((c) => c.commandId === commandId);
+      const invocation = command?.invocations.find((inv) => inv.instanceId === instanceId);
+      if (!command || !invocation) {
+        throw new AwsError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist).');
+      }
+      const pluginName = optionalString(input.PluginName);
+      if (pluginName && pluginName !== invocation.pluginName) {
+        throw new AwsError('InvalidPluginName', 'The plugin name is not valid.');
+      }
+      const view = invocationView(command, invocation, clock());
+      const end = view.endedAt ?? (view.startedAt === undefined ? undefined : clock());
+      return {
+        CommandId: command.commandId,
+        InstanceId: instanceId,
+        Comment: command.comment,
+        DocumentName: command.documentName,
+        DocumentVersion: command.documentVersion,
+        PluginName: invocation.pluginName,
+        ResponseCode: view.responseCode,
+        ExecutionStartDateTime: view.startedAt === undefined ? '' : new Date(view.startedAt).toISOString(),
+        ExecutionElapsedTime:
+          view.startedAt === undefined || end === undefined ? '' : isoDuration(end - view.startedAt),
+        ExecutionEndDateTime: view.endedAt === undefined ? '' : new Date(view.endedAt).toISOString(),
+        Status: view.status,
+        StatusDetails: view.statusDetails,
+        StandardOutputContent: view.stdout.slice(0, GET_STDOUT_LIMIT),
+        StandardOutputUrl: '',
+        StandardErrorContent: view.stderr.slice(0, GET_STDERR_LIMIT),
+        StandardErrorUrl: '',
+        CloudWatchOutputConfig: cloudWatchConfig(command),
+      };
+    },
+
+    async CancelCommand(call) {
+      const input = call.json;
+      const commandId = requiredString(input.CommandId, 'commandId');
+      const command = state.account(call.accountId).commands.find((c) => c.commandId === commandId);
+      if (!command) throw new AwsError('InvalidCommandId', 'Invalid command id.');
+      const only = Array.isArray(input.InstanceIds) ? input.InstanceIds.map(String) : undefined;
+      const unknown = (only ?? []).filter((id) => !command.instanceIds.includes(id));
+      if (unknown.length > 0) {
+        throw new AwsError(
+          'InvalidInstanceId',
+          `Instances [[${unknown.join(', ')}]] are not part of this command`,
+        );
+      }
+      const now = clock();
+      for (const invocation of command.invocations) {
+        if (only && !only.includes(invocation.instanceId)) continue;
+        if (!invocationView(command, invocation, now).terminal) invocation.cancelledAt = now;
+      }
+      if (!only) command.cancelRequested = true;
+      return {};
+    },
+  };
+}
+
+function resolveScript(
+  account: AccountState,
+  instanceId: string,
+  documentName: string,
+  parameters: Record<string, string[]>,
+): RunCommandOutcome {
+  const script: RunCommandScript =
+    account.scripts.get(instanceId) ?? account.scripts.get('*') ?? DEFAULT_OUTCOME;
+  // A copy, so a test editing its script object later cannot rewrite history.
+  return typeof script === 'function'
+    ? { ...script(documentName, structuredClone(parameters), instanceId) }
+    : { ...script };
+}
+
+function newestFirst(account: AccountState): CommandRecord[] {
+  return [...account.commands].reverse();
+}
+
+function commandJson(command: CommandRecord, now: number) {
+  const view = commandView(command, now);
+  const echo = command.echo;
+  return {
+    CommandId: command.commandId,
+    DocumentName: command.documentName,
+    DocumentVersion: command.documentVersion,
+    Comment: command.comment,
+    ExpiresAfter: epochSeconds(command.requestedAt + command.timeoutSeconds * 1000),
+    Parameters: command.parameters,
+    InstanceIds: command.instanceIds,
+    Targets: [],
+    RequestedDateTime: epochSeconds(command.requestedAt),
+    Status: view.status,
+    StatusDetails: view.statusDetails,
+    OutputS3Region: typeof echo.OutputS3Region === 'string' ? echo.OutputS3Region : command.region,
+    OutputS3BucketName: typeof echo.OutputS3BucketName === 'string' ? echo.OutputS3BucketName : '',
+    OutputS3KeyPrefix: typeof echo.OutputS3KeyPrefix === 'string' ? echo.OutputS3KeyPrefix : '',
+    MaxConcurrency: command.maxConcurrency,
+    MaxErrors: command.maxErrors,
+    TargetCount: view.targetCount,
+    CompletedCount: view.completedCount,
+    ErrorCount: view.errorCount,
+    DeliveryTimedOutCount: view.deliveryTimedOutCount,
+    ServiceRole: typeof echo.ServiceRoleArn === 'string' ? echo.ServiceRoleArn : '',
+    NotificationConfig: notificationConfig(command),
+    CloudWatchOutputConfig: cloudWatchConfig(command),
+    TimeoutSeconds: command.timeoutSeconds,
+  };
+}
+
+function invocationJson(
+  command: CommandRecord,
+  invocation: InvocationRecord,
+  view: InvocationView,
+  details: boolean,
+) {
+  const output = view.stderr ? `${view.stdout}\n----------ERROR-------\n${view.stderr}` : view.stdout;
+  return {
+    CommandId: command.commandId,
+    InstanceId: invocation.instanceId,
+    InstanceName: '',
+    Comment: command.comment,
+    DocumentName: command.documentName,
+    DocumentVersion: command.documentVersion,
+    RequestedDateTime: epochSeconds(command.requestedAt),
+    Status: view.status,
+    StatusDetails: view.statusDetails,
+    TraceOutput: '',
+    StandardOutputUrl: '',
+    StandardErrorUrl: '',
+    CommandPlugins: details
+      ? [
+          {
+            Name: invocation.pluginName,
+            Status: view.status,
+            StatusDetails: view.statusDetails,
+            ResponseCode: view.responseCode,
+            ...(view.startedAt === undefined ? {} : { ResponseStartDateTime: epochSeconds(view.startedAt) }),
+            ...(view.endedAt === undefined ? {} : { ResponseFinishDateTime: epochSeconds(view.endedAt) }),
+            Output: output.slice(0, LIST_OUTPUT_LIMIT),
+            StandardOutputUrl: '',
+            StandardErrorUrl: '',
+            OutputS3Region: command.region,
+            OutputS3BucketName: '',
+            OutputS3KeyPrefix: '',
+          },
+        ]
+      : [],
+    ServiceRole: typeof command.echo.ServiceRoleArn === 'string' ? command.echo.ServiceRoleArn : '',
+    NotificationConfig: notificationConfig(command),
+    CloudWatchOutputConfig: cloudWatchConfig(command),
+  };
+}
+
+function notificationConfig(command: CommandRecord) {
+  const given = command.echo.NotificationConfig;
+  return given && typeof given === 'object'
+    ? given
+    : { NotificationArn: '', NotificationEvents: [], NotificationType: '' };
+}
+
+function cloudWatchConfig(command: CommandRecord) {
+  const given = command.echo.CloudWatchOutputConfig;
+  return given && typeof given === 'object'
+    ? given
+    : { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false };
+}
+
+interface CommandFilter {
+  key: string;
+  value: string;
+}
+
+const COMMAND_FILTER_KEYS = new Set([
+  'InvokedAfter',
+  'InvokedBefore',
+  'Status',
+  'ExecutionStage',
+  'DocumentName',
+]);
+
+function readCommandFilters(value: unknown): CommandFilter[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new AwsError('InvalidFilter', 'Filters must be a list.');
+  return value.map((raw) => {
+    const key = String(raw?.key ?? '');
+    const filterValue = String(raw?.value ?? '');
+    if (!COMMAND_FILTER_KEYS.has(key))
+      throw new AwsError('InvalidFilterKey', `The filter key ${key} is not valid.`);
+    if ((key === 'InvokedAfter' || key === 'InvokedBefore') && Number.isNaN(Date.parse(filterValue))) {
+      throw new AwsError('InvalidFilterValue', `The filter value ${filterValue} is not a valid date.`);
+    }
+    return { key, value: filterValue };
+  });
+}
+
+function commandFilterMatches(
+  filter: CommandFilter,
+  command: CommandRecord,
+  status: string,
+  terminal: boolean,
+) {
+  switch (filter.key) {
+    case 'InvokedAfter':
+      return command.requestedAt >= Date.parse(filter.value);
+    case 'InvokedBefore':
+      return command.requestedAt <= Date.parse(filter.value);
+    case 'Status':
+      return status === filter.value;
+    case 'DocumentName':
+      return command.documentName === filter.value;
+    default:
+      return filter.value === (terminal ? 'Complete' : 'Executing');
+  }
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function requiredString(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '')
+    throw validationError(field, undefined, 'Member must not be null');
+  return value;
+}
+
+function optionalCommandId(value: unknown): string | undefined {
+  const id = optionalString(value);
+  if (id !== undefined && id.length !== 36) {
+    throw validationError('commandId', id, 'Member must have length equal to 36');
+  }
+  return id;
+}
+
+function isoDuration(ms: number): string {
+  return `PT${Number((Math.max(0, ms) / 1000).toFixed(3))}S`;
+}

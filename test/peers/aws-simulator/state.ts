@@ -1,0 +1,126 @@
+/**
+ * What the simulator remembers, per account (the `x-moto-account-id` header), so that test files
+ * running in parallel against one simulator never see each other's commands, scripts or faults.
+ */
+
+/**
+ * How one invocation ends. It stays Pending for `pendingMs`, InProgress until `afterMs` (both
+ * measured from SendCommand on the simulator clock), then reaches `status`. `InProgress` as the
+ * status means it never finishes by itself, which is what a cancel or a poll-timeout test needs.
+ */
+export interface RunCommandOutcome {
+  status: 'Success' | 'Failed' | 'TimedOut' | 'InProgress';
+  /** Standard output; GetCommandInvocation shows the first 24,000 chars, ListCommandInvocations 2,500. */
+  output?: string;
+  /** Standard error; GetCommandInvocation shows the first 8,000 chars. */
+  errorOutput?: string;
+  /** Defaults: 0 for Success, 1 for Failed, -1 for TimedOut. */
+  responseCode?: number;
+  afterMs?: number;
+  pendingMs?: number;
+}
+
+/** A fixed outcome, or one computed from what was sent, so a test can see a document parameter arrive. */
+export type RunCommandScript =
+  | RunCommandOutcome
+  | ((documentName: string, parameters: Record<string, string[]>, instanceId: string) => RunCommandOutcome);
+
+export interface BootTiming {
+  pendingMs: number;
+  initializingMs: number;
+}
+
+export interface BootRecord extends BootTiming {
+  startedAt: number;
+  /** Only the first boot hides an instance from SSM; a restarted one is already registered. */
+  firstBoot: boolean;
+}
+
+export interface RegisteredInstance {
+  platformType?: 'Linux' | 'Windows' | 'MacOS';
+  platformName?: string;
+  platformVersion?: string;
+  ipAddress?: string;
+  computerName?: string;
+  resourceType?: 'EC2Instance' | 'ManagedInstance';
+}
+
+export interface AgentState {
+  online: boolean;
+  since: number;
+}
+
+export interface InvocationRecord {
+  instanceId: string;
+  /** Fixed at send time: scripts apply to commands sent after they were set. */
+  outcome: RunCommandOutcome | { status: 'Undeliverable' };
+  pluginName: string;
+  cancelledAt?: number;
+}
+
+export interface CommandRecord {
+  commandId: string;
+  region: string;
+  documentName: string;
+  documentVersion: string;
+  comment: string;
+  parameters: Record<string, string[]>;
+  instanceIds: string[];
+  maxConcurrency: string;
+  maxErrors: string;
+  timeoutSeconds: number;
+  requestedAt: number;
+  /** The rest of the request (S3, SNS, CloudWatch settings), echoed back like AWS does. */
+  echo: Record<string, unknown>;
+  cancelRequested: boolean;
+  invocations: InvocationRecord[];
+}
+
+export interface AccountState {
+  /** In send order; listings show the newest first. */
+  commands: CommandRecord[];
+  scripts: Map<string, RunCommandScript>;
+  agents: Map<string, AgentState>;
+  registered: Map<string, RegisteredInstance>;
+  bootTiming: BootTiming | undefined;
+  boots: Map<string, BootRecord>;
+}
+
+export interface SimulatorState {
+  account(accountId: string): AccountState;
+  reset(accountId?: string): void;
+}
+
+export function createState(): SimulatorState {
+  const accounts = new Map<string, AccountState>();
+  return {
+    account(accountId) {
+      let state = accounts.get(accountId);
+      if (!state) {
+        state = {
+          commands: [],
+          scripts: new Map(),
+          agents: new Map(),
+          registered: new Map(),
+          bootTiming: undefined,
+          boots: new Map(),
+        };
+        accounts.set(accountId, state);
+      }
+      return state;
+    },
+    reset(accountId) {
+      if (accountId) accounts.delete(accountId);
+      else accounts.clear();
+    },
+  };
+}
+
+export type BootPhase = 'pending' | 'initializing' | 'ready';
+
+export function bootPhase(record: BootRecord | undefined, now: number): BootPhase {
+  if (!record) return 'ready';
+  if (now < record.startedAt + record.pendingMs) return 'pending';
+  if (now < record.startedAt + record.pendingMs + record.initializingMs) return 'initializing';
+  return 'ready';
+}

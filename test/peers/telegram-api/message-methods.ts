@@ -1,0 +1,230 @@
+import type { InlineKeyboardMarkup, Message, MessageEntity } from 'grammy/types';
+import type { MethodContext } from './methods.js';
+import {
+  isRecord,
+  optionalBool,
+  optionalInt,
+  optionalJson,
+  optionalString,
+  type Params,
+  requiredInt,
+} from './params.js';
+import { formatText, textLength } from './parse-mode.js';
+import { badRequest } from './responses.js';
+import {
+  type BotState,
+  botAsUser,
+  type ChatState,
+  clone,
+  liveMessage,
+  requireChat,
+  storeMessage,
+} from './state.js';
+
+const maxTextLength = 4096;
+const maxCallbackDataBytes = 64;
+/** Bots may delete messages younger than 48 hours, no older. */
+const deleteWindowSeconds = 48 * 3600;
+const buttonActions = [
+  'url',
+  'callback_data',
+  'web_app',
+  'login_url',
+  'switch_inline_query',
+  'switch_inline_query_current_chat',
+  'switch_inline_query_chosen_chat',
+  'copy_text',
+  'callback_game',
+  'pay',
+];
+
+export const seconds = (ms: number) => Math.floor(ms / 1000);
+
+export function sendMessage({ bot, params, now }: MethodContext): Message {
+  const raw = optionalString(params, 'text') ?? '';
+  if (!raw.trim()) throw badRequest('message text is empty');
+  const chat = requireChat(bot, params);
+  const { text, entities } = readText(params, raw);
+  if (!text) throw badRequest('message text is empty');
+  if (textLength(text) > maxTextLength) throw badRequest('message is too long');
+  const markup = readInlineKeyboard(params);
+  const replyTo = readReplyTarget(chat, params);
+  const message = {
+    message_id: chat.nextMessageId++,
+    from: botAsUser(bot.me),
+    chat: chat.chat,
+    date: seconds(now()),
+    text,
+    ...(entities.length > 0 ? { entities } : {}),
+    ...(replyTo ? { reply_to_message: replyTo } : {}),
+    ...(markup ? { reply_markup: markup } : {}),
+  } as Message;
+  storeMessage(chat, message, true);
+  chat.sent.push(clone(message));
+  return clone(message);
+}
+
+export function editMessageText({ bot, params, now }: MethodContext): Message {
+  const raw = optionalString(params, 'text') ?? '';
+  if (!raw.trim()) throw badRequest('message text is empty');
+  const { chat, message } = editable(bot, params);
+  const { text, entities } = readText(params, raw);
+  if (!text) throw badRequest('message text is empty');
+  if (textLength(text) > maxTextLength) throw badRequest('MESSAGE_TOO_LONG');
+  if (!('text' in message)) throw badRequest('there is no text in the message to edit');
+  const markup = readInlineKeyboard(params);
+  const current = message as Message & { entities?: MessageEntity[]; reply_markup?: InlineKeyboardMarkup };
+  if (current.text === text && same(current.entities ?? [], entities) && same(current.reply_markup, markup)) {
+    throw notModified();
+  }
+  // Omitting reply_markup in an edit removes the keyboard, as on the real server.
+  const edited = { ...current, text, edit_date: seconds(now()) } as Record<string, unknown>;
+  if (entities.length > 0) edited.entities = entities;
+  else delete edited.entities;
+  if (markup) edited.reply_markup = markup;
+  else delete edited.reply_markup;
+  return recordEdit(chat, edited as unknown as Message, 'editMessageText', now());
+}
+
+export function editMessageReplyMarkup({ bot, params, now }: MethodContext): Message {
+  const { chat, message } = editable(bot, params);
+  const markup = readInlineKeyboard(params);
+  const current = message as Message & { reply_markup?: InlineKeyboardMarkup };
+  if (same(current.reply_markup, markup)) throw notModified();
+  const edited = { ...current, edit_date: seconds(now()) } as Record<string, unknown>;
+  if (markup) edited.reply_markup = markup;
+  else delete edited.reply_markup;
+  return recordEdit(chat, edited as unknown as Message, 'editMessageReplyMarkup', now());
+}
+
+export function deleteMessage({ bot, params, now }: MethodContext): true {
+  const chat = requireChat(bot, params);
+  const messageId = requiredInt(params, 'message_id', 'message identifier is not specified');
+  deleteOne(bot, chat, messageId, now());
+  return true;
+}
+
+/** Unlike deleteMessage, the plural form skips ids it can't find instead of failing. */
+export function deleteMessages({ bot, params, now }: MethodContext): true {
+  const chat = requireChat(bot, params);
+  const ids = optionalJson(params, 'message_ids', "can't parse message identifiers JSON object");
+  if (!Array.isArray(ids) || ids.length === 0) throw badRequest('message identifiers are not specified');
+  if (ids.length > 100) throw badRequest('too many messages to delete');
+  for (const id of ids) {
+    if (typeof id === 'number' && liveMessage(chat, id)) deleteOne(bot, chat, id, now());
+  }
+  return true;
+}
+
+function deleteOne(bot: BotState, chat: ChatState, messageId: number, nowMs: number): void {
+  const stored = liveMessage(chat, messageId);
+  if (!stored) throw badRequest('message to delete not found');
+  const refusal = bot.undeletable.get(`${chat.chat.id}/${messageId}`);
+  if (refusal) throw badRequest(refusal);
+  if (seconds(nowMs) - stored.message.date > deleteWindowSeconds) {
+    throw badRequest("message can't be deleted for everyone");
+  }
+  stored.deleted = true;
+  chat.deleted.push(messageId);
+}
+
+function editable(bot: BotState, params: Params) {
+  if (optionalString(params, 'inline_message_id') !== undefined) {
+    // The fake has no inline mode, so no inline message can exist.
+    throw badRequest('message to edit not found');
+  }
+  const chat = requireChat(bot, params);
+  const messageId = requiredInt(params, 'message_id', 'message identifier is not specified');
+  const stored = liveMessage(chat, messageId);
+  if (!stored) throw badRequest('message to edit not found');
+  if (!stored.fromBot) throw badRequest("message can't be edited");
+  return { chat, message: stored.message };
+}
+
+function recordEdit(
+  chat: ChatState,
+  message: Message,
+  method: 'editMessageText' | 'editMessageReplyMarkup',
+  at: number,
+) {
+  const stored = chat.messages.get(message.message_id);
+  if (stored) stored.message = message;
+  const withMarkup = message as Message & { text?: string; reply_markup?: InlineKeyboardMarkup };
+  chat.edits.push({
+    messageId: message.message_id,
+    method,
+    text: withMarkup.text,
+    replyMarkup: withMarkup.reply_markup ? clone(withMarkup.reply_markup) : undefined,
+    at,
+  });
+  return clone(message);
+}
+
+const notModified = () =>
+  badRequest(
+    'message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message',
+  );
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+function readText(params: Params, raw: string) {
+  const entities = optionalJson(params, 'entities', "can't parse entities JSON object");
+  return formatText(
+    raw,
+    optionalString(params, 'parse_mode'),
+    Array.isArray(entities) ? (entities as MessageEntity[]) : undefined,
+  );
+}
+
+/**
+ * Only inline keyboards travel with the message; reply keyboards and force_reply are client-side and
+ * never come back in `reply_markup`, so they are validated loosely and otherwise only recorded as params.
+ */
+export function readInlineKeyboard(params: Params): InlineKeyboardMarkup | undefined {
+  const markup = optionalJson(params, 'reply_markup', "can't parse reply keyboard markup JSON object");
+  if (markup === undefined) return undefined;
+  if (!isRecord(markup)) throw badRequest('object expected as reply markup');
+  if (!('inline_keyboard' in markup)) return undefined;
+  const rows = markup.inline_keyboard;
+  if (!Array.isArray(rows) || !rows.every(Array.isArray)) {
+    throw badRequest('field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays');
+  }
+  for (const row of rows as unknown[][]) {
+    for (const button of row) {
+      if (!isRecord(button) || typeof button.text !== 'string') throw badRequest('can\'t find field "text"');
+      if (button.callback_data !== undefined) {
+        const bytes = Buffer.byteLength(String(button.callback_data), 'utf8');
+        if (bytes < 1 || bytes > maxCallbackDataBytes) throw badRequest('BUTTON_DATA_INVALID');
+      }
+      if (button.url !== undefined && !URL.canParse(String(button.url)))
+        throw badRequest('BUTTON_URL_INVALID');
+      if (!buttonActions.some((action) => button[action] !== undefined)) {
+        throw badRequest('text buttons are unallowed in the inline keyboard');
+      }
+    }
+  }
+  const nonEmpty = (rows as unknown[][]).filter((row) => row.length > 0);
+  return nonEmpty.length > 0 ? ({ inline_keyboard: nonEmpty } as InlineKeyboardMarkup) : undefined;
+}
+
+function readReplyTarget(chat: ChatState, params: Params): Message | undefined {
+  const parameters = optionalJson(params, 'reply_parameters', "can't parse reply parameters JSON object");
+  let messageId = optionalInt(params, 'reply_to_message_id');
+  let allowWithout = optionalBool(params, 'allow_sending_without_reply');
+  if (isRecord(parameters)) {
+    messageId = optionalInt(parameters, 'message_id');
+    allowWithout = optionalBool(parameters, 'allow_sending_without_reply');
+    if (parameters.chat_id !== undefined && String(parameters.chat_id) !== String(chat.chat.id)) {
+      throw badRequest('message to be replied not found');
+    }
+  }
+  if (messageId === undefined) return undefined;
+  const target = liveMessage(chat, messageId);
+  if (!target) {
+    if (allowWithout) return undefined;
+    throw badRequest('message to be replied not found');
+  }
+  // Telegram nests only one level deep.
+  const { reply_to_message: _, ...flat } = target.message as Message & { reply_to_message?: unknown };
+  return clone(flat) as Message;
+}

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const canary = 'CANARY-9f8e7d6c5b4a';
+const minimal = {
+  AWS_REGION: 'eu-west-1',
+  TELEGRAM_BOT_TOKEN: `123456789:${'A'.repeat(35)}`,
+  DASHBOARD_PASSWORD: 'pw',
+};
+
+function problemsOf(env: Record<string, string | undefined>, overrides = {}): string[] {
+  try {
+    loadConfig(env, overrides);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('when every required key is missing, then one error lists them all by name', () => {
+    let error: unknown;
+    try {
+      loadConfig({});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as ConfigError).message;
+    expect(message).toContain('AWS_REGION: is required');
+    expect(message).toContain('TELEGRAM_BOT_TOKEN: is required (or SLACK_BOT_TOKEN)');
+    expect(message).toContain('DASHBOARD_PASSWORD: is required');
+    expect((error as ConfigError).problems).toHaveLength(3);
+  });
+
+  it('when values are bad, then the message names each key and never prints a value', () => {
+    const env = {
+      AWS_REGION: canary,
+      TELEGRAM_BOT_TOKEN: canary,
+      SLACK_BOT_TOKEN: canary,
+      SLACK_ADMIN_USER_IDS: `U123,${canary}`,
+      REDIS_URL: canary,
+      LOG_LEVEL: canary,
+      DASHBOARD_LISTEN: canary,
+      DASHBOARD_PASSWORD: canary,
+      AWS_ENDPOINT_URL: canary,
+    };
+    const problems = problemsOf(env);
+    const keys = problems.map((p) => p.split(':')[0]);
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        'AWS_REGION',
+        'TELEGRAM_BOT_TOKEN',
+        'SLACK_BOT_TOKEN',
+        'SLACK_ADMIN_USER_IDS',
+        'REDIS_URL',
+        'LOG_LEVEL',
+        'DASHBOARD_LISTEN',
+        'AWS_ENDPOINT_URL',
+        'SLACK_SIGNING_SECRET',
+      ]),
+    );
+    expect(problems.join('\n')).not.toContain('CANARY');
+  });
+
+  it('when Telegram runs as a webhook without url and secret, then both are reported', () => {
+    const problems = problemsOf({ ...minimal, TELEGRAM_MODE: 'webhook' });
+    expect(problems).toEqual([
+      'TELEGRAM_WEBHOOK_URL: is required when TELEGRAM_MODE=webhook',
+      'TELEGRAM_WEBHOOK_SECRET: is required when TELEGRAM_MODE=webhook',
+    ]);
+  });
+
+  it('when only the worker role runs, then no chat token or dashboard password is needed', () => {
+    const config = loadConfig({ AWS_REGION: 'eu-west-1' }, { role: 'worker' });
+    expect(config.role).toBe('worker');
+    expect(config.telegram).toBeUndefined();
+    expect(config.access).toEqual({ telegramUserIds: [], slackAdminIds: [], slackChannelIds: [] });
+  });
+
+  it('when a minimal config is given, then defaults fill the rest', () => {
+    const config = loadConfig({ ...minimal, SLACK_ADMIN_USER_IDS: ' U123 , U456 ' });
+    expect(config.role).toBe('all');
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'fleetbot' });
+    expect(config.aws).toEqual({
+      region: 'eu-west-1',
+      endpoint: undefined,
+      parameterPrefix: 'fleetbot',
+      kmsKeyId: 'alias/aws/ssm',
+    });
+    expect(config.telegram?.mode).toBe('polling');
+    expect(config.dashboard).toMatchObject({ host: '127.0.0.1', port: 8080, user: 'ops' });
+    expect(config.access.slackAdminIds).toEqual(['U123', 'U456']);
+    expect(config.instances.instanceType).toBe('t3.small');
+  });
+
+  it('when the parameter prefix starts with a reserved word, then it is refused', () => {
+    expect(problemsOf({ ...minimal, PARAMETER_PREFIX: 'ssm-things' })).toEqual([
+      'PARAMETER_PREFIX: must not start with "aws" or "ssm" (reserved by SSM)',
+    ]);
+  });
+});
