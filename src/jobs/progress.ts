@@ -19,12 +19,15 @@ export interface Budget {
   take(): Promise<void>;
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export function createProgress(
   edit: (text: string) => Promise<void>,
   options: { minIntervalMs: number; log: Logger; now?: () => number; budget?: Budget },
 ): Progress {
   const now = options.now ?? Date.now;
   let lastEditAt = Number.NEGATIVE_INFINITY;
+  let lastAnsweredAt = Number.NEGATIVE_INFINITY;
   let latest: string | undefined;
   let shown: string | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -38,17 +41,24 @@ export function createProgress(
     lastEditAt = now();
     inFlight = inFlight
       .then(async () => {
+        // The interval counts from when the previous edit was answered, so a slow answer cannot
+        // make two edits arrive closer together than the platform allows.
+        await sleep(lastAnsweredAt + options.minIntervalMs - now());
         if (options.budget) {
           if (final) await options.budget.take();
           // An intermediate state the budget cannot afford is dropped; a later one will show.
           else if (!(await options.budget.tryTake())) return;
         }
         shown = text;
-        await edit(text);
+        try {
+          await edit(text);
+        } finally {
+          lastAnsweredAt = now();
+        }
       })
       .catch((err: unknown) => options.log.warn({ err: String(err) }, 'progress edit failed'));
   };
-  const wait = () => Math.max(0, lastEditAt + options.minIntervalMs - now());
+  const wait = () => Math.max(0, Math.max(lastEditAt, lastAnsweredAt) + options.minIntervalMs - now());
 
   return {
     update(text) {
@@ -59,7 +69,7 @@ export function createProgress(
       if (timer) clearTimeout(timer);
       timer = undefined;
       await inFlight;
-      await new Promise((resolve) => setTimeout(resolve, wait()));
+      await sleep(wait());
       latest = text;
       flush(true);
       await inFlight;
