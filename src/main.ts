@@ -90,7 +90,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       stops.push(() => queues.close());
       const bot = createBot(
         config,
-        { redis, ssm, queues, members, fleet, runCommand, auditTrail },
+        { redis, ssm, queues, members, fleet, runCommand, auditTrail, metrics },
         log.child({ role: 'bot' }),
       );
       const dispatch = bot.dispatch;
@@ -99,6 +99,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           ...config.telegram,
           roleOf,
           dispatch,
+          meter: metrics,
           log: log.child({ chat: 'telegram' }),
         });
         await telegram.start();
@@ -111,6 +112,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           ...config.slack,
           roleOf,
           dispatch,
+          meter: metrics,
           log: log.child({ chat: 'slack' }),
         });
         await slack.start();
@@ -126,8 +128,11 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
     if (runs('worker')) {
       const outboxes: Outboxes = {
         telegram:
-          config.telegram && telegramOutbox(telegramApi(config.telegram.token, config.telegram.apiRoot)),
-        slack: config.slack && slackOutbox(slackClient(config.slack.botToken, config.slack.apiUrl)),
+          config.telegram &&
+          telegramOutbox(telegramApi(config.telegram.token, config.telegram.apiRoot, metrics)),
+        slack:
+          config.slack &&
+          slackOutbox(slackClient(config.slack.botToken, config.slack.apiUrl, metrics), metrics),
         console: consoleAdapter?.outbox,
       };
       const workerLog = log.child({ role: 'worker' });
@@ -194,6 +199,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           },
         },
         workerLog,
+        metrics,
       );
       stops.push(async () => {
         await workers.close(config.shutdownGraceMs);

@@ -14,6 +14,9 @@ export type AwsOutcome = 'ok' | 'throttled' | 'error';
 export type ChatAction = 'sent' | 'edited' | 'deleted';
 export type JobOutcome = 'completed' | 'failed';
 
+/** What a chat adapter counts. */
+export type ChatMeter = Pick<Metrics, 'chatMessage' | 'chatRateLimited'>;
+
 /** What the job gauge needs from a queue; a BullMQ `Queue` fits. */
 export interface CountedQueue {
   readonly name: string;

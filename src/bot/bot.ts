@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import { createRoleOf } from '../core/caller.js';
 import type { Queues } from '../jobs/queues.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { AuditTrail } from '../store/audit.js';
 import type { Members } from '../store/members.js';
 import { createPendingSecrets } from '../store/pending-secrets.js';
@@ -39,6 +40,7 @@ export function createBot(
     fleet: Fleet;
     runCommand: RunCommand;
     auditTrail: AuditTrail;
+    metrics?: Pick<Metrics, 'secretStored'>;
   },
   log: Logger,
 ): Bot {
@@ -82,6 +84,7 @@ export function createBot(
       }),
       log: log.child({ part: 'intake' }),
       now: () => new Date(),
+      metrics: clients.metrics,
       // A running assistant read the old value at boot; offer to restart it.
       async afterStored(caller, reply) {
         const instance = await clients.fleet.findForUser(caller.userId);

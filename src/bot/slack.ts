@@ -4,6 +4,7 @@ import express, { type RequestHandler } from 'express';
 import type { Caller, RoleOf } from '../core/caller.js';
 import { createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
 import type { Logger } from '../log.js';
+import type { ChatMeter } from '../metrics.js';
 import type { Dispatch } from './dispatch.js';
 import { fitText } from './text.js';
 
@@ -37,20 +38,30 @@ function render(message: OutgoingMessage): { text: string; blocks?: types.KnownB
   };
 }
 
-export function slackClient(token: string, apiUrl?: string): webApi.WebClient {
-  // WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
-  return new webApi.WebClient(token, { slackApiUrl: apiUrl, retryConfig: { retries: 3 } });
+// WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
+const clientOptions = (apiUrl: string | undefined) => ({ slackApiUrl: apiUrl, retryConfig: { retries: 3 } });
+
+export function slackClient(token: string, apiUrl?: string, meter?: ChatMeter): webApi.WebClient {
+  return metered(new webApi.WebClient(token, clientOptions(apiUrl)), meter);
 }
 
-export function slackOutbox(client: webApi.WebClient): Outbox {
+/** WebClient reports every 429 it waits out, retried or not. */
+function metered(client: webApi.WebClient, meter: ChatMeter | undefined): webApi.WebClient {
+  if (meter) client.on(webApi.WebClientEvent.RATE_LIMITED, () => meter.chatRateLimited('slack'));
+  return client;
+}
+
+export function slackOutbox(client: webApi.WebClient, meter?: ChatMeter): Outbox {
   return {
     async send(to, message, options) {
       const body = render(message);
       if (options?.private && to.userId) {
         await client.chat.postEphemeral({ channel: to.chatId, user: to.userId, ...body });
+        meter?.chatMessage('slack', 'sent');
         return undefined;
       }
       const res = await client.chat.postMessage({ channel: to.chatId, ...body });
+      meter?.chatMessage('slack', 'sent');
       return { platform: 'slack', chatId: res.channel ?? to.chatId, messageId: String(res.ts) };
     },
     async edit(ref, message) {
@@ -62,6 +73,7 @@ export function slackOutbox(client: webApi.WebClient): Outbox {
         text: body.text,
         blocks: body.blocks ?? [],
       });
+      meter?.chatMessage('slack', 'edited');
     },
   };
 }
@@ -92,6 +104,7 @@ export interface SlackOptions {
   dispatch: Dispatch;
   log: Logger;
   nowMs?: () => number;
+  meter?: ChatMeter;
 }
 
 export interface SlackAdapter {
@@ -116,10 +129,10 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     ...(receiver
       ? { receiver }
       : { socketMode: true, appToken: options.appToken, signingSecret: options.signingSecret }),
-    clientOptions: { slackApiUrl: options.apiUrl, retryConfig: { retries: 3 } },
+    clientOptions: clientOptions(options.apiUrl),
     logLevel: LogLevel.WARN,
   });
-  const outbox = slackOutbox(app.client);
+  const outbox = slackOutbox(metered(app.client, options.meter), options.meter);
 
   const callerOf = async (userId: string, name: string | undefined, channelId: string): Promise<Caller> => ({
     platform: 'slack',
@@ -140,7 +153,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     await dispatch({ caller, text: `${command.command} ${command.text}`, reply });
   });
 
-  app.action(/^cmd:\d+$/, async ({ body, action, ack, client }) => {
+  app.action(/^cmd:\d+$/, async ({ body, action, ack }) => {
     await ack();
     if (body.type !== 'block_actions' || !('value' in action) || !body.channel?.id) return;
     const channelId = body.channel.id;
@@ -149,8 +162,10 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     if (ts) {
       // Take the buttons away first so a second press cannot run the command twice.
       const text = `${String(body.message?.text ?? '')}\n→ ${'text' in action ? action.text.text : 'pressed'} (by ${caller.displayName})`;
-      await client.chat
+      // Through the metered client: Bolt hands listeners a client of its own.
+      await app.client.chat
         .update({ channel: channelId, ts, text: fitText(text, maxText), blocks: [] })
+        .then(() => options.meter?.chatMessage('slack', 'edited'))
         .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
     }
     const reply = createReply(outbox, { platform: 'slack', chatId: channelId, userId: body.user.id });

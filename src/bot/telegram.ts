@@ -6,20 +6,38 @@ import type { Caller, RoleOf } from '../core/caller.js';
 import { type ChatAddress, createReply, deletable, type Outbox, type OutgoingMessage } from '../core/chat.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
+import type { ChatAction, ChatMeter } from '../metrics.js';
 import type { Dispatch } from './dispatch.js';
 import { fitText } from './text.js';
 
 const maxText = 4096;
 const notDeleted = ' I could not delete it: delete it yourself now and rotate that secret.';
 
-/** Honour 429 retry_after and retry 5xx, but give up rather than stall a handler for minutes. */
-function withRetries(api: Api): Api {
+const countedMethods: Partial<Record<string, ChatAction>> = {
+  sendMessage: 'sent',
+  editMessageText: 'edited',
+  deleteMessage: 'deleted',
+};
+
+/**
+ * Honour 429 retry_after and retry 5xx, but give up rather than stall a handler for minutes.
+ * The meter is installed first, so it sits inside auto-retry and sees every attempt (each 429).
+ */
+function withRetries(api: Api, meter?: ChatMeter): Api {
+  if (meter)
+    api.config.use(async (prev, method, payload, signal) => {
+      const result = await prev(method, payload, signal);
+      const action = countedMethods[method];
+      if (result.ok && action) meter.chatMessage('telegram', action);
+      if (!result.ok && result.error_code === 429) meter.chatRateLimited('telegram');
+      return result;
+    });
   api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
   return api;
 }
 
-export function telegramApi(token: string, apiRoot: string): Api {
-  return withRetries(new Api(token, { apiRoot }));
+export function telegramApi(token: string, apiRoot: string, meter?: ChatMeter): Api {
+  return withRetries(new Api(token, { apiRoot }), meter);
 }
 
 function keyboard(message: OutgoingMessage): InlineKeyboard | undefined {
@@ -63,6 +81,7 @@ export interface TelegramOptions {
   webhook?: { url: string; secret: string; host: string; port: number };
   /** Skips getMe at start (tests that already know the bot). */
   botInfo?: UserFromGetMe;
+  meter?: ChatMeter;
 }
 
 export interface TelegramAdapter {
@@ -77,7 +96,7 @@ export interface TelegramAdapter {
 export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter {
   const { roleOf, dispatch, log } = options;
   const bot = new Bot(options.token, { client: { apiRoot: options.apiRoot }, botInfo: options.botInfo });
-  withRetries(bot.api);
+  withRetries(bot.api, options.meter);
   const outbox = telegramOutbox(bot.api);
 
   const callerOf = async (ctx: Context): Promise<Caller | undefined> => {

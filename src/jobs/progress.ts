@@ -27,7 +27,8 @@ export function createProgress(
 ): Progress {
   const now = options.now ?? Date.now;
   let lastEditAt = Number.NEGATIVE_INFINITY;
-  let lastAnsweredAt = Number.NEGATIVE_INFINITY;
+  // A progress starts right after its message was posted or edited (a pressed button clears itself).
+  let lastAnsweredAt = now();
   let latest: string | undefined;
   let shown: string | undefined;
   let timer: NodeJS.Timeout | undefined;

@@ -1,6 +1,7 @@
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
+import { type Metrics, watchWorker } from '../metrics.js';
 import { type PingDeps, processPing } from './ping.js';
 import { type ProvisionDeps, ProvisionFailed, processProvision } from './provision.js';
 import { pingPayload, provisionPayload, queueNames, rolloutPayload, schedulePayload } from './queues.js';
@@ -18,7 +19,13 @@ export interface Workers {
 }
 
 /** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
-export function startWorkers(connection: Redis, prefix: string, deps: WorkerDeps, log: Logger): Workers {
+export function startWorkers(
+  connection: Redis,
+  prefix: string,
+  deps: WorkerDeps,
+  log: Logger,
+  metrics?: Metrics,
+): Workers {
   const ops = new Worker(
     queueNames.ops,
     async (job: Job) => {
@@ -86,17 +93,18 @@ export function startWorkers(connection: Redis, prefix: string, deps: WorkerDeps
     { connection, prefix, concurrency: 10, lockDuration: 120_000 },
   );
   const workers = [ops, provisions, rollouts];
-  for (const w of workers)
+  for (const w of workers) {
     w.on('failed', (job, err) => log.warn({ queue: w.name, jobId: job?.id, err: err.message }, 'job failed'));
+    if (metrics) watchWorker(metrics, w);
+  }
   return {
     async close(graceMs) {
-      // Let running jobs finish for a while; after that a forced close leaves them for another worker.
-      const timer = new Promise<'timeout'>((resolve) =>
-        setTimeout(() => resolve('timeout'), graceMs).unref(),
-      );
-      const closed = Promise.all(workers.map((w) => w.close())).then(() => 'closed' as const);
-      if ((await Promise.race([closed, timer])) === 'timeout')
-        await Promise.all(workers.map((w) => w.close(true)));
+      // Take no new jobs and let running ones finish for a while; after that a forced close leaves
+      // them to another worker once their locks lapse. Pausing, not a first close(): BullMQ ignores
+      // close(true) once a graceful close is under way, which would wait for the jobs forever.
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([Promise.all(workers.map((w) => w.pause())), timer]);
+      await Promise.all(workers.map((w) => w.close(true)));
     },
   };
 }

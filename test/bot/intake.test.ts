@@ -9,12 +9,14 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTelegramAdapter, type TelegramAdapter } from '../../src/bot/telegram.js';
 import type { Caller } from '../../src/core/caller.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
+import { createMetrics } from '../../src/metrics.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { type FakeOpenAi, startFakeOpenAi } from '../peers/openai-api.js';
 import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { type TestAws, type TestBot, testAws, testBot, testConfig } from '../support/bot.js';
 import { runAs } from '../support/memory-chat.js';
+import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
 const ourToken = `7100000001:${'Q'.repeat(35)}`;
@@ -28,6 +30,8 @@ const redis = testRedis();
 const prefix = uniquePrefix('intake');
 const parameterPrefix = 'fbtest';
 const logs = capturedLogger();
+const metrics = createMetrics();
+const counted = async (sample: string) => sampleValue((await metrics.scrape()).body, sample);
 const admin: Caller = { platform: 'slack', userId: 'UADMIN', displayName: 'ops', role: 'admin' };
 let fake: FakeTelegram;
 let openAi: FakeOpenAi;
@@ -54,7 +58,7 @@ beforeAll(async () => {
     OPENAI_BASE_URL: openAi.url,
     INTAKE_PER_USER_PER_MINUTE: String(perMinute),
   });
-  bot = testBot(config, redis, aws, logs.log);
+  bot = testBot(config, redis, aws, logs.log, metrics);
   adapter = createTelegramAdapter({
     token: ourToken,
     apiRoot: fake.apiRoot,
@@ -62,6 +66,7 @@ beforeAll(async () => {
     roleOf: bot.roleOf,
     dispatch: bot.dispatch,
     log: logs.log,
+    meter: metrics,
   });
   await adapter.start();
 });
@@ -102,8 +107,14 @@ async function storedValue(userId: number, kind: string): Promise<string | undef
 
 describe('secret intake over Telegram', () => {
   it('when a member pastes an assistant bot token, then it is deleted, stored as SecureString with tags, and only a fingerprint is shown', async () => {
+    const stored = await counted('fleetbot_secrets_stored_total{kind="telegram-bot-token"}');
+    const deleted = await counted('fleetbot_chat_messages_total{platform="telegram",action="deleted"}');
     const { sent, reply } = await send(member, assistantToken);
     expect(deletedIds(member)).toContain(sent.message_id);
+    expect(await counted('fleetbot_secrets_stored_total{kind="telegram-bot-token"}')).toBe(stored + 1);
+    expect(await counted('fleetbot_chat_messages_total{platform="telegram",action="deleted"}')).toBe(
+      deleted + 1,
+    );
     expect(reply.text).toMatch(
       /^Stored your telegram-bot-token \(…[0-9a-f]{4}\) at \d{4}-\d\d-\d\d \d\d:\d\d UTC\. I deleted your message\.$/,
     );
@@ -366,6 +377,8 @@ describe('rate limits', () => {
 describe('flood control', () => {
   it('when Telegram answers 429 with retry_after, then the reply is sent again after that time and not lost', async () => {
     fake.failNext(ourToken, 'sendMessage', { retryAfter: 1, chatId: member });
+    const rateLimited = await counted('fleetbot_chat_rate_limited_total{platform="telegram"}');
+    const sentBefore = await counted('fleetbot_chat_messages_total{platform="telegram",action="sent"}');
     const started = Date.now();
     const { reply } = await send(member, '/whoami');
     expect(reply.text).toContain(`You are Telegram user ${member}`);
@@ -374,6 +387,11 @@ describe('flood control', () => {
       .calls(ourToken, 'sendMessage')
       .filter((c) => String(c.params.text).startsWith('You are'));
     expect(attempts.length).toBeGreaterThanOrEqual(2);
+    expect(await counted('fleetbot_chat_rate_limited_total{platform="telegram"}')).toBe(rateLimited + 1);
+    // Counted when Telegram's answer reaches the bot, a moment after the fake recorded the message.
+    await expect
+      .poll(() => counted('fleetbot_chat_messages_total{platform="telegram",action="sent"}'))
+      .toBe(sentBefore + 1);
   });
 });
 

@@ -7,6 +7,7 @@ import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js'
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
 import { blockActionsPayload, sendInteraction, sendSlashCommand } from '../peers/slack-signer.js';
+import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
 import { firstThrottled } from '../support/token-bucket.js';
 
@@ -82,6 +83,8 @@ beforeAll(async () => {
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       SLACK_ALERT_CHANNEL_ID: 'CREPORTS',
       ROLLOUT_POLL_MS: '150',
+      // Scheduled runs may still be going at the end; their jobs are left to the next worker.
+      SHUTDOWN_GRACE_MS: '2000',
       ROLLOUT_TWO_PERSON_RULE: 'true',
       SSM_REQUESTS_PER_SECOND: String(ssmRate),
       DASHBOARD_PASSWORD: 'unused',
@@ -387,6 +390,38 @@ describe('patching', () => {
   }, 60_000);
 });
 
+describe('metrics of a rollout', () => {
+  const scrape = async () => {
+    const res = await fetch(`http://127.0.0.1:${running.ports.dashboard}/metrics`, {
+      headers: { authorization: `Basic ${btoa('ops:unused')}` },
+    });
+    expect(res.status).toBe(200);
+    return res.text();
+  };
+
+  it('when a deploy ran through a Slack 429, then /metrics counts its messages, the 429, the job and its SSM calls', async () => {
+    for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+    const before = await scrape();
+    slack.failNext('chat.update', { retryAfter: 1, times: 1 });
+    const { ts } = await planAndApprove('/deploy v3.4.0 tag:ring=early --concurrency 50 --max-errors 0');
+    await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), 60_000);
+    expect(slack.calls('chat.update').some((c) => c.status === 429)).toBe(true);
+    const after = await scrape();
+    const grew = (sample: string) => sampleValue(after, sample) - sampleValue(before, sample);
+
+    // The plan and the approval notes were sent; the plan message was edited as the job moved on.
+    expect(grew('fleetbot_chat_messages_total{platform="slack",action="sent"}')).toBeGreaterThanOrEqual(2);
+    expect(grew('fleetbot_chat_messages_total{platform="slack",action="edited"}')).toBeGreaterThanOrEqual(1);
+    expect(grew('fleetbot_chat_rate_limited_total{platform="slack"}')).toBe(1);
+    expect(
+      grew('fleetbot_job_duration_seconds_count{queue="rollout",name="deploy",outcome="completed"}'),
+    ).toBe(1);
+    // 50 instances, all at once: one batch, one SendCommand.
+    expect(grew('fleetbot_aws_calls_total{service="ssm",operation="SendCommand",outcome="ok"}')).toBe(1);
+    expect(after).toMatch(/^fleetbot_jobs\{queue="rollout",state="completed"\} [1-9]/m);
+  }, 90_000);
+});
+
 describe('scheduled maintenance', () => {
   it('when an admin schedules a patch scan, then it fires on its cron, posts its summary to the report channel, and can be removed', async () => {
     for (const id of instanceIds)
@@ -399,7 +434,7 @@ describe('scheduled maintenance', () => {
     const id = /(sched-[a-f0-9]{6})/.exec(created)?.[1] ?? '';
     slack.reset();
     await slash('/schedules');
-    expect(String((await answer()).params.text)).toContain(
+    expect(String((await answer((c) => c.params.channel === 'COPS')).params.text)).toContain(
       `${id}  "*/2 * * * * *"  Patch scan to instances tagged ring=early  by UANN`,
     );
 
@@ -418,12 +453,15 @@ describe('scheduled maintenance', () => {
 
     slack.reset();
     await slash(`/unschedule ${id}`);
-    expect(String((await answer()).params.text)).toBe(
+    // Runs keep posting to the report channel meanwhile; the answer comes in the channel asked from.
+    expect(String((await answer((c) => c.params.channel === 'COPS')).params.text)).toBe(
       `Removed schedule ${id}. Runs already started finish on their own.`,
     );
     slack.reset();
     await slash('/schedules');
-    expect(String((await answer()).params.text)).toBe('Nothing is scheduled.');
+    expect(String((await answer((c) => c.params.channel === 'COPS')).params.text)).toBe(
+      'Nothing is scheduled.',
+    );
   }, 90_000);
 
   it('when the cron expression is malformed, then nothing is scheduled', async () => {

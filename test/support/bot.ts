@@ -8,6 +8,7 @@ import { type Config, loadConfig } from '../../src/config.js';
 import { createRoleOf, type RoleOf } from '../../src/core/caller.js';
 import { openQueues, type Queues } from '../../src/jobs/queues.js';
 import type { Logger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
 import { createAuditTrail } from '../../src/store/audit.js';
 import { createMembers, type Members } from '../../src/store/members.js';
 import { withAccount } from '../peers/aws-account.js';
@@ -47,7 +48,7 @@ export interface TestBot extends Bot {
 }
 
 /** The bot role's services, wired exactly as main wires them, on a real Redis and SSM endpoint. */
-export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger): TestBot {
+export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger, metrics?: Metrics): TestBot {
   const queues = openQueues(redis, config.redis.prefix);
   const members = createMembers(redis, config.redis.prefix);
   const fleet = createFleet(aws.ec2, { region: config.aws.region, env: config.env, ...config.instances });
@@ -61,6 +62,7 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger)
       fleet,
       runCommand: createRunCommand(aws.ssm),
       auditTrail: createAuditTrail(redis, config.redis.prefix, 1000),
+      metrics,
     },
     log,
   );

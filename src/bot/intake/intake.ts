@@ -12,6 +12,7 @@ import {
   secretKinds,
 } from '../../core/secret-kinds.js';
 import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import type { Pacer, WindowLimit } from '../../store/rate-limits.js';
 import type { LiveChecks } from './live-checks.js';
 
@@ -25,6 +26,7 @@ export interface IntakeDeps {
   now(): Date;
   /** Runs after a secret was stored (e.g. offer to restart a server that still uses the old one). */
   afterStored?(caller: Caller, reply: Reply): Promise<void>;
+  metrics?: Pick<Metrics, 'secretStored'>;
 }
 
 export interface IntakeRequest {
@@ -111,6 +113,7 @@ export async function takeSecret(request: IntakeRequest, deps: IntakeDeps): Prom
     return 'failed';
   }
   log.info({ kind: kind.name, fingerprint: print }, 'secret stored');
+  deps.metrics?.secretStored(kind.name);
   const when = deps.now().toISOString().replace('T', ' ').slice(0, 16);
   const note = 'unverified' in check ? `\nNot checked live: ${check.unverified}.` : '';
   await answer(
