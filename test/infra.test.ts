@@ -8,11 +8,17 @@ import { promisify } from 'node:util';
 import {
   CreateSubnetCommand,
   CreateVpcCommand,
+  DescribeInstancesCommand,
   DescribeLaunchTemplateVersionsCommand,
   DescribeSecurityGroupsCommand,
   EC2Client,
 } from '@aws-sdk/client-ec2';
-import { ListDocumentsCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  DescribeParametersCommand,
+  ListCommandsCommand,
+  ListDocumentsCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { testAccountId, withAccount } from './peers/aws-account.js';
 
@@ -32,11 +38,16 @@ import { testAccountId, withAccount } from './peers/aws-account.js';
  *  - A document CloudFormation created from object content is stored unserialized: DescribeDocument
  *    answers HTTP 500 (it hashes a dict) and GetDocument returns Content as an object, not a string.
  *    Existence is checked with ListDocuments, content with GetDocument.
+ *  - RunInstances from a launch template applies its image, type, security groups and metadata
+ *    options but not its IamInstanceProfile; the profile is asserted on the template version.
  *  - Likewise GetKeyPolicy returns the key policy CloudFormation set as an object, not a string.
  *  - Unsigned requests are routed to S3; moto picks the service from the Authorization header's
  *    credential scope and does not verify the signature, so a placeholder header is enough.
  */
 
+import { createFleet } from '../src/aws/fleet.js';
+import { createRunCommand } from '../src/aws/run-command.js';
+import { createSecretStore } from '../src/aws/secret-store.js';
 import { versionPattern as coreVersionPattern } from '../src/core/version.js';
 
 const run = promisify(execFile);
@@ -707,6 +718,56 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       { ResourceType: 'instance', Tags: fleetTags },
       { ResourceType: 'volume', Tags: fleetTags },
     ]);
+  });
+
+  it('when fleetbot is configured with the stack outputs, then it launches from its template, stores secrets under its key and runs its documents', async () => {
+    const { outputs } = stack;
+    const fleet = createFleet(stack.ec2, {
+      region,
+      env: 'test',
+      launchTemplate: outputs.LaunchTemplateName,
+      instanceType: 't3.small',
+    });
+    const launched = await fleet.launch({
+      userId: '4242',
+      clientToken: 'infra-4242',
+      userDataBase64: Buffer.from('#!/bin/bash\n').toString('base64'),
+      version: 'v1.2.3',
+    });
+    const described = await stack.ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.id] }));
+    const instance = described.Reservations?.[0]?.Instances?.[0];
+    expect(instance?.ImageId).toBe('ami-12c6146b');
+    expect(instance?.InstanceType).toBe('t3.small');
+    expect(instance?.MetadataOptions?.HttpTokens).toBe('required');
+    expect(instance?.SecurityGroups?.map((g) => g.GroupId)).toEqual([outputs.SecurityGroupId]);
+    expect(await fleet.findForUser('4242')).toMatchObject({ id: launched.id, version: 'v1.2.3' });
+
+    const secrets = createSecretStore(stack.ssm, {
+      prefix: stack.prefix,
+      kmsKeyId: outputs.KmsKeyAlias ?? '',
+    });
+    await secrets.put('4242', 'openai-api-key', `sk-${'c'.repeat(40)}`);
+    await secrets.bindToInstance('4242', ['openai-api-key'], launched.arn);
+    const parameters = await stack.ssm.send(
+      new DescribeParametersCommand({
+        ParameterFilters: [{ Key: 'Name', Values: [`/${stack.prefix}/users/4242/openai-api-key`] }],
+      }),
+    );
+    expect(parameters.Parameters?.[0]).toMatchObject({ Type: 'SecureString', KeyId: outputs.KmsKeyAlias });
+
+    const runCommand = createRunCommand(stack.ssm);
+    const commandId = await runCommand.send(
+      [launched.id],
+      outputs.DeployDocumentName ?? '',
+      { version: ['v1.2.4'] },
+      'infra:1',
+    );
+    const sent = await stack.ssm.send(new ListCommandsCommand({ CommandId: commandId }));
+    expect(sent.Commands?.[0]).toMatchObject({
+      DocumentName: outputs.DeployDocumentName,
+      Parameters: { version: ['v1.2.4'] },
+      InstanceIds: [launched.id],
+    });
   });
 
   it('when the documents are listed and read, then all three are Command 2.2 documents and the patterns survived CloudFormation', async () => {
