@@ -287,6 +287,29 @@ describe('lifecycle', () => {
     expect(sent?.params.InstanceIds).toEqual([/(i-[0-9a-f]+)/.exec(reply.text)?.[1]]);
   });
 
+  it('when the member replaces a secret while the server runs, then the bot offers a restart that runs on their instance', async () => {
+    const before = fake.chat(token, happy).sent.length;
+    fake.sendUserMessage(token, { userId: happy, text: `sk-${'n'.repeat(40)}`, firstName: 'P' });
+    const [stored, offer] = (await fake.waitFor(() => {
+      const replies = fake.chat(token, happy).sent.slice(before);
+      return replies.length >= 2 ? replies : undefined;
+    }, 5000)) as Message.TextMessage[];
+    expect(stored?.text).toMatch(/^Stored your openai-api-key \(…[0-9a-f]{4}\)/);
+    expect(offer?.text).toBe(
+      'Your server still uses the old value. Restart your assistant so it reads the new one?',
+    );
+    const restartsBefore = simulator.control.calls(accountId, 'SendCommand').length;
+    fake.pressButton(token, {
+      chatId: happy,
+      userId: happy,
+      messageId: offer?.message_id ?? 0,
+      data: '/restart',
+    });
+    await expect
+      .poll(() => simulator.control.calls(accountId, 'SendCommand').slice(restartsBefore).at(-1)?.params)
+      .toMatchObject({ DocumentName: 'fleetbot-restart-service', Parameters: { service: ['assistant'] } });
+  });
+
   it('when the member stops and starts, then the start walks the readiness stages again', async () => {
     expect((await send(happy, '/stop')).text).toMatch(
       /^Stopping your server i-[0-9a-f]+\. Send \/start to bring it back\.$/,
