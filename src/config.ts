@@ -8,7 +8,19 @@ import { type SecretKindName, secretKindNames } from './core/secret-kinds.js';
  */
 
 export const roles = ['bot', 'worker', 'dashboard', 'all'] as const;
-export type ProcessRole = (typeof roles)[number];
+export type ProcessRole = Exclude<(typeof roles)[number], 'all'>;
+export const roleUsage = `one or more of ${roles.join(', ')}, separated by commas`;
+
+/**
+ * `worker,dashboard` names the roles one process runs (a worker with its own /metrics, say);
+ * `all` is every role. Undefined when any part is not a role.
+ */
+export function parseRoles(value: string): ProcessRole[] | undefined {
+  const parts = value.split(',').map((part) => part.trim());
+  if (!parts.every((part) => (roles as readonly string[]).includes(part))) return undefined;
+  if (parts.includes('all')) return ['bot', 'worker', 'dashboard'];
+  return [...new Set(parts as ProcessRole[])];
+}
 
 const optional = z
   .string()
@@ -41,7 +53,11 @@ const listen = (fallback: string) =>
 const positiveMs = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
 const envSchema = z.object({
-  FLEETBOT_ROLE: z.enum(roles).default('all'),
+  FLEETBOT_ROLE: z
+    .string()
+    .trim()
+    .default('all')
+    .refine((value) => parseRoles(value) !== undefined, `must be ${roleUsage}`),
   FLEETBOT_ENV: z
     .string()
     .trim()
@@ -188,7 +204,7 @@ const envSchema = z.object({
 export const configKeys = Object.keys(envSchema.shape);
 
 export interface Config {
-  role: ProcessRole;
+  roles: readonly ProcessRole[];
   env: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownGraceMs: number;
@@ -272,7 +288,10 @@ export class ConfigError extends Error {
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Parses the environment into a Config, or throws one ConfigError listing every problem by key. */
-export function loadConfig(env: Env, overrides: { role?: ProcessRole; console?: boolean } = {}): Config {
+export function loadConfig(
+  env: Env,
+  overrides: { roles?: readonly ProcessRole[]; console?: boolean } = {},
+): Config {
   const parsed = envSchema.safeParse(env);
   const problems = parsed.success
     ? []
@@ -283,10 +302,9 @@ export function loadConfig(env: Env, overrides: { role?: ProcessRole; console?: 
         const missing = issue.code === 'invalid_type' && env[key] === undefined;
         return `${key}: ${missing ? 'is required' : safeMessage(issue)}`;
       });
-  const roleValue = overrides.role ?? (parsed.success ? parsed.data.FLEETBOT_ROLE : env.FLEETBOT_ROLE);
-  const role: ProcessRole = roles.includes(roleValue as ProcessRole) ? (roleValue as ProcessRole) : 'all';
+  const processRoles = overrides.roles ?? parseRoles(env.FLEETBOT_ROLE ?? 'all') ?? parseRoles('all') ?? [];
   // Checked on the raw values so that one message lists these together with the schema's findings.
-  problems.push(...missingTogether(env, role, Boolean(overrides.console)));
+  problems.push(...missingTogether(env, processRoles, Boolean(overrides.console)));
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
 
@@ -313,7 +331,7 @@ export function loadConfig(env: Env, overrides: { role?: ProcessRole; console?: 
   const dashboardListen = e.DASHBOARD_LISTEN;
 
   return {
-    role,
+    roles: processRoles,
     env: e.FLEETBOT_ENV,
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
@@ -403,9 +421,9 @@ function safeMessage(issue: z.core.$ZodIssue): string {
   }
 }
 
-function missingTogether(env: Env, role: ProcessRole, withConsole: boolean): string[] {
+function missingTogether(env: Env, processRoles: readonly ProcessRole[], withConsole: boolean): string[] {
   const has = (key: string) => (env[key] ?? '').trim() !== '';
-  const runs = (r: ProcessRole) => role === r || role === 'all';
+  const runs = (r: ProcessRole) => processRoles.includes(r);
   const problems: string[] = [];
   if (has('TELEGRAM_BOT_TOKEN') && env.TELEGRAM_MODE === 'webhook') {
     if (!has('TELEGRAM_WEBHOOK_URL'))

@@ -13,7 +13,15 @@ import { createBot } from './bot/bot.js';
 import { type ConsoleAdapter, type ConsoleIdentity, createConsoleAdapter } from './bot/console.js';
 import { createSlackAdapter, slackClient, slackOutbox } from './bot/slack.js';
 import { createTelegramAdapter, telegramApi, telegramOutbox } from './bot/telegram.js';
-import { type Config, ConfigError, type Env, loadConfig, type ProcessRole, roles } from './config.js';
+import {
+  type Config,
+  ConfigError,
+  type Env,
+  loadConfig,
+  type ProcessRole,
+  parseRoles,
+  roleUsage,
+} from './config.js';
 import { createRoleOf } from './core/caller.js';
 import { assertNoEviction } from './http/redis-policy.js';
 import { startHttp } from './http/server.js';
@@ -55,19 +63,19 @@ export class StartupError extends Error {
   }
 }
 
-export function parseRole(argv: readonly string[]): ProcessRole | undefined {
+export function parseRoleFlag(argv: readonly string[]): ProcessRole[] | undefined {
   const i = argv.findIndex((a) => a === '--role' || a.startsWith('--role='));
   if (i < 0) return undefined;
   const value = argv[i]?.includes('=') ? argv[i]?.split('=')[1] : argv[i + 1];
-  if (!roles.includes(value as ProcessRole))
-    throw new StartupError(`--role must be one of ${roles.join(', ')}`);
-  return value as ProcessRole;
+  const parsed = parseRoles(value ?? '');
+  if (!parsed) throw new StartupError(`--role must be ${roleUsage}`);
+  return parsed;
 }
 
 export async function main(env: Env, argv: readonly string[], options: MainOptions = {}): Promise<Running> {
-  const config = loadConfig(env, { role: parseRole(argv), console: Boolean(options.console) });
+  const config = loadConfig(env, { roles: parseRoleFlag(argv), console: Boolean(options.console) });
   const log = createLogger(config.logLevel, options.logDestination);
-  const runs = (r: ProcessRole) => config.role === r || config.role === 'all';
+  const runs = (r: ProcessRole) => config.roles.includes(r);
   const redis = await connectRedis(config.redis.url);
   const ec2 = new EC2Client({ region: config.aws.region, endpoint: config.aws.endpoint });
   const ssm = new SSMClient({ region: config.aws.region, endpoint: config.aws.endpoint });
@@ -225,7 +233,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
     redis.disconnect();
     throw error;
   }
-  log.info({ role: config.role, ports }, 'fleetbot started');
+  log.info({ roles: config.roles, ports }, 'fleetbot started');
 
   let stopping: Promise<void> | undefined;
   return {

@@ -36,7 +36,9 @@ describe('the fleetbot process', () => {
   it('when the role flag is unknown, then it exits 1 and lists the roles', async () => {
     const p = startProcess({ AWS_REGION: 'us-east-1' }, ['--role', 'everything']);
     expect(await p.exit).toBe(1);
-    expect(p.err()).toContain('--role must be one of bot, worker, dashboard, all');
+    expect(p.err()).toContain(
+      '--role must be one or more of bot, worker, dashboard, all, separated by commas',
+    );
   });
 
   it('when Redis does not answer, then it exits 1 and says how to start one', async () => {

@@ -17,7 +17,7 @@ import { withAccount } from '../peers/aws-account.js';
 export function testConfig(env: Record<string, string>): Config {
   return loadConfig(
     { AWS_REGION: 'us-east-1', DASHBOARD_PASSWORD: 'unused', LOG_LEVEL: 'silent', ...env },
-    { role: 'bot', console: true },
+    { roles: ['bot'], console: true },
   );
 }
 

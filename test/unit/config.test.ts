@@ -73,15 +73,33 @@ describe('loadConfig', () => {
   });
 
   it('when only the worker role runs, then no chat token or dashboard password is needed', () => {
-    const config = loadConfig({ AWS_REGION: 'eu-west-1' }, { role: 'worker' });
-    expect(config.role).toBe('worker');
+    const config = loadConfig({ AWS_REGION: 'eu-west-1' }, { roles: ['worker'] });
+    expect(config.roles).toEqual(['worker']);
     expect(config.telegram).toBeUndefined();
     expect(config.access).toEqual({ telegramUserIds: [], slackAdminIds: [], slackChannelIds: [] });
   });
 
+  it('when FLEETBOT_ROLE lists roles, then the process runs exactly those', () => {
+    const config = loadConfig({
+      AWS_REGION: 'eu-west-1',
+      FLEETBOT_ROLE: 'worker, dashboard',
+      DASHBOARD_PASSWORD: 'x',
+    });
+    expect(config.roles).toEqual(['worker', 'dashboard']);
+    expect(() => loadConfig({ AWS_REGION: 'eu-west-1', FLEETBOT_ROLE: 'worker,dashboard' })).toThrow(
+      'DASHBOARD_PASSWORD: is required for the dashboard role',
+    );
+  });
+
+  it('when FLEETBOT_ROLE names something else, then the error says which roles exist', () => {
+    expect(() => loadConfig({ ...minimal, FLEETBOT_ROLE: 'worker,everything' })).toThrow(
+      'FLEETBOT_ROLE: must be one or more of bot, worker, dashboard, all, separated by commas',
+    );
+  });
+
   it('when a minimal config is given, then defaults fill the rest', () => {
     const config = loadConfig({ ...minimal, SLACK_ADMIN_USER_IDS: ' U123 , U456 ' });
-    expect(config.role).toBe('all');
+    expect(config.roles).toEqual(['bot', 'worker', 'dashboard']);
     expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'fleetbot' });
     expect(config.aws).toEqual({
       region: 'eu-west-1',
