@@ -13,6 +13,7 @@ import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   GetParameterCommand,
+  InvalidInstanceId,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
   PutParameterCommand,
@@ -494,6 +495,62 @@ describe('AWS simulator: EC2 boot timing', () => {
     advance(10_000);
     expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
   });
+  it('when boot timing names an impaired instance check, then both checks initialize, then the instance check is impaired and the system check ok', async () => {
+    const { accountId, ec2 } = world();
+    const [before = ''] = await launch(ec2, 1);
+    sim.control.setBootTiming(accountId, { pendingMs: 1_000, initializingMs: 5_000, impaired: 'instance' });
+    const [id = ''] = await launch(ec2, 1);
+    const checks = async () => {
+      const out = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [id] }));
+      const status = out.InstanceStatuses?.[0];
+      return [status?.InstanceStatus?.Status, status?.SystemStatus?.Status];
+    };
+    const listed = async (name: string, value: string) => {
+      const out = await ec2.send(
+        new DescribeInstanceStatusCommand({ Filters: [{ Name: name, Values: [value] }] }),
+      );
+      return (out.InstanceStatuses ?? []).map((s) => s.InstanceId).sort();
+    };
+
+    advance(1_000);
+    expect(await checks()).toEqual(['initializing', 'initializing']);
+    advance(4_999);
+    expect(await checks()).toEqual(['initializing', 'initializing']);
+    advance(1);
+    const ready = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [id] }));
+    expect(ready.InstanceStatuses?.[0]).toMatchObject({
+      InstanceState: { Name: 'running' },
+      InstanceStatus: {
+        Status: 'impaired',
+        Details: [{ Name: 'reachability', Status: 'failed', ImpairedSince: new Date(now) }],
+      },
+      SystemStatus: { Status: 'ok', Details: [{ Name: 'reachability', Status: 'passed' }] },
+    });
+    expect(await listed('instance-status.status', 'impaired')).toEqual([id]);
+    expect(await listed('instance-status.reachability', 'failed')).toEqual([id]);
+    expect(await listed('instance-status.status', 'ok')).toEqual([before]);
+    expect(await listed('system-status.status', 'ok')).toEqual([before, id].sort());
+    expect(await listed('system-status.status', 'impaired')).toEqual([]);
+
+    advance(3_600_000);
+    expect(await checks()).toEqual(['impaired', 'ok']);
+  });
+
+  it('when an impaired system check is set without boot delays, then a new instance reports it at once', async () => {
+    const { accountId, ec2 } = world();
+    sim.control.setBootTiming(accountId, { pendingMs: 0, initializingMs: 0, impaired: 'system' });
+    const [id = ''] = await launch(ec2, 1);
+
+    expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
+    const out = await ec2.send(
+      new DescribeInstanceStatusCommand({
+        Filters: [{ Name: 'system-status.status', Values: ['impaired'] }],
+      }),
+    );
+    expect(
+      out.InstanceStatuses?.map((s) => [s.InstanceId, s.InstanceStatus?.Status, s.SystemStatus?.Status]),
+    ).toEqual([[id, 'ok', 'impaired']]);
+  });
 });
 
 describe('AWS simulator: faults', () => {
@@ -536,6 +593,74 @@ describe('AWS simulator: faults', () => {
       name: 'InternalError',
       $metadata: { httpStatusCode: 500 },
     });
+  });
+
+  it('when an error fault names InsufficientInstanceCapacity once, then RunInstances throws it with the message and the next launch succeeds', async () => {
+    const { accountId, ec2 } = world();
+    sim.control.injectFault(accountId, {
+      operation: 'RunInstances',
+      kind: 'error',
+      code: 'InsufficientInstanceCapacity',
+      message: 'We currently do not have sufficient t3.small capacity',
+      count: 1,
+    });
+
+    await expect(launch(ec2, 1)).rejects.toMatchObject({
+      name: 'InsufficientInstanceCapacity',
+      message: expect.stringContaining('We currently do not have sufficient t3.small capacity'),
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await launch(ec2, 1)).toHaveLength(1);
+    expect(sim.control.calls(accountId, 'RunInstances').map((c) => c.status)).toEqual([400, 200]);
+  });
+
+  it('when an error fault names a dotted code without a message, then EC2 throws that code with the default message', async () => {
+    const { accountId, ec2 } = world();
+    sim.control.injectFault(accountId, {
+      operation: 'RunInstances',
+      kind: 'error',
+      code: 'InvalidAMIID.NotFound',
+    });
+
+    await expect(launch(ec2, 1)).rejects.toMatchObject({
+      name: 'InvalidAMIID.NotFound',
+      message: 'Injected error',
+      $metadata: { httpStatusCode: 400 },
+    });
+    await expect(launch(ec2, 1)).rejects.toMatchObject({ name: 'InvalidAMIID.NotFound' });
+  });
+
+  it('when an error fault names an SSM code, then the SSM SDK throws its modelled exception', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 1);
+    sim.control.injectFault(accountId, {
+      operation: 'SendCommand',
+      kind: 'error',
+      code: 'InvalidInstanceId',
+      message: 'Instances not in a valid state for account',
+      status: 400,
+    });
+
+    const error = await send(ssm, { InstanceIds: ids }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInstanceId);
+    expect(error).toMatchObject({
+      name: 'InvalidInstanceId',
+      message: 'Instances not in a valid state for account',
+      $metadata: { httpStatusCode: 400 },
+    });
+  });
+
+  it('when an error fault has no valid code or status, then injecting it is refused', () => {
+    const { accountId } = world();
+    const inject = (fault: object) => () =>
+      sim.control.injectFault(accountId, { operation: 'RunInstances', kind: 'error', code: 'Ok', ...fault });
+
+    expect(inject({ code: undefined })).toThrow(/code/);
+    expect(inject({ code: '' })).toThrow(/code/);
+    expect(inject({ code: 'Bad<Code>' })).toThrow(/code/);
+    expect(inject({ code: `A${'b'.repeat(100)}` })).toThrow(/code/);
+    expect(inject({ status: 200 })).toThrow(/status/);
+    expect(inject({ code: `A${'b'.repeat(99)}`, status: 503 })).not.toThrow();
   });
 
   it('when latency is injected, then the answer is held back at least that long', async () => {
@@ -658,6 +783,59 @@ describe('AWS simulator: HTTP control API', () => {
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: string }).error).toContain('kind');
     expect((await fetch(`${sim.url}/_sim/nothing-here`)).status).toBe(404);
+  });
+  it('when error faults and impaired boot timing are posted over HTTP, then they take effect and malformed ones are refused', async () => {
+    const { accountId, ec2 } = world();
+    const post = (route: string, body: unknown) =>
+      fetch(`${sim.url}/_sim/${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+
+    const noCode = await post('fault', { accountId, operation: 'RunInstances', kind: 'error' });
+    expect(noCode.status).toBe(400);
+    expect(((await noCode.json()) as { error: string }).error).toContain('code');
+    const badCode = await post('fault', {
+      accountId,
+      operation: 'RunInstances',
+      kind: 'error',
+      code: 'no spaces',
+    });
+    expect(badCode.status).toBe(400);
+    const stray = await post('fault', { accountId, operation: 'RunInstances', kind: 'throttle', code: 'X' });
+    expect(stray.status).toBe(400);
+    const badImpaired = await post('boot-timing', {
+      accountId,
+      pendingMs: 0,
+      initializingMs: 0,
+      impaired: 'disk',
+    });
+    expect(badImpaired.status).toBe(400);
+    expect(((await badImpaired.json()) as { error: string }).error).toContain('impaired');
+
+    const fault = {
+      accountId,
+      operation: 'RunInstances',
+      kind: 'error',
+      code: 'VcpuLimitExceeded',
+      count: 1,
+    };
+    expect((await post('fault', { ...fault, status: 400 })).status).toBe(200);
+    expect(
+      (await post('boot-timing', { accountId, pendingMs: 0, initializingMs: 0, impaired: 'instance' }))
+        .status,
+    ).toBe(200);
+    await expect(launch(ec2, 1)).rejects.toMatchObject({
+      name: 'VcpuLimitExceeded',
+      message: 'Injected error',
+    });
+    const [id = ''] = await launch(ec2, 1);
+    const status = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [id] }));
+    expect(status.InstanceStatuses?.[0]).toMatchObject({
+      InstanceStatus: { Status: 'impaired' },
+      SystemStatus: { Status: 'ok' },
+    });
   });
 });
 

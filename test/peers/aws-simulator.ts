@@ -10,7 +10,7 @@ import { createBootTimingHandlers } from './aws-simulator/boot-timing.js';
 import { createCallLog } from './aws-simulator/call-log.js';
 import { type AwsSimulatorControl, createControl } from './aws-simulator/control.js';
 import { CONTROL_PREFIX, handleControl } from './aws-simulator/control-http.js';
-import { createFaults, seededRandom } from './aws-simulator/faults.js';
+import { createFaults, type FaultError, seededRandom } from './aws-simulator/faults.js';
 import { createInstanceInformationHandler } from './aws-simulator/instance-information.js';
 import { createRunCommandHandlers } from './aws-simulator/run-command.js';
 import { createState } from './aws-simulator/state.js';
@@ -20,6 +20,7 @@ import {
   AwsError,
   errorReply,
   jsonReply,
+  type Protocol,
   parseCall,
   type Reply,
   serverError,
@@ -28,7 +29,13 @@ import {
 
 export type { CallRecord } from './aws-simulator/call-log.js';
 export type { AwsSimulatorControl, SentInvocation } from './aws-simulator/control.js';
-export type { FaultKind, FaultSpec } from './aws-simulator/faults.js';
+export type {
+  ErrorFault,
+  FaultKind,
+  FaultSpec,
+  LatencyFault,
+  ThrottleOrServerFault,
+} from './aws-simulator/faults.js';
 export type {
   BootTiming,
   RegisteredInstance,
@@ -97,10 +104,8 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
   async function serveAws(call: AwsCall, res: ServerResponse): Promise<number> {
     const decision = faults.decide(call.accountId, call.operation);
     if (decision.latencyMs > 0) await delay(decision.latencyMs);
-    if (decision.error === 'throttle')
-      return send(res, errorReply(call.protocol, throttleError(call.protocol)));
-    if (decision.error === 'server-error')
-      return send(res, errorReply(call.protocol, serverError(call.protocol)));
+    if (decision.error)
+      return send(res, errorReply(call.protocol, faultError(call.protocol, decision.error)));
     const handler = handlers.get(`${call.service}:${call.operation}`);
     if (!handler) return upstream.pipe(call, res);
     try {
@@ -157,6 +162,13 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
       await closed;
     },
   };
+}
+
+/** Throttles and server errors use each protocol's own code; an `error` fault names its code itself. */
+function faultError(protocol: Protocol, error: FaultError): AwsError {
+  if (error.kind === 'throttle') return throttleError(protocol);
+  if (error.kind === 'server-error') return serverError(protocol);
+  return new AwsError(error.code, error.message, error.status);
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {

@@ -1,9 +1,10 @@
 /**
  * moto flips instances to `running` with status `ok` instantly, so the pending -> running ->
  * status-ok path of provisioning could never be exercised. These handlers pass EC2 calls through
- * to moto and rewrite its XML for instances still inside their simulated boot window.
+ * to moto and rewrite its XML for instances still inside their simulated boot window, or whose
+ * boot was set to end with an impaired status check.
  */
-import { type BootPhase, bootPhase, type SimulatorState } from './state.js';
+import { type BootPhase, type BootRecord, bootPhase, type SimulatorState } from './state.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 import type { AwsCall, Reply } from './wire.js';
 import { element, items, parseXml, path, replaceChild, serializeXml, text, type XmlElement } from './xml.js';
@@ -37,7 +38,9 @@ export function createBootTimingHandlers(deps: {
     const phaseOf = (instanceId: string): BootPhase => bootPhase(account.boots.get(instanceId), now);
     const anyIn = (wanted: BootPhase[]) =>
       [...account.boots.values()].some((record) => wanted.includes(bootPhase(record, now)));
-    return { account, now, phaseOf, anyIn };
+    // An impaired check outlives the boot window, so such instances need rewriting for good.
+    const anyImpaired = () => [...account.boots.values()].some((record) => record.impaired);
+    return { account, now, phaseOf, anyIn, anyImpaired };
   }
 
   return {
@@ -102,8 +105,8 @@ export function createBootTimingHandlers(deps: {
     },
 
     async DescribeInstanceStatus(call) {
-      const { phaseOf, anyIn } = phases(call);
-      if (!anyIn(['pending', 'initializing'])) return asReply(await upstream.fetch(call));
+      const { account, phaseOf, anyIn, anyImpaired } = phases(call);
+      if (!anyIn(['pending', 'initializing']) && !anyImpaired()) return asReply(await upstream.fetch(call));
       const includeAll = call.form.get('IncludeAllInstances') === 'true';
       const { forwarded, held } = holdFilters(call.form, STATUS_FILTERS);
       const response = await upstream.fetch(call, Buffer.from(forwarded.toString()));
@@ -113,7 +116,8 @@ export function createBootTimingHandlers(deps: {
       if (statusSet) {
         statusSet.children = statusSet.children.filter((item) => {
           if (typeof item === 'string') return true;
-          const phase = phaseOf(text(path(item, 'instanceId')) ?? '');
+          const instanceId = text(path(item, 'instanceId')) ?? '';
+          const phase = phaseOf(instanceId);
           if (stateName(item) === 'running' && phase === 'pending') {
             // Like AWS, a pending instance is only listed when the caller asks for all instances.
             if (!includeAll) return false;
@@ -123,6 +127,8 @@ export function createBootTimingHandlers(deps: {
           } else if (stateName(item) === 'running' && phase === 'initializing') {
             replaceChild(item, checkElement('instanceStatus', 'initializing'));
             replaceChild(item, checkElement('systemStatus', 'initializing'));
+          } else if (stateName(item) === 'running') {
+            impair(item, account.boots.get(instanceId));
           }
           return matches(held, (name) => statusValue(item, name));
         });
@@ -144,9 +150,24 @@ function stateElement(name: string, state: string, code: number): XmlElement {
   return element(name, [element('code', String(code)), element('name', state)]);
 }
 
-function checkElement(name: string, status: string): XmlElement {
-  const reachability = element('item', [element('name', 'reachability'), element('status', status)]);
-  return element(name, [element('details', [reachability]), element('status', status)]);
+function checkElement(
+  name: string,
+  status: string,
+  reachability = status,
+  impairedSince?: number,
+): XmlElement {
+  const detail = [element('name', 'reachability'), element('status', reachability)];
+  if (impairedSince !== undefined)
+    detail.push(element('impairedSince', new Date(impairedSince).toISOString()));
+  return element(name, [element('details', [element('item', detail)]), element('status', status)]);
+}
+
+/** Fails the chosen check the way AWS shows it, from the end of initializing; moto's `ok` stays on the other. */
+function impair(item: XmlElement, record: BootRecord | undefined): void {
+  if (!record?.impaired) return;
+  const since = record.startedAt + record.pendingMs + record.initializingMs;
+  const name = record.impaired === 'system' ? 'systemStatus' : 'instanceStatus';
+  replaceChild(item, checkElement(name, 'impaired', 'failed', since));
 }
 
 function statusValue(item: XmlElement, filter: string): string | undefined {

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { AwsSimulatorControl } from './control.js';
+import { ERROR_CODE } from './faults.js';
 import type { Reply } from './wire.js';
 
 const account = z.string().regex(/^\d{12}$/, 'a 12-digit account id');
@@ -16,6 +17,13 @@ const outcome = z.strictObject({
   afterMs: z.number().min(0).optional(),
   pendingMs: z.number().min(0).optional(),
 });
+
+const faultTarget = {
+  accountId: z.union([account, z.literal('*')]).default('*'),
+  operation: z.string().min(1),
+  rate: z.number().min(0).max(1).optional(),
+  count: z.number().int().positive().optional(),
+};
 
 const bodies = {
   script: z.strictObject({ accountId: account, instanceId: z.string().default('*'), outcome }),
@@ -38,15 +46,19 @@ const bodies = {
     accountId: account,
     pendingMs: z.number().min(0),
     initializingMs: z.number().min(0),
+    impaired: z.enum(['system', 'instance']).optional(),
   }),
-  fault: z.strictObject({
-    accountId: z.union([account, z.literal('*')]).default('*'),
-    operation: z.string().min(1),
-    kind: z.enum(['throttle', 'server-error', 'latency']),
-    rate: z.number().min(0).max(1).optional(),
-    count: z.number().int().positive().optional(),
-    latencyMs: z.number().min(0).optional(),
-  }),
+  fault: z.discriminatedUnion('kind', [
+    z.strictObject({ ...faultTarget, kind: z.enum(['throttle', 'server-error']) }),
+    z.strictObject({ ...faultTarget, kind: z.literal('latency'), latencyMs: z.number().min(0).optional() }),
+    z.strictObject({
+      ...faultTarget,
+      kind: z.literal('error'),
+      code: z.string().regex(ERROR_CODE, 'an AWS error code such as InvalidAMIID.NotFound'),
+      message: z.string().optional(),
+      status: z.number().int().min(400).max(599).optional(),
+    }),
+  ]),
   reset: z.strictObject({ accountId: account.optional() }),
 };
 

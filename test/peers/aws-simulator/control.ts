@@ -12,7 +12,10 @@ export interface AwsSimulatorControl {
   setAgentOnline(accountId: string, instanceId: string, online: boolean): void;
   /** Makes an instance SSM-managed without launching it in moto (e.g. for 50-instance fan-outs). */
   registerInstance(accountId: string, instanceId: string, info?: RegisteredInstance): void;
-  /** Applies to instances launched (or started from stopped) after this call; zeros switch it off. */
+  /**
+   * Applies to instances launched (or started from stopped) after this call; zeros without
+   * `impaired` switch it off.
+   */
   setBootTiming(accountId: string, timing: BootTiming): void;
   /** `accountId` `*` hits every account. Returns an id for reference in logs. */
   injectFault(accountId: string, fault: FaultSpec): string;
@@ -59,7 +62,11 @@ export function createControl(deps: {
       if (!(timing.pendingMs >= 0 && timing.initializingMs >= 0)) {
         throw new Error('boot timing needs pendingMs >= 0 and initializingMs >= 0');
       }
-      const off = timing.pendingMs === 0 && timing.initializingMs === 0;
+      if (timing.impaired !== undefined && timing.impaired !== 'system' && timing.impaired !== 'instance') {
+        throw new Error(`boot timing impaired must be 'system' or 'instance', got ${timing.impaired}`);
+      }
+      // An impaired instance with no boot delay still needs its record, or it would report ok.
+      const off = timing.pendingMs === 0 && timing.initializingMs === 0 && !timing.impaired;
       state.account(accountId).bootTiming = off ? undefined : { ...timing };
     },
     injectFault(accountId, fault) {

@@ -44,7 +44,8 @@ type FaultRule = FaultSpec & {
 
 /** The error a faulted call answers with; the protocol decides its wire shape. */
 export type FaultError =
-  | { kind: 'throttle' | 'server-error' }
+  | { kind: 'throttle' }
+  | { kind: 'server-error' }
   | { kind: 'error'; code: string; message: string; status: number };
 
 export interface FaultDecision {
@@ -103,7 +104,10 @@ function checkErrorFault(spec: ErrorFault): void {
     throw new Error(`an error fault needs a code like InvalidAMIID.NotFound, got ${spec.code}`);
   }
   // Below 400 the SDK would read the answer as a success or a redirect, not as the error asked for.
-  if (spec.status !== undefined && !(Number.isInteger(spec.status) && spec.status >= 400 && spec.status <= 599)) {
+  if (
+    spec.status !== undefined &&
+    !(Number.isInteger(spec.status) && spec.status >= 400 && spec.status <= 599)
+  ) {
     throw new Error(`an error fault status must be an integer within 400..599, got ${spec.status}`);
   }
 }

@@ -28,6 +28,11 @@ export type RunCommandScript =
 export interface BootTiming {
   pendingMs: number;
   initializingMs: number;
+  /**
+   * The status check that fails once initializing is over (the other passes), for a hardware or
+   * guest OS failure that moto can never report; both pass when omitted.
+   */
+  impaired?: 'system' | 'instance';
 }
 
 export interface BootRecord extends BootTiming {
