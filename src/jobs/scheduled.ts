@@ -7,14 +7,27 @@ export interface ScheduledJob {
   id: string;
   data: SchedulePayload;
   updateData(data: SchedulePayload): Promise<void>;
+  /** Whether an earlier run of the same schedule is still going. */
+  previousRunActive(): Promise<boolean>;
 }
+
+export type ScheduledOutcome = RolloutSummary | { skipped: string };
 
 /**
  * One run of a recurring rollout: it posts its own progress message in the report channel, then
  * runs exactly like an approved rollout (its record lives inside the scheduled job's data).
+ * A run that comes due while the previous one still runs is skipped: a slow scan on a short cron
+ * must not pile up runs that compete for the same SSM budget.
  */
-export async function processScheduled(job: ScheduledJob, deps: RolloutDeps): Promise<RolloutSummary> {
+export async function processScheduled(job: ScheduledJob, deps: RolloutDeps): Promise<ScheduledOutcome> {
   let data = job.data;
+  if (!data.run && (await job.previousRunActive())) {
+    deps.log.info(
+      { jobId: job.id, scheduleId: data.scheduleId },
+      'scheduled run skipped: previous still runs',
+    );
+    return { skipped: 'the previous run of this schedule is still going' };
+  }
   if (!data.run) {
     const slack = deps.outboxes.slack;
     if (!slack) throw new Error('scheduled rollouts report to Slack, and this worker has no Slack client');

@@ -1,4 +1,4 @@
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import { type Metrics, watchWorker } from '../metrics.js';
@@ -62,6 +62,11 @@ export function startWorkers(
     },
     { connection, prefix, concurrency: 100, lockDuration: 60_000 },
   );
+  const rolloutQueue = new Queue(queueNames.rollout, { connection, prefix });
+  const otherRunActive = async (job: Job, scheduleId: string) =>
+    (await rolloutQueue.getJobs(['active'])).some(
+      (other) => other.id !== job.id && other.name === 'scheduled' && other.data?.scheduleId === scheduleId,
+    );
   const rollouts = new Worker(
     queueNames.rollout,
     async (job: Job) => {
@@ -70,11 +75,18 @@ export function startWorkers(
         await job.updateData(next);
       };
       try {
-        if (job.name === 'scheduled')
+        if (job.name === 'scheduled') {
+          const data = schedulePayload.parse(job.data);
           return await processScheduled(
-            { id: job.id ?? '', data: schedulePayload.parse(job.data), updateData: update },
+            {
+              id: job.id ?? '',
+              data,
+              updateData: update,
+              previousRunActive: () => otherRunActive(job, data.scheduleId),
+            },
             deps.rollout,
           );
+        }
         const data = rolloutPayload.parse(job.data);
         return await processRollout(
           {
@@ -105,6 +117,7 @@ export function startWorkers(
       const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([Promise.all(workers.map((w) => w.pause())), timer]);
       await Promise.all(workers.map((w) => w.close(true)));
+      await rolloutQueue.close();
     },
   };
 }

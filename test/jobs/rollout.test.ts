@@ -423,9 +423,14 @@ describe('metrics of a rollout', () => {
 });
 
 describe('scheduled maintenance', () => {
-  it('when an admin schedules a patch scan, then it fires on its cron, posts its summary to the report channel, and can be removed', async () => {
+  it('when an admin schedules a patch scan, then it fires on its cron, posts its summary to the report channel, never overlaps itself, and can be removed', async () => {
+    // Each scan outlasts the 2 s cron, so runs come due while one is still going.
     for (const id of instanceIds)
-      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', output: 'MissingCount : 0' });
+      simulator.control.scriptRunCommand(accountId, id, {
+        status: 'Success',
+        output: 'MissingCount : 0',
+        afterMs: 3000,
+      });
     await slash('/schedule patch scan "*/2 * * * * *" tag:ring=early');
     const created = String((await answer()).params.text);
     expect(created).toMatch(
@@ -450,6 +455,19 @@ describe('scheduled maintenance', () => {
     const summary = slack.channel('CREPORTS').messages.find((m) => m.ts === ts)?.text ?? '';
     expect(summary).toContain('Patch scan to instances tagged ring=early: succeeded on all 50 instances');
     expect(summary).toContain('Compliance: no instance reports missing patches.');
+    // Runs due meanwhile were skipped: the next report was posted only after this one finished.
+    await expect
+      .poll(() => logs.lines.some((l) => l.includes('scheduled run skipped')), { timeout: 10_000 })
+      .toBe(true);
+    const finishedAt =
+      slack
+        .calls('chat.update')
+        .find((c) => c.params.ts === ts && String(c.params.text).includes('Compliance'))?.at ?? 0;
+    const reports = slack
+      .calls('chat.postMessage')
+      .filter((c) => c.params.channel === 'CREPORTS')
+      .map((c) => c.at);
+    expect(reports.slice(1).every((at) => at >= finishedAt)).toBe(true);
 
     slack.reset();
     await slash(`/unschedule ${id}`);
