@@ -1,7 +1,7 @@
 import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { ListTagsForResourceCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Message } from 'grammy/types';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { main, type Running } from '../../src/main.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
@@ -22,6 +22,7 @@ const happy = 9001;
 const failing = 9002;
 const slow = 9003;
 const bare = 9004;
+const unlucky = 9005;
 const accountId = testAccountId();
 const prefix = uniquePrefix('provision');
 const redis = testRedis();
@@ -67,7 +68,7 @@ beforeAll(async () => {
   ssm = new SSMClient(clientOptions);
   process.env.AWS_ACCESS_KEY_ID = 'testing';
   process.env.AWS_SECRET_ACCESS_KEY = 'testing';
-  for (const userId of [happy, failing, slow])
+  for (const userId of [happy, failing, slow, unlucky])
     for (const [kind, value] of [
       ['telegram-bot-token', `77${userId}:${'T'.repeat(35)}`],
       ['openai-api-key', canary],
@@ -88,7 +89,7 @@ beforeAll(async () => {
       PARAMETER_PREFIX: 'fbprov',
       TELEGRAM_BOT_TOKEN: token,
       TELEGRAM_API_ROOT: fake.apiRoot,
-      TELEGRAM_ALLOWED_USER_IDS: [happy, failing, slow, bare].join(','),
+      TELEGRAM_ALLOWED_USER_IDS: [happy, failing, slow, bare, unlucky].join(','),
       SLACK_BOT_TOKEN: 'xoxb-provision-test',
       SLACK_SIGNING_SECRET: 'provision-signing-secret',
       SLACK_API_URL: slack.apiUrl,
@@ -377,6 +378,81 @@ describe('stage timeouts', () => {
     );
     expect(String(alert.params.text)).toContain('was kept for an admin to inspect');
   }, 60_000);
+});
+
+describe('failure modes', () => {
+  beforeAll(async () => {
+    for (const w of workers.splice(0)) await w.stop();
+    workers.push(
+      await startWorker({ PROVISION_CHECKS_TIMEOUT_SECONDS: '10', PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: '3' }),
+    );
+    simulator.control.setBootTiming(accountId, { pendingMs: 300, initializingMs: 500 });
+  });
+  afterEach(() => simulator.control.clearFaults(accountId));
+
+  /** Provisions `unlucky` and returns the text the progress message ends with. */
+  async function provisionFails(): Promise<string> {
+    slack.reset();
+    const message = await send(unlucky, '/provision');
+    await fake.waitFor(
+      () => currentText(unlucky, message.message_id).includes('The admins have been told.'),
+      30_000,
+    );
+    return currentText(unlucky, message.message_id);
+  }
+  const alert = async () =>
+    String(
+      (await slack.waitFor((c) => String(c.params.text).includes(`Telegram user ${unlucky} failed`), 10_000))
+        .params.text,
+    );
+  const liveInstances = async () =>
+    (await userInstances(unlucky)).filter(
+      (i) => !['terminated', 'shutting-down'].includes(i.State?.Name ?? ''),
+    );
+
+  it.each([
+    [
+      'InsufficientInstanceCapacity',
+      'AWS has no capacity for this server type right now, so nothing was launched.',
+    ],
+    ['InvalidAMIID.NotFound', 'The server image is not available, so nothing was launched.'],
+  ])(
+    'when RunInstances answers %s, then the member is told why in plain words and nothing runs',
+    async (code, words) => {
+      simulator.control.injectFault(accountId, { operation: 'RunInstances', kind: 'error', code });
+      expect(await provisionFails()).toBe(
+        `${words}\nThe admins have been told. You can try /provision again later.`,
+      );
+      expect(await alert()).toContain('nothing was launched');
+      expect(await liveInstances()).toEqual([]);
+    },
+    40_000,
+  );
+
+  it('when a health check reports impaired, then the member is told which check failed and the instance is terminated', async () => {
+    simulator.control.setBootTiming(accountId, { pendingMs: 300, initializingMs: 500, impaired: 'instance' });
+    expect(await provisionFails()).toContain(
+      'Your server failed its health checks (system ok, instance impaired).',
+    );
+    expect(await alert()).toMatch(/instance i-[0-9a-f]+ was terminated/);
+    await expect.poll(liveInstances, { timeout: 5000 }).toEqual([]);
+    simulator.control.setBootTiming(accountId, { pendingMs: 300, initializingMs: 500 });
+  }, 40_000);
+
+  it('when the SSM agent never registers, then the member is told its setup could not be checked', async () => {
+    // What SSM answers for an instance whose agent it does not know.
+    simulator.control.injectFault(accountId, {
+      operation: 'SendCommand',
+      kind: 'error',
+      code: 'InvalidInstanceId',
+      message: 'Instances not in a valid state for account',
+    });
+    expect(await provisionFails()).toContain(
+      'Your server never connected to AWS Systems Manager within 3 seconds, so its setup could not be checked.',
+    );
+    expect(await alert()).toMatch(/instance i-[0-9a-f]+ was terminated/);
+    await expect.poll(liveInstances, { timeout: 5000 }).toEqual([]);
+  }, 40_000);
 });
 
 describe('admin view', () => {
