@@ -65,6 +65,7 @@ const envSchema = z.object({
     .default('dev'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_GRACE_MS: positiveMs(10_000),
+  JOB_LOCK_SECONDS: z.coerce.number().int().min(2).max(3600).default(120),
 
   REDIS_URL: z
     .string()
@@ -208,6 +209,8 @@ export interface Config {
   env: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   shutdownGraceMs: number;
+  /** How long a provision or rollout stays claimed by a worker that stopped renewing it (crashed). */
+  jobLockMs: number;
   redis: { url: string; prefix: string };
   aws: { region: string; endpoint?: string; parameterPrefix: string; kmsKeyId: string };
   telegram?: {
@@ -335,6 +338,7 @@ export function loadConfig(
     env: e.FLEETBOT_ENV,
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    jobLockMs: e.JOB_LOCK_SECONDS * 1000,
     redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
     aws: {
       region: e.AWS_REGION,

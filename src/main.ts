@@ -151,7 +151,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       const poller = createHealthPoller(fleet, config.provisioning.pollMs, workerLog);
       const workers = startWorkers(
         redis,
-        config.redis.prefix,
+        { prefix: config.redis.prefix, jobLockMs: config.jobLockMs },
         {
           ping: { outboxes, probeAws, now: Date.now, workerName: hostname() },
           rollout: {

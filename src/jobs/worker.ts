@@ -19,13 +19,28 @@ export interface Workers {
 }
 
 /** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
+export interface WorkerOptions {
+  prefix: string;
+  /** A crashed worker's provisions and rollouts resume elsewhere this long after its last renewal. */
+  jobLockMs: number;
+}
+
 export function startWorkers(
   connection: Redis,
-  prefix: string,
+  options: WorkerOptions,
   deps: WorkerDeps,
   log: Logger,
   metrics?: Metrics,
 ): Workers {
+  const { prefix } = options;
+  // Resuming is safe by design (every step is recorded before the next), so a job may outlive many
+  // dead workers; only one that keeps killing them is given up. The stalled check runs often enough
+  // that a dead worker's job waits about one lock period.
+  const resumable = {
+    lockDuration: options.jobLockMs,
+    stalledInterval: Math.min(30_000, options.jobLockMs / 2),
+    maxStalledCount: 10,
+  };
   const ops = new Worker(
     queueNames.ops,
     async (job: Job) => {
@@ -60,7 +75,7 @@ export function startWorkers(
         throw error;
       }
     },
-    { connection, prefix, concurrency: 100, lockDuration: 60_000 },
+    { connection, prefix, concurrency: 100, ...resumable },
   );
   const rolloutQueue = new Queue(queueNames.rollout, { connection, prefix });
   const otherRunActive = async (job: Job, scheduleId: string) =>
@@ -101,8 +116,7 @@ export function startWorkers(
         throw error;
       }
     },
-    // Rollouts run for minutes; a long lock keeps a busy event loop from looking like a dead worker.
-    { connection, prefix, concurrency: 10, lockDuration: 120_000 },
+    { connection, prefix, concurrency: 10, ...resumable },
   );
   const workers = [ops, provisions, rollouts];
   for (const w of workers) {

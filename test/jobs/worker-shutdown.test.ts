@@ -27,7 +27,7 @@ function workersWithProbe(prefix: string, probe: () => Promise<void>) {
   const deps = {
     ping: { outboxes: { console: outbox }, probeAws: probe, now: Date.now, workerName: 'w1' },
   } as Pick<WorkerDeps, 'ping'> as WorkerDeps;
-  return startWorkers(redis, prefix, deps, capturedLogger().log);
+  return startWorkers(redis, { prefix, jobLockMs: 30_000 }, deps, capturedLogger().log);
 }
 
 async function stateOf(prefix: string, id: string) {
