@@ -60,7 +60,11 @@ export function slackOutbox(client: webApi.WebClient, meter?: ChatMeter): Outbox
         meter?.chatMessage('slack', 'sent');
         return undefined;
       }
-      const res = await client.chat.postMessage({ channel: to.chatId, ...body });
+      const res = await client.chat.postMessage({
+        channel: to.chatId,
+        ...(options?.thread ? { thread_ts: options.thread.messageId } : {}),
+        ...body,
+      });
       meter?.chatMessage('slack', 'sent');
       return { platform: 'slack', chatId: res.channel ?? to.chatId, messageId: String(res.ts) };
     },

@@ -50,9 +50,17 @@ function keyboard(message: OutgoingMessage): InlineKeyboard | undefined {
 /** In a DM every message is already private, so `private` changes nothing here. */
 export function telegramOutbox(api: Api): Outbox {
   return {
-    async send(to, message) {
+    async send(to, message, options) {
       const sent = await api.sendMessage(to.chatId, fitText(message.text, maxText), {
         reply_markup: keyboard(message),
+        ...(options?.thread
+          ? {
+              reply_parameters: {
+                message_id: Number(options.thread.messageId),
+                allow_sending_without_reply: true,
+              },
+            }
+          : {}),
         link_preview_options: { is_disabled: true },
       });
       return { platform: 'telegram', chatId: to.chatId, messageId: String(sent.message_id) };

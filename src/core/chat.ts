@@ -38,7 +38,8 @@ export interface Outbox {
   send(
     to: ChatAddress,
     message: OutgoingMessage,
-    options?: { private?: boolean },
+    /** `thread`: posted as a reply to that message (a Slack thread, a Telegram reply). */
+    options?: { private?: boolean; thread?: MessageRef },
   ): Promise<MessageRef | undefined>;
   edit(ref: MessageRef, message: OutgoingMessage): Promise<void>;
 }

@@ -8,7 +8,8 @@ import { matchesTargets, parseTargets } from '../core/targets.js';
 import { isVersion } from '../core/version.js';
 import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
-import { editMessage, type Outboxes } from './outboxes.js';
+import { failureLine, failuresInSummary, failureThread } from './failure-list.js';
+import { editMessage, type Outboxes, replyInThread } from './outboxes.js';
 import { type Budget, createProgress } from './progress.js';
 import type { RolloutPayload } from './queues.js';
 
@@ -223,6 +224,11 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   await progress.finish(
     renderSummary(title, job.id, summary, failedIds.length, record.startedAt, halted, maxErrors),
   );
+  if (failedIds.length > failuresInSummary)
+    for (const text of failureThread(job.id, failedIds, failed, owners))
+      await replyInThread(deps.outboxes, record.message, { text }).catch((err: unknown) =>
+        log.warn({ err: String(err) }, 'could not post the failure list'),
+      );
   log.info({ outcome, total, ...counts }, 'rollout finished');
   return summary;
 }
@@ -311,9 +317,11 @@ function renderSummary(
   ];
   if (s.failed.length > 0) {
     lines.push('Failed instances:');
-    for (const f of s.failed.slice(0, 15))
-      lines.push(`• ${f.userId} ${f.instanceId} ${f.status}${f.output ? `: ${f.output}` : ''}`);
-    if (failedCount > 15) lines.push(`… and ${failedCount - 15} more: /job ${jobId}`);
+    for (const f of s.failed.slice(0, failuresInSummary)) lines.push(failureLine(f));
+    if (failedCount > failuresInSummary)
+      lines.push(
+        `… and ${failedCount - failuresInSummary} more: all ${failedCount} are listed in the thread.`,
+      );
   }
   if (s.compliance) {
     const missing = s.compliance.missing;

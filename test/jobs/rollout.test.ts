@@ -307,6 +307,33 @@ describe('running a deploy', () => {
     for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
   }, 60_000);
 
+  it('when more instances fail than the summary shows, then the summary says so and its thread lists every one', async () => {
+    const early = instanceIds.filter((id) => userOf.get(id) === '30000');
+    const failing = early.slice(0, 20);
+    for (const id of early) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+    for (const id of failing)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Failed', output: `exit 3 on ${id}` });
+    const { ts, jobId } = await planAndApprove(
+      '/deploy v3.3.0 tag:ring=early --concurrency 50 --max-errors 100%',
+    );
+    await slack.waitFor(() => messageText(ts).includes('are listed in the thread'), 30_000);
+    const summary = messageText(ts);
+    expect(summary).toContain(`failed (job ${jobId}`);
+    expect([...summary.matchAll(/^• /gm)]).toHaveLength(15);
+    expect(summary).toContain('… and 5 more: all 20 are listed in the thread.');
+
+    const thread = await slack.waitFor(
+      (c) => c.method === 'chat.postMessage' && c.params.thread_ts === ts,
+      10_000,
+    );
+    const text = String(thread.params.text);
+    expect(text.startsWith(`Failed instances of job ${jobId} (20):`)).toBe(true);
+    const listed = [...text.matchAll(/^• (\d+) (i-[0-9a-f]+) failed/gm)];
+    expect(listed.map((m) => m[2]).sort()).toEqual([...failing].sort());
+    expect(listed.every((m) => m[1] === '30000')).toBe(true);
+    for (const id of early) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+  }, 60_000);
+
   it('when a deploy succeeds, then concurrency never exceeds the limit and SSM is called at most 0.25 times per instance within its budget', async () => {
     for (const id of instanceIds)
       simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 400 });
