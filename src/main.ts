@@ -140,7 +140,15 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           telegramOutbox(telegramApi(config.telegram.token, config.telegram.apiRoot, metrics)),
         slack:
           config.slack &&
-          slackOutbox(slackClient(config.slack.botToken, config.slack.apiUrl, metrics), metrics),
+          slackOutbox(
+            slackClient({
+              token: config.slack.botToken,
+              apiUrl: config.slack.apiUrl,
+              meter: metrics,
+              log: log.child({ chat: 'slack' }),
+            }),
+            metrics,
+          ),
         console: consoleAdapter?.outbox,
       };
       const workerLog = log.child({ role: 'worker' });

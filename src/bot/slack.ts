@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { App, ExpressReceiver, LogLevel, type types, webApi } from '@slack/bolt';
+import { App, ExpressReceiver, LogLevel, type Logger as SlackLogger, type types, webApi } from '@slack/bolt';
 import express, { type RequestHandler } from 'express';
 import type { Caller, RoleOf } from '../core/caller.js';
 import { createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
@@ -38,11 +38,41 @@ function render(message: OutgoingMessage): { text: string; blocks?: types.KnownB
   };
 }
 
-// WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
-const clientOptions = (apiUrl: string | undefined) => ({ slackApiUrl: apiUrl, retryConfig: { retries: 3 } });
+/** Slack's libraries log through ours: structured JSON, redacted, at our level (theirs: warnings up). */
+function slackLogger(log: Logger): SlackLogger {
+  const line =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (...msg: unknown[]) =>
+      log[level]({ source: 'slack-sdk' }, msg.map(String).join(' '));
+  return {
+    debug: line('debug'),
+    info: line('info'),
+    warn: line('warn'),
+    error: line('error'),
+    setLevel: () => {},
+    getLevel: () => LogLevel.WARN,
+    setName: () => {},
+  };
+}
 
-export function slackClient(token: string, apiUrl?: string, meter?: ChatMeter): webApi.WebClient {
-  return metered(new webApi.WebClient(token, clientOptions(apiUrl)), meter);
+// WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
+const clientOptions = (apiUrl: string | undefined, log: Logger) => ({
+  slackApiUrl: apiUrl,
+  retryConfig: { retries: 3 },
+  logger: slackLogger(log),
+  logLevel: LogLevel.WARN,
+});
+
+export function slackClient(options: {
+  token: string;
+  apiUrl?: string;
+  meter?: ChatMeter;
+  log: Logger;
+}): webApi.WebClient {
+  return metered(
+    new webApi.WebClient(options.token, clientOptions(options.apiUrl, options.log)),
+    options.meter,
+  );
 }
 
 /** WebClient reports every 429 it waits out, retried or not. */
@@ -127,13 +157,19 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
   const receiver =
     socketMode || !options.signingSecret
       ? undefined
-      : new ExpressReceiver({ signingSecret: options.signingSecret, endpoints: '/slack/events', app: web });
+      : new ExpressReceiver({
+          signingSecret: options.signingSecret,
+          endpoints: '/slack/events',
+          app: web,
+          logger: slackLogger(log),
+        });
   const app = new App({
     token: options.botToken,
     ...(receiver
       ? { receiver }
       : { socketMode: true, appToken: options.appToken, signingSecret: options.signingSecret }),
-    clientOptions: clientOptions(options.apiUrl),
+    clientOptions: clientOptions(options.apiUrl, log),
+    logger: slackLogger(log),
     logLevel: LogLevel.WARN,
   });
   const outbox = slackOutbox(metered(app.client, options.meter), options.meter);

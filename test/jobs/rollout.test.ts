@@ -426,13 +426,17 @@ describe('metrics of a rollout', () => {
     return res.text();
   };
 
-  it('when a deploy ran through a Slack 429, then /metrics counts its messages, the 429, the job and its SSM calls', async () => {
+  it('when Slack answers 429 during a deploy, then Retry-After is honoured, the summary still lands, and /metrics counts it all', async () => {
     for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
     const before = await scrape();
     slack.failNext('chat.update', { retryAfter: 1, times: 1 });
     const { ts } = await planAndApprove('/deploy v3.4.0 tag:ring=early --concurrency 50 --max-errors 0');
     await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), 60_000);
-    expect(slack.calls('chat.update').some((c) => c.status === 429)).toBe(true);
+    // Slack's Retry-After was honoured: nothing was updated until it had passed.
+    const updates = slack.calls('chat.update');
+    const limited = updates.findIndex((c) => c.status === 429);
+    expect(limited).toBeGreaterThanOrEqual(0);
+    expect((updates[limited + 1]?.at ?? 0) - (updates[limited]?.at ?? 0)).toBeGreaterThanOrEqual(1000);
     const after = await scrape();
     const grew = (sample: string) => sampleValue(after, sample) - sampleValue(before, sample);
 
