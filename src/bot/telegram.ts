@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { autoRetry } from '@grammyjs/auto-retry';
+import { type RunnerHandle, run, sequentialize } from '@grammyjs/runner';
 import { Api, Bot, type Context, GrammyError, InlineKeyboard, webhookCallback } from 'grammy';
 import type { UserFromGetMe } from 'grammy/types';
 import type { Caller, RoleOf } from '../core/caller.js';
@@ -124,6 +125,9 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     userId: String(ctx.from?.id),
   });
 
+  // Updates run concurrently (one member's slow live check must not hold up everyone else), but
+  // in order within a chat: `/set` and the value that follows it must not overtake each other.
+  bot.use(sequentialize((ctx) => ctx.chat?.id.toString()));
   const dm = bot.chatType('private');
   // Edited messages count as new ones: editing a message to paste a secret must not bypass intake.
   dm.on(['message:text', 'edited_message:text'], async (ctx) => {
@@ -196,6 +200,7 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
   );
 
   let server: Server | undefined;
+  let runner: RunnerHandle | undefined;
   return {
     bot,
     outbox,
@@ -218,9 +223,9 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         log.info({ mode: 'webhook', port: serverPort(server) }, 'telegram listening');
       } else {
         await bot.api.deleteWebhook();
-        void bot.start({ onStart: () => log.info({ mode: 'polling' }, 'telegram polling') }).catch((err) => {
-          log.error({ err }, 'telegram polling stopped');
-        });
+        runner = run(bot);
+        log.info({ mode: 'polling' }, 'telegram polling');
+        void runner.task()?.catch((err: unknown) => log.error({ err }, 'telegram polling stopped'));
       }
     },
     async stop() {
@@ -228,8 +233,8 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         const s = server;
         await new Promise<void>((resolve) => s.close(() => resolve()));
         s.closeAllConnections();
-      } else if (bot.isRunning()) {
-        await bot.stop();
+      } else if (runner?.isRunning()) {
+        await runner.stop();
       }
     },
   };

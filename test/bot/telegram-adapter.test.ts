@@ -132,3 +132,42 @@ describe.each(['polling', 'webhook'] as const)('Telegram adapter (%s)', (mode) =
     });
   }
 });
+
+describe('Telegram adapter under load (polling)', () => {
+  it("when one member's update is slow, then others are answered meanwhile and that member's next message waits its turn", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const handled: string[] = [];
+    const adapter = createTelegramAdapter({
+      token,
+      apiRoot: fake.apiRoot,
+      mode: 'polling',
+      roleOf: bot.roleOf,
+      log: capturedLogger().log,
+      async dispatch(request) {
+        handled.push(`${request.caller.userId} ${request.text}`);
+        // Stands in for a slow live check or AWS call.
+        if (request.text === '/slow') await gate;
+        return bot.dispatch(request);
+      },
+    });
+    await adapter.start();
+    try {
+      fake.sendUserMessage(token, { userId: member, text: '/slow', firstName: 'Ann' });
+      await expect.poll(() => handled).toContain(`${member} /slow`);
+      fake.sendUserMessage(token, { userId: member, text: '/whoami', firstName: 'Ann' });
+      await conversation(stranger, '/whoami', /./);
+      // The stranger was answered while the member's first update still ran; the member's second waits.
+      expect(handled).toEqual([`${member} /slow`, `${stranger} /whoami`]);
+      release();
+      await expect
+        .poll(() => handled)
+        .toEqual([`${member} /slow`, `${stranger} /whoami`, `${member} /whoami`]);
+    } finally {
+      release();
+      await adapter.stop();
+    }
+  });
+});
