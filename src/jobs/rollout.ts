@@ -93,8 +93,12 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   const targets = parseTargets(request.targets);
   if (!targets) throw new RolloutRejected('the targets are not valid');
 
+  // One listing serves the plan (on a first run) and the owners named in the summary: on a large
+  // fleet DescribeInstances is the slowest call a rollout makes.
+  const fleet = await deps.fleet.list();
+  const owners = new Map(fleet.map((i) => [i.id, i.userId]));
   if (!record.batches) {
-    const matched = (await deps.fleet.list())
+    const matched = fleet
       .filter((i) => matchesTargets(i, targets))
       .map((i) => i.id)
       .sort();
@@ -110,7 +114,6 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   }
   const batches = record.batches ?? [];
   const total = batches.reduce((n, b) => n + b.instanceIds.length, 0);
-  const owners = new Map((await deps.fleet.list()).map((i) => [i.id, i.userId]));
   if (total === 0) {
     await progress.finish(`${title}: no running fleet instance matched, so nothing was sent.`);
     return { outcome: 'nothing-to-do', total, counts: countsOf(new Map(), 0), failed: [] };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { firstThrottled } from './token-bucket.js';
+import { countThrottled, firstThrottled } from './token-bucket.js';
 
 const evenly = (count: number, spacingMs: number) => Array.from({ length: count }, (_, i) => i * spacingMs);
 
@@ -19,5 +19,11 @@ describe('firstThrottled', () => {
 
   it('when a burst arrives at once, then the call after the capacity is throttled', () => {
     expect(firstThrottled(evenly(10, 0), 2)).toBe(2);
+  });
+});
+
+describe('countThrottled', () => {
+  it('when a burst of ten meets a bucket of two, then eight are throttled', () => {
+    expect(countThrottled(evenly(10, 0), 2)).toBe(8);
   });
 });

@@ -1,17 +1,28 @@
 /**
- * Replays call arrival times through a token bucket, the way AWS meters its APIs, and returns the
- * index of the first call the bucket could not pay for (-1 when all were paid). Client-side pacing
- * guarantees when calls leave; arrival adds scheduling jitter, which a bucket of one second's
- * worth of tokens absorbs while any sustained excess over the rate still runs it dry.
+ * Replays call arrival times through a token bucket, the way AWS meters its APIs. Client-side
+ * pacing guarantees when calls leave; arrival adds scheduling jitter, which a bucket of one
+ * second's worth of tokens absorbs while any sustained excess over the rate still runs it dry.
  */
-export function firstThrottled(times: readonly number[], perSecond: number, capacity = perSecond): number {
+function replay(times: readonly number[], perSecond: number, capacity: number): number[] {
+  const throttled: number[] = [];
   let tokens = capacity;
-  let last = times[0] ?? 0;
-  for (const [i, at] of [...times].sort((a, b) => a - b).entries()) {
+  const sorted = [...times].sort((a, b) => a - b);
+  let last = sorted[0] ?? 0;
+  for (const [i, at] of sorted.entries()) {
     tokens = Math.min(capacity, tokens + ((at - last) * perSecond) / 1000);
     last = at;
-    if (tokens < 1) return i;
-    tokens -= 1;
+    if (tokens < 1) throttled.push(i);
+    else tokens -= 1;
   }
-  return -1;
+  return throttled;
+}
+
+/** The index (in time order) of the first call the bucket could not pay for, or -1. */
+export function firstThrottled(times: readonly number[], perSecond: number, capacity = perSecond): number {
+  return replay(times, perSecond, capacity)[0] ?? -1;
+}
+
+/** How many calls the bucket could not pay for (a throttled call costs no token). */
+export function countThrottled(times: readonly number[], perSecond: number, capacity = perSecond): number {
+  return replay(times, perSecond, capacity).length;
 }

@@ -1,0 +1,84 @@
+/**
+ * `npm run bench` runs every scenario; `npm run bench -- <name>…` runs some; `npm run bench -- --list`
+ * lists them. Each prints a table and one JSON line on stdout (progress goes to stderr) and the
+ * process exits 1 when any target is missed or a scenario fails, so the bench can gate a change.
+ */
+import { met, renderResult, type Scenario } from './scenario.js';
+
+// The pinned SDK warns about future Node releases on every client; that is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+/** Loaded lazily, so `--list` is instant and the environment above is set before the SDK loads. */
+const scenarios: { name: string; description: string; load: () => Promise<Scenario> }[] = [
+  {
+    name: 'rollout-1000',
+    description:
+      'deploy to 1,000 instances at the default poll interval, concurrency and SSM budget (moto + simulator + Redis, about 1.5 min)',
+    load: async () => (await import('./rollout-1000.js')).rollout1000,
+  },
+];
+
+const usage = `usage: npm run bench [-- [--list] [scenario…]]
+
+  --list, -l   list the scenarios and exit
+  scenario     run only these (default: all)`;
+
+async function main(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(usage);
+    return 0;
+  }
+  if (args.includes('--list') || args.includes('-l')) {
+    const width = Math.max(...scenarios.map((s) => s.name.length));
+    for (const s of scenarios) console.log(`${s.name.padEnd(width)}  ${s.description}`);
+    return 0;
+  }
+  const unknownFlags = args.filter((a) => a.startsWith('-'));
+  const names = args.filter((a) => !a.startsWith('-'));
+  const unknown = names.filter((n) => !scenarios.some((s) => s.name === n));
+  if (unknownFlags.length > 0 || unknown.length > 0) {
+    console.error(
+      `unknown ${unknownFlags.length > 0 ? 'option' : 'scenario'}: ${[...unknownFlags, ...unknown].join(', ')}`,
+    );
+    console.error(`scenarios: ${scenarios.map((s) => s.name).join(', ')}\n\n${usage}`);
+    return 2;
+  }
+  const selected = names.length > 0 ? scenarios.filter((s) => names.includes(s.name)) : scenarios;
+
+  let failed = 0;
+  for (const entry of selected) {
+    const say = (line: string) => console.error(`[${entry.name}] ${line}`);
+    try {
+      const scenario = await entry.load();
+      const result = await scenario.run(say);
+      const missed = result.targets.filter((t) => !met(t));
+      console.log(`${renderResult(result)}\n`);
+      console.log(
+        JSON.stringify({
+          ...result.json,
+          scenario: result.scenario,
+          ok: missed.length === 0,
+          targets: result.targets.map((t) => ({ ...t, met: met(t) })),
+        }),
+      );
+      if (missed.length > 0) {
+        failed++;
+        say(`MISSED ${missed.map((t) => `${t.label}: ${t.value} (target ${t.op} ${t.limit})`).join('; ')}`);
+      }
+    } catch (error) {
+      failed++;
+      say(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      console.log(JSON.stringify({ scenario: entry.name, ok: false, error: String(error) }));
+    }
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+// Exits explicitly: a scenario that timed out may leave a rollout's timers behind.
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
