@@ -129,7 +129,8 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   for (const [index, batch] of batches.entries()) {
     if (batch.state !== 'sending') continue;
     const found = await budgeted(() =>
-      runCommand.findByComment(`${job.id}:${index}`, new Date(record.startedAt)),
+      // The comment is unique to this job; the margin covers a bot clock ahead of AWS's.
+      runCommand.findByComment(`${job.id}:${index}`, new Date(record.startedAt - clockSkewMarginMs)),
     );
     batch.state = found ? 'sent' : 'planned';
     batch.commandId = found;
@@ -237,6 +238,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
 }
 
 const oneInstance = { kind: 'count', value: 1 } as const;
+const clockSkewMarginMs = 15 * 60_000;
 const noErrors = { kind: 'count', value: 0 } as const;
 
 function documentFor(

@@ -121,6 +121,8 @@ export function startWorkers(
   const workers = [ops, provisions, rollouts];
   for (const w of workers) {
     w.on('failed', (job, err) => log.warn({ queue: w.name, jobId: job?.id, err: err.message }, 'job failed'));
+    // Lost locks, Redis trouble: BullMQ would print these to the console, outside the JSON log.
+    w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
     if (metrics) watchWorker(metrics, w);
   }
   return {
