@@ -14,6 +14,8 @@ export interface ChatRequest {
   reply: Reply;
   /** Absent where the platform shows no message to delete (Slack commands, button presses). */
   original?: OriginalMessage;
+  /** The platform's id of this update (Telegram update_id, Slack trigger_id), for the logs. */
+  updateId?: string;
 }
 
 export type Outcome = 'ran' | 'text' | 'unknown' | 'denied' | 'invalid' | 'failed';
@@ -34,10 +36,17 @@ const commandLine = /^\/([A-Za-z][A-Za-z0-9_-]{0,31})(?:@[A-Za-z0-9_]{1,64})?(?:
 export function createDispatcher<Deps>(
   registry: Registry<Deps>,
   deps: Deps,
-  log: Logger,
+  baseLog: Logger,
   options: DispatchOptions = {},
 ): Dispatch {
-  return async ({ caller, text, reply, original = nothingToDelete }) => {
+  return async ({ caller, text, reply, original = nothingToDelete, updateId }) => {
+    // One child logger per update: every line about it carries who sent it and which update it was.
+    const log = baseLog.child({
+      platform: caller.platform,
+      user: caller.userId,
+      role: caller.role,
+      ...(updateId ? { update: updateId } : {}),
+    });
     const trimmed = text.trim();
     if (!trimmed.startsWith('/')) {
       if (options.onText) await options.onText({ caller, text, reply, original });
@@ -49,7 +58,6 @@ export function createDispatcher<Deps>(
     const command = name ? registry.find(name) : undefined;
     // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
     if (looksSecret(trimmed) || command?.deletesMessage) await original.delete();
-    const who = { platform: caller.platform, user: caller.userId, role: caller.role };
     const audit = async (decision: string, detail: AuditDetail = {}) => {
       if (!options.audit || !command) return;
       await options
@@ -64,14 +72,14 @@ export function createDispatcher<Deps>(
         .catch((err: unknown) => log.error({ err: String(err) }, 'audit record failed'));
     };
     if (!command || !name) {
-      log.info({ ...who, command: name ?? null }, 'unknown command');
+      log.info({ command: name ?? null }, 'unknown command');
       await reply.whisper(
         `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`,
       );
       return 'unknown';
     }
     if (!mayRun(command.requires, caller)) {
-      log.warn({ ...who, command: command.name }, 'command denied');
+      log.warn({ command: command.name }, 'command denied');
       await audit(`denied: needs ${command.requires}, caller is ${caller.role}`);
       await reply.whisper(
         command.requires === 'admin'
@@ -95,7 +103,7 @@ export function createDispatcher<Deps>(
         { caller, args: parsed.data, reply, original, audit: (d) => Object.assign(detail, d) },
         deps,
       );
-      log.info({ ...who, command: command.name }, 'command ran');
+      log.info({ command: command.name }, 'command ran');
       if (!command.readOnly) await audit('allowed', { outcome: 'ok', ...detail });
       return 'ran';
     } catch (error) {
@@ -106,7 +114,7 @@ export function createDispatcher<Deps>(
         return 'failed';
       }
       const ref = randomBytes(4).toString('hex');
-      log.error({ ...who, command: command.name, ref, err: error }, 'command failed');
+      log.error({ command: command.name, ref, err: error }, 'command failed');
       await audit('allowed', { ...detail, outcome: `error (ref ${ref})` });
       await reply.whisper(
         `Something went wrong running /${command.name} (ref ${ref}). An operator can look it up.`,

@@ -190,7 +190,12 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
       chatId: command.channel_id,
       userId: command.user_id,
     });
-    await dispatch({ caller, text: `${command.command} ${command.text}`, reply });
+    await dispatch({
+      caller,
+      text: `${command.command} ${command.text}`,
+      reply,
+      updateId: command.trigger_id,
+    });
   });
 
   app.action(/^cmd:\d+$/, async ({ body, action, ack }) => {
@@ -209,7 +214,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
         .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
     }
     const reply = createReply(outbox, { platform: 'slack', chatId: channelId, userId: body.user.id });
-    await dispatch({ caller, text: action.value ?? '', reply });
+    await dispatch({ caller, text: action.value ?? '', reply, updateId: body.trigger_id });
   });
 
   app.error(async (error) => {

@@ -149,7 +149,7 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       );
       return;
     }
-    await dispatch({ caller, text: message.text, reply, original });
+    await dispatch({ caller, text: message.text, reply, original, updateId: String(ctx.update.update_id) });
   });
   dm.on('message', async (ctx) => {
     // Media, stickers, contacts…: a caption can still hold a pasted secret.
@@ -179,7 +179,12 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         })
         .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
     }
-    await dispatch({ caller, text: ctx.callbackQuery.data, reply: createReply(outbox, addressOf(ctx)) });
+    await dispatch({
+      caller,
+      text: ctx.callbackQuery.data,
+      reply: createReply(outbox, addressOf(ctx)),
+      updateId: String(ctx.update.update_id),
+    });
   });
   bot.chatType(['group', 'supergroup']).on(['message:text', 'edited_message:text'], async (ctx) => {
     const text = ctx.msg.text;

@@ -78,6 +78,18 @@ describe('dispatcher', () => {
     expect(sent).toEqual([{ message: { text: '42' }, private: false }]);
   });
 
+  it('when an update carries its platform id, then every log line about it names the update and the caller', async () => {
+    logLines.length = 0;
+    await dispatch({
+      caller: admin,
+      text: '/double 4',
+      reply: createReply(memoryOutbox(), { platform: 'slack', chatId: 'C1' }),
+      updateId: 'T0123.456',
+    });
+    const line = JSON.parse(logLines.find((l) => l.includes('command ran')) ?? '{}');
+    expect(line).toMatchObject({ update: 'T0123.456', platform: 'slack', user: 'U1', command: 'double' });
+  });
+
   it('when the command name carries a bot suffix and capitals, then it still matches', async () => {
     expect((await say(admin, '/Double@fleet_bot 2')).outcome).toBe('ran');
   });
