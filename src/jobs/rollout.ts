@@ -38,6 +38,8 @@ export interface RolloutJob {
   id: string;
   data: RolloutPayload;
   updateData(data: RolloutPayload): Promise<void>;
+  /** False once another worker has taken the job over (this one stalled past its lock). */
+  holdsLock?(): Promise<boolean>;
 }
 
 /** A rollout that must not run at all (bad version or targets reaching the worker). */
@@ -184,14 +186,17 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
         if (inFlight > 0 && inFlight + batch.instanceIds.length > concurrency) break;
         batch.state = 'sending';
         await save();
-        batch.commandId = await budgeted(() =>
-          runCommand.sendBatch({
+        batch.commandId = await budgeted(async () => {
+          // Checked after the budget's wait, right before sending: a worker that lost the job
+          // must not send a batch its successor may be sending too.
+          if (job.holdsLock && !(await job.holdsLock())) throw new LockLost(job.id);
+          return runCommand.sendBatch({
             instanceIds: batch.instanceIds,
             ...documentFor(request, settings),
             comment: `${job.id}:${index}`,
             timeoutSeconds: settings.commandTimeoutSeconds,
-          }),
-        );
+          });
+        });
         batch.state = 'sent';
         await save();
         inFlight += batch.instanceIds.length;
@@ -235,6 +240,14 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       );
   log.info({ outcome, total, ...counts }, 'rollout finished');
   return summary;
+}
+
+/** This worker no longer owns the job; whoever does carries on from the saved record. */
+export class LockLost extends Error {
+  constructor(jobId: string) {
+    super(`job ${jobId} was taken over by another worker`);
+    this.name = 'LockLost';
+  }
 }
 
 const oneInstance = { kind: 'count', value: 1 } as const;

@@ -9,6 +9,7 @@ export interface ScheduledJob {
   updateData(data: SchedulePayload): Promise<void>;
   /** Whether an earlier run of the same schedule is still going. */
   previousRunActive(): Promise<boolean>;
+  holdsLock?(): Promise<boolean>;
 }
 
 export type ScheduledOutcome = RolloutSummary | { skipped: string };
@@ -53,6 +54,7 @@ export async function processScheduled(job: ScheduledJob, deps: RolloutDeps): Pr
     {
       id: job.id,
       data: data.run ?? (undefined as never),
+      holdsLock: job.holdsLock,
       updateData: async (run) => {
         data = { ...data, run };
         await job.updateData(data);

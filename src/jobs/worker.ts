@@ -84,7 +84,10 @@ export function startWorkers(
     );
   const rollouts = new Worker(
     queueNames.rollout,
-    async (job: Job) => {
+    async (job: Job, token?: string) => {
+      // BullMQ's lock holds the token of the worker that owns the job right now.
+      const holdsLock = async () =>
+        (await connection.get(`${prefix}:${queueNames.rollout}:${job.id}:lock`)) === token;
       const update = async <T>(next: T) => {
         job.data = next;
         await job.updateData(next);
@@ -98,6 +101,7 @@ export function startWorkers(
               data,
               updateData: update,
               previousRunActive: () => otherRunActive(job, data.scheduleId),
+              holdsLock,
             },
             deps.rollout,
           );
@@ -108,6 +112,7 @@ export function startWorkers(
             id: job.id ?? '',
             data,
             updateData: update,
+            holdsLock,
           },
           deps.rollout,
         );

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createFleet } from '../../src/aws/fleet.js';
 import { createRunCommand } from '../../src/aws/run-command.js';
 import type { RolloutPayload } from '../../src/jobs/queues.js';
-import { processRollout, type RolloutDeps } from '../../src/jobs/rollout.js';
+import { LockLost, processRollout, type RolloutDeps } from '../../src/jobs/rollout.js';
 import { createPacer } from '../../src/store/rate-limits.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
@@ -138,4 +138,45 @@ describe('a deploy whose worker dies', () => {
       expect(saved.batches?.every((b) => b.state === 'done')).toBe(true);
     }
   }, 120_000);
+
+  it('when another worker has taken the job over, then the stalled one sends nothing more', async () => {
+    const version = 'v5.99.0';
+    let saved: RolloutPayload = {
+      planId: 'lostlock001',
+      request: {
+        operation: 'deploy',
+        version,
+        reboot: 'never',
+        targets: 'all',
+        concurrency: '20',
+        maxErrors: '0',
+        canary: 0,
+      },
+      requestedBy: 'UANN',
+      approvedBy: 'UBOB',
+      message: { platform: 'console', chatId: 'c', messageId: '1' },
+      startedAt: Date.now(),
+    };
+    let owner = true;
+    const run = processRollout(
+      {
+        id: 'rollout-lost-lock',
+        data: saved,
+        updateData: async (data) => {
+          saved = structuredClone(data);
+          // The first batch is on its way when this worker's lock lapses.
+          if (data.batches?.[0]?.state === 'sent') owner = false;
+        },
+        holdsLock: async () => owner,
+      },
+      deps,
+    );
+    await expect(run).rejects.toThrow(LockLost);
+    const received = simulator.control
+      .invocations(accountId)
+      .filter((i) => i.parameters.version?.[0] === version);
+    expect(received).toHaveLength(20);
+    // Batch 0 finished; batch 1 stays marked `sending` for the new owner to look up by Comment.
+    expect(saved.batches?.map((b) => b.state)).toEqual(['done', 'sending', 'planned']);
+  });
 });
