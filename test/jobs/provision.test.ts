@@ -300,15 +300,21 @@ describe('lifecycle', () => {
       'Your server still uses the old value. Restart your assistant so it reads the new one?',
     );
     const restartsBefore = simulator.control.calls(accountId, 'SendCommand').length;
+    const repliesBefore = fake.chat(token, happy).sent.length;
     fake.pressButton(token, {
       chatId: happy,
       userId: happy,
       messageId: offer?.message_id ?? 0,
       data: '/restart',
     });
-    await expect
-      .poll(() => simulator.control.calls(accountId, 'SendCommand').slice(restartsBefore).at(-1)?.params)
-      .toMatchObject({ DocumentName: 'fleetbot-restart-service', Parameters: { service: ['assistant'] } });
+    const restarting = await fake.waitFor(() => fake.chat(token, happy).sent.slice(repliesBefore)[0], 5000);
+    expect(restarting.text).toMatch(/^Restarting your assistant on i-[0-9a-f]+/);
+    expect(
+      simulator.control.calls(accountId, 'SendCommand').slice(restartsBefore).at(-1)?.params,
+    ).toMatchObject({
+      DocumentName: 'fleetbot-restart-service',
+      Parameters: { service: ['assistant'] },
+    });
   });
 
   it('when the member stops and starts, then the start walks the readiness stages again', async () => {
