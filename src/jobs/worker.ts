@@ -18,13 +18,13 @@ export interface Workers {
   close(graceMs: number): Promise<void>;
 }
 
-/** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
 export interface WorkerOptions {
   prefix: string;
   /** A crashed worker's provisions and rollouts resume elsewhere this long after its last renewal. */
   jobLockMs: number;
 }
 
+/** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
 export function startWorkers(
   connection: Redis,
   options: WorkerOptions,
