@@ -1,5 +1,13 @@
 import type { Server } from 'node:http';
-import { App, ExpressReceiver, LogLevel, type Logger as SlackLogger, type types, webApi } from '@slack/bolt';
+import {
+  App,
+  ExpressReceiver,
+  LogLevel,
+  type Logger as SlackLogger,
+  SocketModeReceiver,
+  type types,
+  webApi,
+} from '@slack/bolt';
 import express, { type RequestHandler } from 'express';
 import type { Caller, RoleOf } from '../core/caller.js';
 import { createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
@@ -151,23 +159,26 @@ export interface SlackAdapter {
 export function createSlackAdapter(options: SlackOptions): SlackAdapter {
   const { roleOf, dispatch, log } = options;
   const nowMs = options.nowMs ?? Date.now;
-  const socketMode = Boolean(options.appToken);
   const web = express();
   web.use('/slack/events', rejectFutureTimestamps(nowMs));
-  const receiver =
-    socketMode || !options.signingSecret
-      ? undefined
-      : new ExpressReceiver({
-          signingSecret: options.signingSecret,
-          endpoints: '/slack/events',
-          app: web,
-          logger: slackLogger(log),
-        });
+  const receiver = options.appToken
+    ? new SocketModeReceiver({
+        appToken: options.appToken,
+        logger: slackLogger(log),
+        logLevel: LogLevel.WARN,
+        // Not our Web API options: their three retries would let a Slack outage of a few seconds
+        // during a reconnect end the process. The socket client keeps its own patient retries.
+        installerOptions: { clientOptions: { slackApiUrl: options.apiUrl } },
+      })
+    : new ExpressReceiver({
+        signingSecret: options.signingSecret ?? '',
+        endpoints: '/slack/events',
+        app: web,
+        logger: slackLogger(log),
+      });
   const app = new App({
     token: options.botToken,
-    ...(receiver
-      ? { receiver }
-      : { socketMode: true, appToken: options.appToken, signingSecret: options.signingSecret }),
+    receiver,
     clientOptions: clientOptions(options.apiUrl, log),
     logger: slackLogger(log),
     logLevel: LogLevel.WARN,
@@ -229,7 +240,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
       return typeof address === 'object' && address ? address.port : undefined;
     },
     async start() {
-      if (receiver) {
+      if (receiver instanceof ExpressReceiver) {
         server = (await receiver.start(options.port)) as Server;
         log.info({ port: this.port() }, 'slack receiver listening');
       } else {

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import { freePort } from './free-port.js';
+import { attachSocketMode, type FakeSocketMode } from './slack-socket-mode.js';
+import { type Waiters, waitOn } from './wait-on.js';
 
 /**
  * A fake Slack Web API on a real HTTP server, for Bolt's WebClient (`clientOptions.slackApiUrl`)
@@ -9,7 +11,11 @@ import { freePort } from './free-port.js';
  * Behaviour modelled on Slack (documented where it is a choice):
  * - Errors are HTTP 200 with `{ok:false, error}`, as Slack does; only rate limits are 429.
  * - Tokens come from `Authorization: Bearer` or a `token` form field. None -> `not_authed`;
- *   one outside `options.tokens` (default: anything starting `xoxb-`/`xoxp-`) -> `invalid_auth`.
+ *   one outside `options.tokens` (default: anything starting `xoxb-`/`xoxp-`) or, for `xapp-` tokens,
+ *   outside `options.appTokens` (default: anything starting `xapp-`) -> `invalid_auth`.
+ * - Token types, as Slack checks them: `apps.connections.open` takes only an app-level token (`xapp-`),
+ *   and every other method here refuses one; the wrong type -> `not_allowed_token_type`.
+ * - Socket Mode (`apps.connections.open` and the WebSocket it points to): see slack-socket-mode.ts.
  * - `blocks` that are not a JSON array -> `invalid_blocks_format`; more than 50 -> `invalid_blocks`;
  *   text over 40,000 characters -> `msg_too_long`.
  * - `chat.update` keeps the previous blocks when none are sent (Slack's documented rule).
@@ -75,6 +81,9 @@ export interface FakeSlackOptions {
   teamId?: string;
   /** Tokens the fake accepts; default: any `xoxb-`/`xoxp-` token. */
   tokens?: string[];
+  /** App-level tokens the fake accepts; default: any `xapp-` token. */
+  appTokens?: string[];
+  appId?: string;
 }
 
 export interface FakeSlack {
@@ -85,6 +94,9 @@ export interface FakeSlack {
   botUserId: string;
   botId: string;
   teamId: string;
+  appId: string;
+  /** The Socket Mode side: connections, envelopes to push, acks received. */
+  socketMode: FakeSocketMode;
   calls(method?: string): SlackCall[];
   channel(id: string): SlackChannelState;
   /**
@@ -104,7 +116,10 @@ export interface FakeSlack {
     predicate: (post: ResponseUrlPost) => boolean,
     timeoutMs?: number,
   ): Promise<ResponseUrlPost>;
-  /** Forgets calls, messages, response_urls and pending failures, so one server can serve many tests. */
+  /**
+   * Forgets calls, messages, response_urls, pending failures, envelopes, acks and closed Socket Mode
+   * connections, so one server can serve many tests; open connections stay open.
+   */
   reset(): void;
   close(): Promise<void>;
 }
@@ -135,6 +150,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const botUserId = options.botUserId ?? 'U0FAKEBOT';
   const botId = 'B0FAKEBOT';
   const teamId = options.teamId ?? 'T0FAKE';
+  const appId = options.appId ?? 'A0FAKEAPP';
   const events = new EventEmitter();
   events.setMaxListeners(0);
 
@@ -148,6 +164,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   let failures = new Map<string, Array<SlackFailure & { left: number }>>();
   const handlers = new Map<string, SlackMethodHandler>();
   const closers = new Set<(err: Error) => void>();
+  const waiters: Waiters = { events, closers };
   let tsCounter = 0;
   let urlCounter = 0;
 
@@ -167,8 +184,12 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     return state;
   };
 
-  const tokenOk = (token: string) =>
-    options.tokens ? options.tokens.includes(token) : /^xox[bp]-/.test(token);
+  const isAppToken = (token: string) => token.startsWith('xapp-');
+  const tokenOk = (token: string) => {
+    const accepted = isAppToken(token) ? options.appTokens : options.tokens;
+    return accepted ? accepted.includes(token) : /^(xox[bp]|xapp)-/.test(token);
+  };
+  const appTokenMethods = new Set(['apps.connections.open']);
 
   const requireString = (params: Record<string, unknown>, key: string, error: string): string => {
     const value = params[key];
@@ -199,7 +220,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     team: teamId,
   });
 
-  const methods: Record<string, (params: Record<string, unknown>) => Record<string, unknown>> = {
+  const methods: Record<
+    string,
+    (params: Record<string, unknown>, call: { token: string }) => Record<string, unknown>
+  > = {
     'api.test': (params) => ({ ok: true, args: params }),
     'auth.test': () => ({
       ok: true,
@@ -257,6 +281,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       state.deletes.push({ ...params });
       return { ok: true, channel, ts };
     },
+    'apps.connections.open': (_params, { token }) => socketMode.openConnection(token),
     'views.open': (params) => {
       requireString(params, 'trigger_id', 'invalid_arguments');
       const view = params.view;
@@ -307,6 +332,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       response = { ok: false, error: 'not_authed' };
     } else if (!tokenOk(token)) {
       response = { ok: false, error: 'invalid_auth' };
+    } else if (isAppToken(token) !== appTokenMethods.has(method)) {
+      response = { ok: false, error: 'not_allowed_token_type' };
     } else if (queue && failure) {
       failure.left -= 1;
       if (failure.left <= 0) queue.shift();
@@ -323,7 +350,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       const impl = methods[method];
       try {
         if (handler) response = handler(params, { token });
-        else if (impl) response = impl(params);
+        else if (impl) response = impl(params, { token });
         else response = { ok: false, error: 'unknown_method', req_method: method };
       } catch (err) {
         if (!(err instanceof SlackApiError)) throw err;
@@ -420,6 +447,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     });
   });
 
+  const socketMode = attachSocketMode(server, { baseWsUrl: `ws://127.0.0.1:${port}`, appId, waiters });
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
@@ -428,45 +457,6 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     });
   });
 
-  const waitOn = <T>(
-    list: () => T[],
-    event: string,
-    predicate: (item: T) => boolean,
-    timeoutMs: number,
-    describe: () => string,
-  ): Promise<T> => {
-    const hit = list().find(predicate);
-    if (hit) return Promise.resolve(hit);
-    return new Promise<T>((resolve, reject) => {
-      const cleanup = () => {
-        clearTimeout(timer);
-        events.off(event, onItem);
-        closers.delete(onClose);
-      };
-      const onItem = (item: T) => {
-        try {
-          if (!predicate(item)) return;
-        } catch (err) {
-          cleanup();
-          reject(err);
-          return;
-        }
-        cleanup();
-        resolve(item);
-      };
-      const onClose = (err: Error) => {
-        cleanup();
-        reject(err);
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`fake Slack: nothing matched within ${timeoutMs} ms; seen: ${describe()}`));
-      }, timeoutMs);
-      events.on(event, onItem);
-      closers.add(onClose);
-    });
-  };
-
   return {
     apiUrl: `${baseUrl}/api/`,
     baseUrl,
@@ -474,6 +464,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     botUserId,
     botId,
     teamId,
+    appId,
+    socketMode,
     calls: (method) => structuredClone(method ? calls.filter((c) => c.method === method) : calls),
     channel: (id) => {
       const state = channels.get(id);
@@ -509,6 +501,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     },
     waitFor: (predicate, timeoutMs = 5000) =>
       waitOn(
+        waiters,
         () => calls,
         'call',
         predicate,
@@ -517,6 +510,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       ),
     waitForResponse: (predicate, timeoutMs = 5000) =>
       waitOn(
+        waiters,
         () => responsePosts,
         'response',
         predicate,
@@ -530,9 +524,11 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       responseUrls = new Map();
       failures = new Map();
       handlers.clear();
+      socketMode.reset();
     },
     close: async () => {
       for (const close of [...closers]) close(new Error('fake Slack closed'));
+      socketMode.close();
       // Keep-alive sockets from WebClient's fetch would otherwise hold close() open for seconds.
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -92,12 +92,8 @@ export async function sendSignedForm(
     : { status: res.status, body, json, elapsedMs };
 }
 
-export function sendSlashCommand(
-  eventsUrl: string,
-  signingSecret: string,
-  fields: SlashCommandFields,
-  opts?: SlackRequestOptions,
-): Promise<SlackDelivery> {
+/** A slash command's fields as Slack sends them, in Slack's order: the form body over HTTP, the payload over Socket Mode. */
+export function slashCommandPayload(fields: SlashCommandFields): Record<string, string> {
   const teamId = fields.team_id ?? 'T0FAKE';
   // Slack's field order and its deprecated verification token, which Bolt ignores.
   const all: Record<string, string | undefined> = {
@@ -117,8 +113,18 @@ export function sendSlashCommand(
     // Extra fields the caller adds; undefined ones must not erase the defaults above.
     ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)),
   };
-  const form = new URLSearchParams();
-  for (const [key, value] of Object.entries(all)) if (value !== undefined) form.append(key, value);
+  const payload: Record<string, string> = {};
+  for (const [key, value] of Object.entries(all)) if (value !== undefined) payload[key] = value;
+  return payload;
+}
+
+export function sendSlashCommand(
+  eventsUrl: string,
+  signingSecret: string,
+  fields: SlashCommandFields,
+  opts?: SlackRequestOptions,
+): Promise<SlackDelivery> {
+  const form = new URLSearchParams(slashCommandPayload(fields));
   return sendSignedForm(eventsUrl, signingSecret, form.toString(), opts);
 }
 

@@ -1,5 +1,6 @@
 import { App, type BlockAction, type Logger, LogLevel, webApi } from '@slack/bolt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { freePort } from './free-port.js';
 import { type FakeSlack, startFakeSlack } from './slack-api.js';
 import { blockActionsPayload, sendInteraction, sendSlashCommand, signSlackRequest } from './slack-signer.js';
@@ -315,5 +316,223 @@ describe('Slack peers with a real Bolt app', () => {
       body: { ok: false, error: 'unknown_method' },
     });
     expect(fake.channel('C0AUTH').messages).toEqual([]);
+  });
+});
+
+/** A bare WebSocket client, to see exactly what the fake's Socket Mode server sends. */
+function rawSocket(url: string) {
+  const ws = new WebSocket(url);
+  const inbox: Record<string, unknown>[] = [];
+  let waiting: ((message: Record<string, unknown>) => void) | undefined;
+  ws.on('message', (data) => {
+    const message = JSON.parse(String(data)) as Record<string, unknown>;
+    const wake = waiting;
+    waiting = undefined;
+    if (wake) wake(message);
+    else inbox.push(message);
+  });
+  return {
+    ws,
+    next: () =>
+      new Promise<Record<string, unknown>>((resolve) => {
+        const queued = inbox.shift();
+        if (queued) resolve(queued);
+        else waiting = resolve;
+      }),
+    closed: new Promise<number>((resolve) => ws.once('close', (code) => resolve(code))),
+    failed: new Promise<string>((resolve) => ws.once('error', (err) => resolve(err.message))),
+  };
+}
+
+describe('Slack Socket Mode peer', () => {
+  let fake: FakeSlack;
+
+  beforeAll(async () => {
+    fake = await startFakeSlack();
+  });
+
+  afterAll(async () => {
+    await fake?.close();
+  });
+
+  const api = async (method: string, token?: string) => {
+    const res = await fetch(`${fake.apiUrl}${method}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body: 'channel=C0SOCK&text=hi',
+    });
+    return (await res.json()) as Record<string, unknown>;
+  };
+
+  const openSocket = async (token: string) => {
+    const opened = await api('apps.connections.open', token);
+    return rawSocket(String(opened.url));
+  };
+
+  it('when apps.connections.open gets a bot token, then not_allowed_token_type; an app token gets a ws:// URL on the fake', async () => {
+    expect(await api('apps.connections.open', 'xoxb-test')).toEqual({
+      ok: false,
+      error: 'not_allowed_token_type',
+    });
+    expect(await api('apps.connections.open')).toEqual({ ok: false, error: 'not_authed' });
+
+    const opened = await api('apps.connections.open', 'xapp-1-A0FAKEAPP-1-secret');
+    expect(opened).toEqual({ ok: true, url: expect.any(String) });
+    const url = new URL(String(opened.url));
+    expect(url.protocol).toBe('ws:');
+    expect(url.host).toBe(`127.0.0.1:${fake.port}`);
+    expect(url.pathname).toBe('/link/');
+    expect(url.searchParams.get('ticket')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(url.searchParams.get('app_id')).toBe(fake.appId);
+
+    // The other way round too: an app-level token cannot post as the bot.
+    expect(await api('chat.postMessage', 'xapp-1-A0FAKEAPP-1-secret')).toEqual({
+      ok: false,
+      error: 'not_allowed_token_type',
+    });
+    expect(fake.channel('C0SOCK').messages).toEqual([]);
+    expect(fake.calls('apps.connections.open').map((c) => [c.token, c.response.ok])).toEqual([
+      ['xoxb-test', false],
+      [undefined, false],
+      ['xapp-1-A0FAKEAPP-1-secret', true],
+    ]);
+  });
+
+  it('when a client connects with a fresh ticket, then hello is the first message; the same ticket again gets 401', async () => {
+    const opened = await api('apps.connections.open', 'xapp-hello');
+    const client = rawSocket(String(opened.url));
+
+    const hello = await client.next();
+    expect(hello).toMatchObject({
+      type: 'hello',
+      num_connections: 1,
+      connection_info: { app_id: fake.appId },
+      debug_info: { host: expect.any(String) },
+    });
+    const [connection] = fake.socketMode.open();
+    expect(connection).toMatchObject({ token: 'xapp-hello', closedAt: undefined, sent: [hello] });
+
+    const replay = rawSocket(String(opened.url));
+    expect(await replay.failed).toContain('401');
+    expect(fake.socketMode.open()).toHaveLength(1);
+
+    client.ws.close(1000);
+    expect(await client.closed).toBe(1000);
+    const closed = await fake.socketMode.waitForConnection((c) => c.id === connection?.id && !!c.closedAt);
+    expect(closed.closeCode).toBe(1000);
+  });
+
+  it('when envelopes are pushed and the client acks them, then each ack is recorded with its payload and delay', async () => {
+    const client = await openSocket('xapp-acks');
+    await client.next(); // hello
+
+    const command = fake.socketMode.slashCommand({
+      command: '/whoami',
+      text: 'please',
+      user_id: ADMIN,
+      channel_id: 'C0SOCK',
+      response_url: fake.responseUrl('sock-1'),
+    });
+    const wire = await client.next();
+    expect(wire).toEqual({
+      envelope_id: command.envelope_id,
+      type: 'slash_commands',
+      accepts_response_payload: true,
+      payload: expect.objectContaining({
+        command: '/whoami',
+        text: 'please',
+        user_id: ADMIN,
+        channel_id: 'C0SOCK',
+        is_enterprise_install: 'false',
+        response_url: `${fake.baseUrl}/response/sock-1`,
+      }),
+    });
+
+    const press = fake.socketMode.blockActions({
+      actionId: 'cmd:0',
+      value: '/whoami',
+      userId: ADMIN,
+      channelId: 'C0SOCK',
+      messageTs: '1700000000.000100',
+      responseUrl: fake.responseUrl(),
+    });
+    expect(await client.next()).toMatchObject({
+      envelope_id: press.envelope_id,
+      type: 'interactive',
+      accepts_response_payload: false,
+      payload: { type: 'block_actions', actions: [{ action_id: 'cmd:0', value: '/whoami' }] },
+    });
+
+    client.ws.send(JSON.stringify({ envelope_id: command.envelope_id, payload: { text: 'You are admin' } }));
+    client.ws.send(JSON.stringify({ envelope_id: press.envelope_id }));
+    const ack = await fake.socketMode.waitForAck(command.envelope_id);
+    expect(ack).toMatchObject({
+      envelope_id: command.envelope_id,
+      payload: { text: 'You are admin' },
+      connectionId: command.connectionId,
+    });
+    expect(ack.delayMs).toBeGreaterThanOrEqual(0);
+    expect(ack.delayMs).toBeLessThan(3000);
+    const bare = await fake.socketMode.waitForAck(press.envelope_id);
+    expect(bare).not.toHaveProperty('payload');
+    client.ws.close();
+    await client.closed;
+  });
+
+  it('when the server sends disconnect, then the client sees the disconnect message; drop() cuts the socket (1006)', async () => {
+    const client = await openSocket('xapp-drop');
+    await client.next(); // hello
+    const [connection] = fake.socketMode.open().filter((c) => c.token === 'xapp-drop');
+
+    fake.socketMode.disconnect();
+    expect(await client.next()).toEqual({
+      type: 'disconnect',
+      reason: 'refresh_requested',
+      debug_info: { host: expect.any(String) },
+    });
+
+    fake.socketMode.drop();
+    expect(await client.closed).toBe(1006);
+    const closed = await fake.socketMode.waitForConnection((c) => c.id === connection?.id && !!c.closedAt);
+    expect(closed.closeCode).toBe(1006);
+    expect(fake.socketMode.open()).toEqual([]);
+    expect(() => fake.socketMode.send('events_api', {})).toThrow(/no open Socket Mode connection/);
+  });
+
+  it('when a real Bolt app runs in Socket Mode, then start() resolves on hello, its ack body is recorded and stop() closes with 1000', async () => {
+    const logs: string[] = [];
+    const app = new App({
+      token: 'xoxb-test',
+      appToken: 'xapp-bolt',
+      socketMode: true,
+      logger: capturingLogger(logs),
+      clientOptions: { slackApiUrl: fake.apiUrl },
+    });
+    app.command('/whoami', async ({ command, ack }) => {
+      await ack({ response_type: 'ephemeral', text: `You are <@${command.user_id}>` });
+    });
+
+    await app.start();
+    const [connection] = fake.socketMode.open().filter((c) => c.token === 'xapp-bolt');
+    expect(connection?.sent.map((m) => m.type)).toEqual(['hello']);
+    expect(fake.calls('apps.connections.open').at(-1)?.token).toBe('xapp-bolt');
+
+    const envelope = fake.socketMode.slashCommand({
+      command: '/whoami',
+      text: '',
+      user_id: ADMIN,
+      channel_id: 'C0BOLT',
+      response_url: fake.responseUrl(),
+    });
+    const ack = await fake.socketMode.waitForAck(envelope.envelope_id);
+    expect(ack.payload).toEqual({ response_type: 'ephemeral', text: `You are <@${ADMIN}>` });
+    expect(ack.delayMs).toBeLessThan(3000);
+
+    await app.stop();
+    const closed = await fake.socketMode.waitForConnection((c) => c.id === connection?.id && !!c.closedAt);
+    expect(closed.closeCode).toBe(1000);
   });
 });
