@@ -228,6 +228,12 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     await dispatch({ caller, text: action.value ?? '', reply, updateId: body.trigger_id });
   });
 
+  // Buttons fleetbot did not render (old messages, other apps' blocks) still need their ack, or
+  // Slack shows the presser an error.
+  app.action(/^(?!cmd:\d+$)/, async ({ ack }) => {
+    await ack();
+  });
+
   app.error(async (error) => {
     log.error({ err: error.message, code: error.code }, 'slack listener failed');
   });

@@ -163,4 +163,24 @@ describe('Slack adapter over signed HTTP', () => {
     await press('USTRANGER', '/ping');
     expect(await ephemeralTo('USTRANGER')).toBe('/ping is for fleet admins only.');
   });
+
+  it('when a button fleetbot did not render is pressed, then it is acknowledged and nothing runs', async () => {
+    const res = await sendInteraction(
+      eventsUrl,
+      signingSecret,
+      blockActionsPayload({
+        actionId: 'someone-elses-button',
+        value: '/whoami',
+        userId: 'UADMIN',
+        channelId: 'COPS',
+        messageTs: '1700000000.000200',
+        messageText: 'Not ours',
+        responseUrl: fake.responseUrl(),
+        buttonText: 'Open',
+      }),
+    );
+    expect(res.status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(fake.calls().filter((c) => c.method.startsWith('chat.'))).toEqual([]);
+  });
 });
