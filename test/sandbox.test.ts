@@ -36,6 +36,13 @@ describe('npm run sandbox', () => {
       await output.waitFor(/\/ping - check that a worker picks up jobs/);
       input.write('/whoami\n');
       await output.waitFor(/You are Slack user U123 \(console\), role: fleet admin/);
+      // The dashboard it announced is up and asks for the announced credentials.
+      const dashboard = /Dashboard on (http:\/\/[\d.:]+)\/jobs\//.exec(output.text())?.[1] ?? '';
+      expect((await fetch(`${dashboard}/fleet`)).status).toBe(401);
+      const fleet = await fetch(`${dashboard}/fleet`, {
+        headers: { authorization: `Basic ${btoa('ops:sandbox')}` },
+      });
+      expect(fleet.status).toBe(200);
       const motoPid = Number(/moto_server pid (\d+)/.exec(output.text())?.[1]);
       expect(processExists(motoPid)).toBe(true);
 

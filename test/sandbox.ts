@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../src/main.js';
 import { startAwsSimulator } from './peers/aws-simulator.js';
+import { freePort } from './peers/free-port.js';
 import { startMoto } from './peers/moto.js';
 
 /**
@@ -27,6 +28,11 @@ process.env.AWS_ACCESS_KEY_ID ??= 'sandbox';
 process.env.AWS_SECRET_ACCESS_KEY ??= 'sandbox';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
+const dashboardListen = process.env.DASHBOARD_LISTEN ?? `127.0.0.1:${await freePort()}`;
+process.stdout.write(
+  `Dashboard on http://${dashboardListen}/jobs/ and /fleet (user ops, password sandbox).\n`,
+);
+
 const env = {
   REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   REDIS_PREFIX: 'fleetbot-sandbox',
@@ -35,7 +41,7 @@ const env = {
   AWS_ENDPOINT_URL: simulator.url,
   TELEGRAM_ALLOWED_USER_IDS: '42',
   SLACK_ADMIN_USER_IDS: 'U123',
-  DASHBOARD_LISTEN: process.env.DASHBOARD_LISTEN ?? '127.0.0.1:0',
+  DASHBOARD_LISTEN: dashboardListen,
   DASHBOARD_PASSWORD: 'sandbox',
   INSTANCE_AMI_ID: 'ami-12c6146b',
 };
