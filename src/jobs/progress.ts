@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 
 /**
@@ -18,8 +19,6 @@ export interface Budget {
   /** Waits for one edit; only final messages wait. */
   take(): Promise<void>;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function createProgress(
   edit: (text: string) => Promise<void>,
@@ -44,7 +43,7 @@ export function createProgress(
       .then(async () => {
         // The interval counts from when the previous edit was answered, so a slow answer cannot
         // make two edits arrive closer together than the platform allows.
-        await sleep(lastAnsweredAt + options.minIntervalMs - now());
+        await sleep(Math.max(0, lastAnsweredAt + options.minIntervalMs - now()));
         if (options.budget) {
           if (final) await options.budget.take();
           // An intermediate state the budget cannot afford is dropped; a later one will show.

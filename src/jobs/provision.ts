@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Fleet, FleetInstance, InstanceHealth } from '../aws/fleet.js';
 import { LaunchError } from '../aws/fleet.js';
 import { AgentNotRegistered, type RunCommand } from '../aws/run-command.js';
@@ -315,5 +316,3 @@ async function alertAdmins(deps: ProvisionDeps, message: OutgoingMessage): Promi
     .send({ platform: 'slack', chatId: channel }, message)
     .catch((err: unknown) => deps.log.warn({ err: String(err) }, 'admin alert failed'));
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Fleet } from '../aws/fleet.js';
 import type { InvocationStatus, RunCommand } from '../aws/run-command.js';
 import { formatElapsed } from '../core/durations.js';
@@ -207,7 +208,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     const running = batches.some((b) => b.state === 'sent');
     const waiting = batches.some((b) => b.state === 'planned');
     if (!running && (!waiting || halted)) break;
-    await new Promise((resolve) => setTimeout(resolve, settings.pollMs));
+    await sleep(settings.pollMs);
   }
 
   const counts = countsOf(statuses, total);
