@@ -5,7 +5,12 @@ import { queueNames } from '../../src/jobs/queues.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
-import { blockActionsPayload, sendInteraction, sendSlashCommand } from '../peers/slack-signer.js';
+import {
+  blockActionsPayload,
+  sendInteraction,
+  sendSlashCommand,
+  typedCommand,
+} from '../peers/slack-signer.js';
 import { type TestBot, testAws, testBot, testConfig } from '../support/bot.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
@@ -49,16 +54,8 @@ afterAll(async () => {
 
 beforeEach(() => fake.reset());
 
-const command = (text: string, user = 'UADMIN', channel = 'COPS') => {
-  const [name, ...rest] = text.split(' ');
-  return {
-    command: name ?? '',
-    text: rest.join(' '),
-    user_id: user,
-    channel_id: channel,
-    response_url: fake.responseUrl(),
-  };
-};
+const command = (text: string, user = 'UADMIN', channel = 'COPS') =>
+  typedCommand(text, { user, channel, responseUrl: fake.responseUrl() });
 
 const ephemeralTo = (user: string) =>
   fake

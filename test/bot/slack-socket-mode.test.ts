@@ -4,6 +4,7 @@ import type { Logger } from '../../src/log.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
+import { typedCommand } from '../peers/slack-signer.js';
 import type { SocketConnection } from '../peers/slack-socket-mode.js';
 import { type TestBot, testAws, testBot, testConfig } from '../support/bot.js';
 import { capturedLogger } from '../support/quiet-log.js';
@@ -57,16 +58,8 @@ function socketAdapter(token: string): SlackAdapter {
   });
 }
 
-const command = (text: string, user = 'UADMIN', channel = 'COPS') => {
-  const [name, ...rest] = text.split(' ');
-  return {
-    command: name ?? '',
-    text: rest.join(' '),
-    user_id: user,
-    channel_id: channel,
-    response_url: fake.responseUrl(),
-  };
-};
+const command = (text: string, user = 'UADMIN', channel = 'COPS') =>
+  typedCommand(text, { user, channel, responseUrl: fake.responseUrl() });
 
 const ephemeralTo = (user: string) =>
   fake

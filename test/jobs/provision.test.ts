@@ -7,7 +7,12 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
-import { blockActionsPayload, sendInteraction, sendSlashCommand } from '../peers/slack-signer.js';
+import {
+  blockActionsPayload,
+  sendInteraction,
+  sendSlashCommand,
+  typedCommand,
+} from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
@@ -464,17 +469,10 @@ describe('failure modes', () => {
 describe('admin view', () => {
   const admin = async (text: string) => {
     slack.reset();
-    const [command = '', ...rest] = text.split(' ');
     const res = await sendSlashCommand(
       `http://127.0.0.1:${running.ports.slack}/slack/events`,
       'provision-signing-secret',
-      {
-        command,
-        text: rest.join(' '),
-        user_id: 'UADMIN',
-        channel_id: 'COPS',
-        response_url: slack.responseUrl(),
-      },
+      typedCommand(text, { user: 'UADMIN', channel: 'COPS', responseUrl: slack.responseUrl() }),
     );
     expect(res.status).toBe(200);
     const call = await slack.waitFor(

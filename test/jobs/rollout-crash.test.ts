@@ -75,6 +75,26 @@ afterAll(async () => {
   await redis.quit();
 });
 
+/** An approved deploy of `version` to the whole fleet, 20 instances at a time: three batches. */
+function approvedDeploy(planId: string, version: string): RolloutPayload {
+  return {
+    planId,
+    request: {
+      operation: 'deploy',
+      version,
+      reboot: 'never',
+      targets: 'all',
+      concurrency: '20',
+      maxErrors: '0',
+      canary: 0,
+    },
+    requestedBy: 'UANN',
+    approvedBy: 'UBOB',
+    message: { platform: 'console', chatId: 'c', messageId: '1' },
+    startedAt: Date.now(),
+  };
+}
+
 describe('a deploy whose worker dies', () => {
   it('when the worker dies at a random point of each of 20 deploys, then every instance receives each deploy exactly once', async () => {
     let random = 20261123;
@@ -84,22 +104,7 @@ describe('a deploy whose worker dies', () => {
     };
     for (let run = 0; run < 20; run++) {
       const version = `v5.${run}.0`;
-      let saved: RolloutPayload = {
-        planId: `crash${String(run).padStart(7, '0')}`,
-        request: {
-          operation: 'deploy',
-          version,
-          reboot: 'never',
-          targets: 'all',
-          concurrency: '20',
-          maxErrors: '0',
-          canary: 0,
-        },
-        requestedBy: 'UANN',
-        approvedBy: 'UBOB',
-        message: { platform: 'console', chatId: 'c', messageId: '1' },
-        startedAt: Date.now(),
-      };
+      let saved = approvedDeploy(`crash${String(run).padStart(7, '0')}`, version);
       // A clean run writes its record 10 times (the plan, then sending, sent and done for each of 3 batches); the first attempt dies at one of them, landed or not.
       const dieAt = 1 + Math.floor(next() * 10);
       const landed = next() < 0.5;
@@ -141,22 +146,7 @@ describe('a deploy whose worker dies', () => {
 
   it('when another worker has taken the job over, then the stalled one sends nothing more', async () => {
     const version = 'v5.99.0';
-    let saved: RolloutPayload = {
-      planId: 'lostlock001',
-      request: {
-        operation: 'deploy',
-        version,
-        reboot: 'never',
-        targets: 'all',
-        concurrency: '20',
-        maxErrors: '0',
-        canary: 0,
-      },
-      requestedBy: 'UANN',
-      approvedBy: 'UBOB',
-      message: { platform: 'console', chatId: 'c', messageId: '1' },
-      startedAt: Date.now(),
-    };
+    let saved = approvedDeploy('lostlock001', version);
     let owner = true;
     const run = processRollout(
       {

@@ -6,7 +6,12 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import { blockActionsPayload, sendInteraction, sendSlashCommand } from '../peers/slack-signer.js';
+import {
+  blockActionsPayload,
+  sendInteraction,
+  sendSlashCommand,
+  typedCommand,
+} from '../peers/slack-signer.js';
 import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
 import { firstThrottled } from '../support/token-bucket.js';
@@ -116,14 +121,11 @@ beforeEach(async () => {
 const events = () => `http://127.0.0.1:${running.ports.slack}/slack/events`;
 
 async function slash(text: string, user = 'UANN', channel = 'COPS') {
-  const [command = '', ...rest] = text.split(' ');
-  const res = await sendSlashCommand(events(), secret, {
-    command,
-    text: rest.join(' '),
-    user_id: user,
-    channel_id: channel,
-    response_url: slack.responseUrl(),
-  });
+  const res = await sendSlashCommand(
+    events(),
+    secret,
+    typedCommand(text, { user, channel, responseUrl: slack.responseUrl() }),
+  );
   expect(res.status).toBe(200);
 }
 

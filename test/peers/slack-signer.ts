@@ -118,6 +118,21 @@ export function slashCommandPayload(fields: SlashCommandFields): Record<string, 
   return payload;
 }
 
+/** A command line as typed in Slack (`/deploy v1.2.3 all`), as the fields of its slash command. */
+export function typedCommand(
+  line: string,
+  from: { user: string; channel: string; responseUrl: string },
+): SlashCommandFields {
+  const [command = '', ...rest] = line.split(' ');
+  return {
+    command,
+    text: rest.join(' '),
+    user_id: from.user,
+    channel_id: from.channel,
+    response_url: from.responseUrl,
+  };
+}
+
 export function sendSlashCommand(
   eventsUrl: string,
   signingSecret: string,
