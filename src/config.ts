@@ -10,15 +10,16 @@ import { type SecretKindName, secretKindNames } from './core/secret-kinds.js';
 export const roles = ['bot', 'worker', 'dashboard', 'all'] as const;
 export type ProcessRole = Exclude<(typeof roles)[number], 'all'>;
 export const roleUsage = `one or more of ${roles.join(', ')}, separated by commas`;
+const everyRole: readonly ProcessRole[] = ['bot', 'worker', 'dashboard'];
 
 /**
  * `worker,dashboard` names the roles one process runs (a worker with its own /metrics, say);
  * `all` is every role. Undefined when any part is not a role.
  */
-export function parseRoles(value: string): ProcessRole[] | undefined {
+export function parseRoles(value: string): readonly ProcessRole[] | undefined {
   const parts = value.split(',').map((part) => part.trim());
   if (!parts.every((part) => (roles as readonly string[]).includes(part))) return undefined;
-  if (parts.includes('all')) return ['bot', 'worker', 'dashboard'];
+  if (parts.includes('all')) return everyRole;
   return [...new Set(parts as ProcessRole[])];
 }
 
@@ -305,7 +306,8 @@ export function loadConfig(
         const missing = issue.code === 'invalid_type' && env[key] === undefined;
         return `${key}: ${missing ? 'is required' : safeMessage(issue)}`;
       });
-  const processRoles = overrides.roles ?? parseRoles(env.FLEETBOT_ROLE ?? 'all') ?? parseRoles('all') ?? [];
+  // A bad FLEETBOT_ROLE is reported by the schema; meanwhile check the rest as for every role.
+  const processRoles = overrides.roles ?? parseRoles(env.FLEETBOT_ROLE ?? 'all') ?? everyRole;
   // Checked on the raw values so that one message lists these together with the schema's findings.
   problems.push(...missingTogether(env, processRoles, Boolean(overrides.console)));
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);

@@ -63,7 +63,7 @@ export class StartupError extends Error {
   }
 }
 
-export function parseRoleFlag(argv: readonly string[]): ProcessRole[] | undefined {
+export function parseRoleFlag(argv: readonly string[]): readonly ProcessRole[] | undefined {
   const i = argv.findIndex((a) => a === '--role' || a.startsWith('--role='));
   if (i < 0) return undefined;
   const value = argv[i]?.includes('=') ? argv[i]?.split('=')[1] : argv[i + 1];
