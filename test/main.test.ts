@@ -1,31 +1,17 @@
-import { spawn } from 'node:child_process';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort } from './peers/free-port.js';
 import { testRedisUrl, uniquePrefix } from './peers/redis.js';
+import { startFleetbotProcess } from './support/fleetbot-process.js';
 
 const canary = 'CANARY-main-7c1d';
 
-/** Runs the real entry point as its own process, as an operator would. */
-function startProcess(env: Record<string, string>, args: string[] = []) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exit, out: () => stdout, err: () => stderr };
-}
-
 describe('the fleetbot process', () => {
   it('when the configuration is bad, then it exits 1 naming every bad key and printing no value', async () => {
-    const p = startProcess({ TELEGRAM_BOT_TOKEN: canary, SLACK_SIGNING_SECRET: canary, REDIS_URL: canary });
+    const p = startFleetbotProcess({
+      TELEGRAM_BOT_TOKEN: canary,
+      SLACK_SIGNING_SECRET: canary,
+      REDIS_URL: canary,
+    });
     expect(await p.exit).toBe(1);
     expect(p.err()).toContain('fleetbot: Invalid configuration:');
     for (const key of ['AWS_REGION', 'TELEGRAM_BOT_TOKEN', 'REDIS_URL', 'DASHBOARD_PASSWORD'])
@@ -34,7 +20,7 @@ describe('the fleetbot process', () => {
   });
 
   it('when the role flag is unknown, then it exits 1 and lists the roles', async () => {
-    const p = startProcess({ AWS_REGION: 'us-east-1' }, ['--role', 'everything']);
+    const p = startFleetbotProcess({ AWS_REGION: 'us-east-1' }, ['--role', 'everything']);
     expect(await p.exit).toBe(1);
     expect(p.err()).toContain(
       '--role must be one or more of bot, worker, dashboard, all, separated by commas',
@@ -43,7 +29,7 @@ describe('the fleetbot process', () => {
 
   it('when Redis does not answer, then it exits 1 and says how to start one', async () => {
     const port = await freePort();
-    const p = startProcess({ AWS_REGION: 'us-east-1', REDIS_URL: `redis://127.0.0.1:${port}` }, [
+    const p = startFleetbotProcess({ AWS_REGION: 'us-east-1', REDIS_URL: `redis://127.0.0.1:${port}` }, [
       '--role=worker',
     ]);
     expect(await p.exit).toBe(1);
@@ -53,7 +39,7 @@ describe('the fleetbot process', () => {
 
   it('when the dashboard role runs, then health is open, the rest needs auth, and SIGTERM exits 0', async () => {
     const port = await freePort();
-    const p = startProcess(
+    const p = startFleetbotProcess(
       {
         AWS_REGION: 'us-east-1',
         AWS_ENDPOINT_URL: inject('motoUrl'),

@@ -1,5 +1,3 @@
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
-import type { Readable } from 'node:stream';
 import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openQueues, type Queues, type RolloutPayload } from '../../src/jobs/queues.js';
@@ -7,6 +5,7 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
+import { type FleetbotProcess, startFleetbotProcess } from '../support/fleetbot-process.js';
 
 /**
  * The real worker process, killed with SIGKILL at random points of real deploys: no `finally`, no
@@ -38,11 +37,7 @@ let queues: Queues;
 let targeted: string[] = [];
 let untargeted: string[] = [];
 
-interface WorkerProcess {
-  child: ChildProcessByStdio<null, Readable, Readable>;
-  out(): string;
-  exited: Promise<void>;
-}
+type WorkerProcess = FleetbotProcess;
 
 const workers: WorkerProcess[] = [];
 /** Should this test process end without afterAll (a crash, a hard timeout), no worker outlives it. */
@@ -53,12 +48,10 @@ const killAllNow = () => {
 
 function workerEnv(): Record<string, string> {
   return {
-    PATH: process.env.PATH ?? '',
     AWS_REGION: 'us-east-1',
     AWS_ENDPOINT_URL: simulator.url,
     AWS_ACCESS_KEY_ID: 'testing',
     AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     REDIS_URL: testRedisUrl,
     REDIS_PREFIX: prefix,
     SLACK_BOT_TOKEN: 'xoxb-sigkill',
@@ -77,25 +70,14 @@ function workerEnv(): Record<string, string> {
 
 /** A worker as its own OS process, resolved once it logged that it started. */
 async function startWorker(): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--role', 'worker'], {
-    env: workerEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const worker: WorkerProcess = { child, out: () => stdout, exited };
+  const worker = startFleetbotProcess(workerEnv(), ['--role', 'worker']);
+  const { child } = worker;
   workers.push(worker);
   await until(
-    () => stdout.includes('"msg":"fleetbot started"'),
+    () => worker.out().includes('"msg":"fleetbot started"'),
     20_000,
-    () => `worker ${child.pid} did not start; stdout: ${stdout.slice(-2000)} stderr: ${stderr.slice(-2000)}`,
+    () =>
+      `worker ${child.pid} did not start; stdout: ${worker.out().slice(-2000)} stderr: ${worker.err().slice(-2000)}`,
     () => child.exitCode !== null || child.signalCode !== null,
   );
   return worker;
@@ -116,7 +98,7 @@ const logged = (worker: WorkerProcess, msg: string, jobId: string) =>
 
 async function kill(worker: WorkerProcess): Promise<void> {
   if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGKILL');
-  await worker.exited;
+  await worker.exit;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
