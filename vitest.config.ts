@@ -6,6 +6,9 @@ export default defineConfig({
     globalSetup: ['test/peers/global-setup.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
+    // expect.poll waits for something that does happen, only later on a busy machine; its 1 s default
+    // would turn a slow machine into a failed test.
+    expect: { poll: { timeout: 10_000 } },
     // Two cores: files run in parallel across forks, each isolated by its own Redis prefix and moto account.
     pool: 'forks',
     maxWorkers: 2,

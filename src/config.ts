@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultRolloutAwsWaitSeconds } from './core/aws-wait.js';
 import { type SecretKindName, secretKindNames } from './core/secret-kinds.js';
 
 /**
@@ -187,6 +188,7 @@ const envSchema = z.object({
   ROLLOUT_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(172_800).default(900),
   ROLLOUT_PLAN_TTL_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ROLLOUT_TWO_PERSON_RULE: z.enum(['true', 'false']).default('false'),
+  ROLLOUT_AWS_WAIT_SECONDS: z.coerce.number().int().min(10).max(86_400).default(defaultRolloutAwsWaitSeconds),
   SSM_REQUESTS_PER_SECOND: z.coerce.number().positive().max(100).default(5),
   SSM_DEPLOY_DOCUMENT: z
     .string()
@@ -241,6 +243,8 @@ export interface Config {
     commandTimeoutSeconds: number;
     planTtlMs: number;
     twoPersonRule: boolean;
+    /** How long one stretch of AWS throttling, 5xx or network errors may last before a rollout gives up. */
+    awsWaitMs: number;
     ssmRequestsPerSecond: number;
     deployDocument: string;
     slackUpdatesPerMinute: number;
@@ -364,6 +368,7 @@ export function loadConfig(
       commandTimeoutSeconds: e.ROLLOUT_COMMAND_TIMEOUT_SECONDS,
       planTtlMs: e.ROLLOUT_PLAN_TTL_MINUTES * 60_000,
       twoPersonRule: e.ROLLOUT_TWO_PERSON_RULE === 'true',
+      awsWaitMs: e.ROLLOUT_AWS_WAIT_SECONDS * 1000,
       ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
       deployDocument: e.SSM_DEPLOY_DOCUMENT,
       slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,

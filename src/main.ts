@@ -35,6 +35,7 @@ import { createAuditTrail } from './store/audit.js';
 import { createMembers } from './store/members.js';
 import { createPlans } from './store/plans.js';
 import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
+import { type RedisUse, reconnectDelay, redisOptions, watchRedis } from './store/redis.js';
 
 /**
  * The composition root: the only module that reads the environment, opens Redis and builds SDK
@@ -76,17 +77,32 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
   const config = loadConfig(env, { roles: parseRoleFlag(argv), console: Boolean(options.console) });
   const log = createLogger(config.logLevel, options.logDestination);
   const runs = (r: ProcessRole) => config.roles.includes(r);
-  const redis = await connectRedis(config.redis.url);
-  const ec2 = new EC2Client({ region: config.aws.region, endpoint: config.aws.endpoint });
-  const ssm = new SSMClient({ region: config.aws.region, endpoint: config.aws.endpoint });
+  // Chat handlers and the dashboard fail fast while Redis is away; workers wait for it (src/store/redis.ts).
+  const requestsRedis = await connectRedis(config.redis.url, 'requests', log);
+  const jobsRedis = runs('worker')
+    ? await connectRedis(config.redis.url, 'jobs', log).catch((error: unknown) => {
+        requestsRedis.disconnect();
+        throw error;
+      })
+    : undefined;
+  const connections = jobsRedis ? [requestsRedis, jobsRedis] : [requestsRedis];
+  const where = { region: config.aws.region, endpoint: config.aws.endpoint };
+  // The SDK's standard retries (jittered backoff, and a retry quota so a storm is not multiplied)
+  // absorb a blip; jobs wait out anything longer themselves, for minutes (src/core/aws-wait.ts).
+  const ec2 = new EC2Client({ ...where, retryMode: 'standard', maxAttempts: 3 });
+  const ssm = new SSMClient({ ...where, retryMode: 'standard', maxAttempts: 3 });
+  // Jobs' Run Command calls: every attempt must wait its turn at the shared SSM budget, which the
+  // SDK's retries would skip, so the SDK never retries them and the jobs retry through the budget.
+  const jobSsm = new SSMClient({ ...where, maxAttempts: 1 });
   const probeAws = createAwsProbe(ec2);
   const fleet = createFleet(ec2, { region: config.aws.region, env: config.env, ...config.instances });
   const runCommand = createRunCommand(ssm);
   const metrics = createMetrics();
   ec2.middlewareStack.use(awsCallMetrics(metrics));
   ssm.middlewareStack.use(awsCallMetrics(metrics));
-  const members = createMembers(redis, config.redis.prefix);
-  const auditTrail = createAuditTrail(redis, config.redis.prefix, config.auditRetention);
+  jobSsm.middlewareStack.use(awsCallMetrics(metrics));
+  const members = createMembers(requestsRedis, config.redis.prefix);
+  const auditTrail = createAuditTrail(requestsRedis, config.redis.prefix, config.auditRetention);
   const roleOf = createRoleOf(config.access, (userId) => members.isMember(userId));
   const stops: (() => Promise<void>)[] = [];
   const ports: Running['ports'] = {};
@@ -94,12 +110,13 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
 
   try {
     if (runs('bot')) {
-      const queues = openQueues(redis, config.redis.prefix);
+      const botLog = log.child({ role: 'bot' });
+      const queues = openQueues(requestsRedis, config.redis.prefix, botLog);
       stops.push(() => queues.close());
       const bot = createBot(
         config,
-        { redis, ssm, queues, members, fleet, runCommand, auditTrail, metrics },
-        log.child({ role: 'bot' }),
+        { redis: requestsRedis, ssm, queues, members, fleet, runCommand, auditTrail, metrics },
+        botLog,
       );
       const dispatch = bot.dispatch;
       if (config.telegram) {
@@ -133,7 +150,10 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
         stops.unshift(async () => c.close());
       }
     }
-    if (runs('worker')) {
+    // Open exactly when this process runs the worker role.
+    if (jobsRedis) {
+      // Every Redis use below belongs to jobs, which wait out an outage rather than fail.
+      const redis = jobsRedis;
       const outboxes: Outboxes = {
         telegram:
           config.telegram &&
@@ -152,6 +172,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
         console: consoleAdapter?.outbox,
       };
       const workerLog = log.child({ role: 'worker' });
+      const jobRunCommand = createRunCommand(jobSsm);
       // BullMQ loses jobs when Redis evicts keys: refuse to work on such a Redis.
       if ((await assertNoEviction(redis)) === 'unknown')
         workerLog.warn('could not read Redis maxmemory-policy (CONFIG refused); make sure it is noeviction');
@@ -164,11 +185,12 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           ping: { outboxes, probeAws, now: Date.now, workerName: hostname() },
           rollout: {
             fleet,
-            runCommand,
+            runCommand: jobRunCommand,
             ssmBudget: createPacer(
               redis,
               `${config.redis.prefix}:pace:ssm`,
               config.rollout.ssmRequestsPerSecond,
+              workerLog,
             ),
             editBudget: createSharedBudget(
               createWindowLimit(
@@ -186,12 +208,14 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
               commandTimeoutSeconds: config.rollout.commandTimeoutSeconds,
               deployDocument: config.rollout.deployDocument,
               editIntervalMs: 3000,
+              awsWaitMs: config.rollout.awsWaitMs,
+              planTtlMs: config.rollout.planTtlMs,
             },
             log: workerLog.child({ queue: 'rollout' }),
           },
           provision: {
             fleet,
-            runCommand,
+            runCommand: jobRunCommand,
             secrets: createSecretStore(ssm, {
               prefix: config.aws.parameterPrefix,
               kmsKeyId: config.aws.kmsKeyId,
@@ -201,6 +225,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
               redis,
               `${config.redis.prefix}:pace:run-instances`,
               config.provisioning.launchesPerSecond,
+              workerLog,
             ),
             outboxes,
             settings: {
@@ -225,7 +250,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
     if (runs('dashboard')) {
       const http = await startHttp({
         ...config.dashboard,
-        redis,
+        redis: requestsRedis,
         prefix: config.redis.prefix,
         probeAws,
         listInstances: () => fleet.list(),
@@ -238,7 +263,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
     }
   } catch (error) {
     await runAll(stops, log);
-    redis.disconnect();
+    for (const connection of connections) connection.disconnect();
     throw error;
   }
   log.info({ roles: config.roles, ports }, 'fleetbot started');
@@ -253,9 +278,10 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       // Chat input stops first (adapters were put at the front), then workers drain, then connections close.
       stopping ??= (async () => {
         await runAll(stops, log);
-        await redis.quit().catch(() => redis.disconnect());
+        for (const connection of connections) await connection.quit().catch(() => connection.disconnect());
         ec2.destroy();
         ssm.destroy();
+        jobSsm.destroy();
         log.info('fleetbot stopped');
       })();
       return stopping;
@@ -269,10 +295,12 @@ async function runAll(stops: (() => Promise<void>)[], log: Logger): Promise<void
   }
 }
 
-async function connectRedis(url: string): Promise<Redis> {
-  // BullMQ's workers need maxRetriesPerRequest: null; a failed first connect must not retry forever.
-  const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: () => null });
-  redis.on('error', () => {});
+async function connectRedis(url: string, use: RedisUse, log: Logger): Promise<Redis> {
+  // A failed first connect must not retry forever: the process exits and says how to start Redis.
+  const redis = new Redis(url, { ...redisOptions(use), lazyConnect: true, retryStrategy: () => null });
+  // The StartupError below reports a failed first connect; ioredis would also print each attempt.
+  const quiet = () => {};
+  redis.on('error', quiet);
   try {
     await redis.connect();
     await redis.ping();
@@ -284,7 +312,9 @@ async function connectRedis(url: string): Promise<Redis> {
         'Start one with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379',
     );
   }
-  redis.options.retryStrategy = (times) => Math.min(times * 200, 5000);
+  redis.options.retryStrategy = reconnectDelay;
+  redis.off('error', quiet);
+  watchRedis(redis, log.child({ redis: use }));
   return redis;
 }
 

@@ -1,5 +1,6 @@
 import type { Job, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { isThrottlingAwsError } from './aws/transient.js';
 
 /**
  * Prometheus metrics. Every call makes its own registry (never prom-client's global one), so
@@ -186,15 +187,6 @@ export function watchWorker(metrics: Metrics, worker: Worker, now: () => number 
   worker.on('failed', (job) => record(job, 'failed'));
 }
 
-const throttleNames = new Set([
-  'ThrottlingException',
-  'Throttling',
-  'RequestLimitExceeded',
-  'TooManyRequestsException',
-  'RequestThrottledException',
-  'ThrottledException',
-]);
-
 // biome-ignore lint/suspicious/noExplicitAny: the SDK's handler types are generic per client
 type Handler = (args: any) => Promise<any>;
 
@@ -224,8 +216,11 @@ export function awsCallMetrics(metrics: Metrics): { applyToStack(stack: Middlewa
             metrics.awsCall({ service, operation, outcome: 'ok' });
             return result;
           } catch (error) {
-            const name = error instanceof Error ? error.name : '';
-            metrics.awsCall({ service, operation, outcome: throttleNames.has(name) ? 'throttled' : 'error' });
+            metrics.awsCall({
+              service,
+              operation,
+              outcome: isThrottlingAwsError(error) ? 'throttled' : 'error',
+            });
             throw error;
           }
         },

@@ -10,6 +10,7 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { awsErrorCode } from './transient.js';
 
 /** The EC2 side of the fleet in domain terms; no SDK type leaves this file. */
 
@@ -20,6 +21,8 @@ export interface FleetInstance {
   arn: string;
   userId: string;
   state: InstanceState;
+  /** When it was last stopped or terminated by a user, where EC2 says (its StateTransitionReason). */
+  stateChangedAt?: Date;
   launchedAt?: Date;
   version?: string;
   env?: string;
@@ -68,6 +71,11 @@ export interface Fleet {
   findForUser(userId: string): Promise<FleetInstance | undefined>;
   get(instanceId: string): Promise<FleetInstance | undefined>;
   list(): Promise<FleetInstance[]>;
+  /**
+   * The state of each of these fleet instances now, in one DescribeInstances per 200 ids. An id
+   * missing from the answer is gone: EC2 lists terminated instances for about an hour, then not.
+   */
+  states(instanceIds: readonly string[]): Promise<Map<string, InstanceState>>;
   launch(request: LaunchRequest): Promise<FleetInstance>;
   /** One DescribeInstanceStatus for all ids, however many provisions are waiting. */
   health(instanceIds: readonly string[]): Promise<Map<string, InstanceHealth>>;
@@ -91,6 +99,7 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       arn: `arn:aws:ec2:${settings.region}:${ownerId ?? 'unknown'}:instance/${i.InstanceId}`,
       userId: tags.user,
       state: (i.State?.Name ?? 'pending') as InstanceState,
+      stateChangedAt: transitionTime(i.StateTransitionReason),
       launchedAt: i.LaunchTime,
       version: tags.version,
       env: tags.env,
@@ -130,6 +139,16 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       }
     },
     list: () => describe([]),
+    async states(instanceIds) {
+      const states = new Map<string, InstanceState>();
+      // A filter rather than InstanceIds: an id EC2 no longer knows would fail the whole call.
+      for (let i = 0; i < instanceIds.length; i += filterValuesPerCall) {
+        const ids = instanceIds.slice(i, i + filterValuesPerCall);
+        for (const instance of await describe([{ Name: 'instance-id', Values: [...ids] }]))
+          states.set(instance.id, instance.state);
+      }
+      return states;
+    },
     async launch(request) {
       const tags: Tag[] = [
         { Key: 'app', Value: 'fleetbot' },
@@ -165,7 +184,7 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
         return launched;
       } catch (error) {
         if (error instanceof LaunchError) throw error;
-        const code = error instanceof Error ? error.name : 'Unknown';
+        const code = awsErrorCode(error);
         throw new LaunchError(
           /InsufficientInstanceCapacity|Unsupported|InsufficientCapacity/.test(code)
             ? 'no-capacity'
@@ -209,6 +228,15 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
     },
   };
+}
+
+// EC2 takes at most 200 values in one filter.
+const filterValuesPerCall = 200;
+
+/** "User initiated (2024-05-23 17:27:18 GMT)": EC2 dates the transitions users start. */
+function transitionTime(reason: string | undefined): Date | undefined {
+  const m = /\((\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)/.exec(reason ?? '');
+  return m ? new Date(`${m[1]}T${m[2]}Z`) : undefined;
 }
 
 function tagMap(tags: Tag[] | undefined): Record<string, string | undefined> {

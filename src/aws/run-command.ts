@@ -33,6 +33,18 @@ export class AgentNotRegistered extends Error {
   }
 }
 
+/**
+ * SSM refused a whole batch because one of its ids is not a managed node it can reach (terminated,
+ * or its agent never registered): nothing was sent to any of them.
+ */
+export class InstancesRejected extends Error {
+  readonly awsCode = 'InvalidInstanceId';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InstancesRejected';
+  }
+}
+
 export interface BatchCommand {
   instanceIds: readonly string[];
   document: string;
@@ -45,11 +57,14 @@ export interface BatchCommand {
 export interface InvocationSummary {
   instanceId: string;
   status: InvocationStatus;
+  /** SSM's StatusDetails, which tells a delivery timeout (`DeliveryTimedOut`) from a script's. */
+  details?: string;
   /** Plugin output when asked for (SSM truncates it to 2,500 characters here). */
   output?: string;
 }
 
 export interface RunCommand {
+  /** Throws InstancesRejected when SSM refuses the batch over an id it cannot reach. */
   sendBatch(command: BatchCommand): Promise<string>;
   /** Every invocation of one command: one call per 50 instances, never one per instance. */
   listInvocations(commandId: string, withOutput?: boolean): Promise<InvocationSummary[]>;
@@ -70,19 +85,25 @@ export interface RunCommand {
 export function createRunCommand(ssm: SSMClient): RunCommand {
   return {
     async sendBatch(command) {
-      const res = await ssm.send(
-        new SendCommandCommand({
-          InstanceIds: [...command.instanceIds],
-          DocumentName: command.document,
-          Parameters: command.parameters,
-          Comment: command.comment.slice(0, 100),
-          // Our own fleet-wide limits decide; SSM's per-command ones must not stop a batch early.
-          MaxConcurrency: String(command.instanceIds.length),
-          MaxErrors: String(command.instanceIds.length),
-          ...(command.timeoutSeconds ? { TimeoutSeconds: command.timeoutSeconds } : {}),
-        }),
-      );
-      return res.Command?.CommandId ?? '';
+      try {
+        const res = await ssm.send(
+          new SendCommandCommand({
+            InstanceIds: [...command.instanceIds],
+            DocumentName: command.document,
+            Parameters: command.parameters,
+            Comment: command.comment.slice(0, 100),
+            // Our own fleet-wide limits decide; SSM's per-command ones must not stop a batch early.
+            MaxConcurrency: String(command.instanceIds.length),
+            MaxErrors: String(command.instanceIds.length),
+            ...(command.timeoutSeconds ? { TimeoutSeconds: command.timeoutSeconds } : {}),
+          }),
+        );
+        return res.Command?.CommandId ?? '';
+      } catch (error) {
+        if (error instanceof Error && error.name === 'InvalidInstanceId')
+          throw new InstancesRejected(error.message);
+        throw error;
+      }
     },
     async listInvocations(commandId, withOutput = false) {
       const out: InvocationSummary[] = [];
@@ -101,7 +122,12 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
           const output = withOutput
             ? (inv.CommandPlugins ?? []).map((p) => p.Output ?? '').join('\n')
             : undefined;
-          out.push({ instanceId: inv.InstanceId, status: statusOf(inv.Status, inv.StatusDetails), output });
+          out.push({
+            instanceId: inv.InstanceId,
+            status: statusOf(inv.Status, inv.StatusDetails),
+            details: inv.StatusDetails,
+            output,
+          });
         }
         NextToken = res.NextToken;
       } while (NextToken);

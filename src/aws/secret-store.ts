@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { userParameterName, userParameterPath } from '../core/parameter-names.js';
 import { findKind, type SecretKindName } from '../core/secret-kinds.js';
+import { awsErrorCode, isThrottlingAwsError } from './transient.js';
 
 export interface StoredSecret {
   kind: SecretKindName;
@@ -148,13 +149,14 @@ async function call<T>(send: () => Promise<T>): Promise<T> {
   try {
     return await send();
   } catch (error) {
-    const code = error instanceof Error ? error.name : 'Unknown';
-    const reason = /Throttl|RateExceeded|TooManyUpdates/i.test(code)
+    const code = awsErrorCode(error);
+    const reason = isThrottlingAwsError(error)
       ? 'throttled'
       : /AccessDenied|Unauthorized|KMS/i.test(code)
         ? 'denied'
         : 'unavailable';
-    // The SDK error is dropped on purpose: some validation messages quote the request's value.
+    // The SDK error is dropped on purpose: some validation messages quote the request's value. Its
+    // code stays in awsCode, which is how jobs tell a throttled call from a refused one.
     throw new SecretStoreError(reason, code);
   }
 }

@@ -74,7 +74,12 @@ export function createBot(
     pending: createPendingSecrets(redis, prefix),
     intake: {
       secrets,
-      putPacer: createPacer(redis, `${prefix}:pace:put-parameter`, config.intake.parameterWritesPerSecond),
+      putPacer: createPacer(
+        redis,
+        `${prefix}:pace:put-parameter`,
+        config.intake.parameterWritesPerSecond,
+        log,
+      ),
       perUserLimit: createWindowLimit(redis, `${prefix}:intake`, config.intake.perUserPerMinute, 60_000),
       liveChecks: createLiveChecks({
         telegramApiRoot: config.telegram?.apiRoot ?? 'https://api.telegram.org',

@@ -1,15 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { type AuditRecord, sanitizeArgs } from '../core/audit.js';
 import type { Caller } from '../core/caller.js';
-import { nothingToDelete, type OriginalMessage, type Reply } from '../core/chat.js';
+import { type MessageRef, nothingToDelete, type OriginalMessage, type Reply } from '../core/chat.js';
 import { UserError } from '../core/errors.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
+import { isRedisUnreachable } from '../store/redis.js';
 import { type AuditDetail, mayRun } from './command.js';
 import type { Registry } from './registry.js';
 
 export interface ChatRequest {
-  caller: Caller;
+  /**
+   * Who sent it. An adapter may pass the lookup itself: a role that cannot be read (Redis away) is
+   * then answered like any other job-store failure instead of failing outside the dispatcher.
+   */
+  caller: Caller | Promise<Caller>;
   text: string;
   reply: Reply;
   /** Absent where the platform shows no message to delete (Slack commands, button presses). */
@@ -18,16 +23,37 @@ export interface ChatRequest {
   updateId?: string;
 }
 
-export type Outcome = 'ran' | 'text' | 'unknown' | 'denied' | 'invalid' | 'failed';
+export type Outcome = 'ran' | 'text' | 'unknown' | 'denied' | 'invalid' | 'failed' | 'unavailable';
 
 export interface DispatchOptions {
   /** Where every decision about a state-changing command is recorded. */
   audit?: (entry: Omit<AuditRecord, 'at'>) => Promise<void>;
   /** Plain text that is not a command; without a handler the caller is pointed to /help. */
-  onText?: (request: ChatRequest & { original: OriginalMessage }) => Promise<void>;
+  onText?: (
+    request: Omit<ChatRequest, 'caller'> & { caller: Caller; original: OriginalMessage },
+  ) => Promise<void>;
 }
 
 export type Dispatch = (request: ChatRequest) => Promise<Outcome>;
+
+const storeDown = 'fleetbot cannot reach its job store right now';
+export const unavailableAnswers = {
+  started: `${storeDown}, so nothing was started. Try again in a minute.`,
+  stored: `${storeDown}, so nothing was stored. I deleted your message: send it again in a minute.`,
+  storedNotDeleted: `${storeDown}, so nothing was stored. ⚠️ I could not delete your message. Delete it yourself now and rotate this secret: it is still visible in this chat.`,
+};
+
+/** The same reply, remembering every message it posts. */
+function remembering(reply: Reply, posted: MessageRef[]): Reply {
+  return {
+    ...reply,
+    async send(message) {
+      const ref = await reply.send(message);
+      if (ref) posted.push(ref);
+      return ref;
+    },
+  };
+}
 
 // Telegram appends @botname in groups; Slack sends the name separately and adapters prepend it.
 const commandLine = /^\/([A-Za-z][A-Za-z0-9_-]{0,31})(?:@[A-Za-z0-9_]{1,64})?(?:\s+([\s\S]*))?$/;
@@ -39,87 +65,126 @@ export function createDispatcher<Deps>(
   baseLog: Logger,
   options: DispatchOptions = {},
 ): Dispatch {
-  return async ({ caller, text, reply, original = nothingToDelete, updateId }) => {
-    // One child logger per update: every line about it carries who sent it and which update it was.
-    const log = baseLog.child({
-      platform: caller.platform,
-      user: caller.userId,
-      role: caller.role,
-      ...(updateId ? { update: updateId } : {}),
-    });
+  return async (request) => {
+    const { text, original = nothingToDelete, updateId } = request;
     const trimmed = text.trim();
-    if (!trimmed.startsWith('/')) {
-      if (options.onText) await options.onText({ caller, text, reply, original });
-      else await reply.send('I understand commands. Send /help to see what you can do.');
-      return 'text';
-    }
-    const match = commandLine.exec(trimmed);
+    const match = trimmed.startsWith('/') ? commandLine.exec(trimmed) : null;
     const name = match?.[1]?.toLowerCase();
     const command = name ? registry.find(name) : undefined;
-    // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
-    if (looksSecret(trimmed) || command?.deletesMessage) await original.delete();
-    const audit = async (decision: string, detail: AuditDetail = {}) => {
-      if (!options.audit || !command) return;
-      await options
-        .audit({
-          platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
-          actor: caller.userId,
-          command: command.name,
-          args: sanitizeArgs(match?.[2] ?? '', command.deletesMessage),
-          decision,
-          ...detail,
-        })
-        .catch((err: unknown) => log.error({ err: String(err) }, 'audit record failed'));
-    };
-    if (!command || !name) {
-      log.info({ command: name ?? null }, 'unknown command');
-      await reply.whisper(
-        `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`,
-      );
-      return 'unknown';
-    }
-    if (!mayRun(command.requires, caller)) {
-      log.warn({ command: command.name }, 'command denied');
-      await audit(`denied: needs ${command.requires}, caller is ${caller.role}`);
-      await reply.whisper(
-        command.requires === 'admin'
-          ? `/${command.name} is for fleet admins only.`
-          : caller.role === 'guest'
-            ? `/${command.name} is for members only. Ask an admin for an invite.`
-            : `/${command.name} is for end users in the Telegram bot.`,
-      );
-      return 'denied';
-    }
-    const parsed = command.args.safeParse(match?.[2] ?? '');
-    if (!parsed.success) {
-      const why = parsed.error.issues[0]?.message ?? 'invalid arguments';
-      await reply.whisper(`${why}\nUsage: /${command.name}${command.usage ? ` ${command.usage}` : ''}`);
-      if (!command.readOnly) await audit('rejected: invalid arguments');
-      return 'invalid';
-    }
-    const detail: AuditDetail = {};
-    try {
-      await command.run(
-        { caller, args: parsed.data, reply, original, audit: (d) => Object.assign(detail, d) },
-        deps,
-      );
-      log.info({ command: command.name }, 'command ran');
-      if (!command.readOnly) await audit('allowed', { outcome: 'ok', ...detail });
-      return 'ran';
-    } catch (error) {
-      if (error instanceof UserError) {
-        await reply.whisper(error.message);
-        if (!command.readOnly)
-          await audit('allowed', { ...detail, outcome: `refused: ${error.message.slice(0, 200)}` });
+    // Plain text is taken as a pasted secret; so are secret-shaped lines and commands that carry one.
+    const carriesSecret =
+      !trimmed.startsWith('/') || looksSecret(trimmed) || Boolean(command?.deletesMessage);
+    const posted: MessageRef[] = [];
+    const reply = remembering(request.reply, posted);
+    let log = baseLog.child({
+      platform: request.reply.address.platform,
+      ...(updateId ? { update: updateId } : {}),
+    });
+    const handle = async (caller: Caller): Promise<Outcome> => {
+      if (!trimmed.startsWith('/')) {
+        if (options.onText) await options.onText({ caller, text, reply, original });
+        else await reply.send('I understand commands. Send /help to see what you can do.');
+        return 'text';
+      }
+      // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
+      if (looksSecret(trimmed) || command?.deletesMessage) await original.delete();
+      const audit = async (decision: string, detail: AuditDetail = {}) => {
+        if (!options.audit || !command) return;
+        await options
+          .audit({
+            platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
+            actor: caller.userId,
+            command: command.name,
+            args: sanitizeArgs(match?.[2] ?? '', command.deletesMessage),
+            decision,
+            ...detail,
+          })
+          .catch((err: unknown) => log.error({ err: String(err) }, 'audit record failed'));
+      };
+      if (!command || !name) {
+        log.info({ command: name ?? null }, 'unknown command');
+        await reply.whisper(
+          `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`,
+        );
+        return 'unknown';
+      }
+      if (!mayRun(command.requires, caller)) {
+        log.warn({ command: command.name }, 'command denied');
+        await audit(`denied: needs ${command.requires}, caller is ${caller.role}`);
+        await reply.whisper(
+          command.requires === 'admin'
+            ? `/${command.name} is for fleet admins only.`
+            : caller.role === 'guest'
+              ? `/${command.name} is for members only. Ask an admin for an invite.`
+              : `/${command.name} is for end users in the Telegram bot.`,
+        );
+        return 'denied';
+      }
+      const parsed = command.args.safeParse(match?.[2] ?? '');
+      if (!parsed.success) {
+        const why = parsed.error.issues[0]?.message ?? 'invalid arguments';
+        await reply.whisper(`${why}\nUsage: /${command.name}${command.usage ? ` ${command.usage}` : ''}`);
+        if (!command.readOnly) await audit('rejected: invalid arguments');
+        return 'invalid';
+      }
+      const detail: AuditDetail = {};
+      try {
+        await command.run(
+          { caller, args: parsed.data, reply, original, audit: (d) => Object.assign(detail, d) },
+          deps,
+        );
+        log.info({ command: command.name }, 'command ran');
+        if (!command.readOnly) await audit('allowed', { outcome: 'ok', ...detail });
+        return 'ran';
+      } catch (error) {
+        // Handled once, for every command, where the caller is answered.
+        if (isRedisUnreachable(error)) throw error;
+        if (error instanceof UserError) {
+          await reply.whisper(error.message);
+          if (!command.readOnly)
+            await audit('allowed', { ...detail, outcome: `refused: ${error.message.slice(0, 200)}` });
+          return 'failed';
+        }
+        const ref = randomBytes(4).toString('hex');
+        log.error({ command: command.name, ref, err: error }, 'command failed');
+        await audit('allowed', { ...detail, outcome: `error (ref ${ref})` });
+        await reply.whisper(
+          `Something went wrong running /${command.name} (ref ${ref}). An operator can look it up.`,
+        );
         return 'failed';
       }
-      const ref = randomBytes(4).toString('hex');
-      log.error({ command: command.name, ref, err: error }, 'command failed');
-      await audit('allowed', { ...detail, outcome: `error (ref ${ref})` });
-      await reply.whisper(
-        `Something went wrong running /${command.name} (ref ${ref}). An operator can look it up.`,
+    };
+
+    try {
+      const caller = await request.caller;
+      // One child logger per update: every line about it carries who sent it and which update it was.
+      log = baseLog.child({
+        platform: caller.platform,
+        user: caller.userId,
+        role: caller.role,
+        ...(updateId ? { update: updateId } : {}),
+      });
+      return await handle(caller);
+    } catch (error) {
+      if (!isRedisUnreachable(error)) throw error;
+      // The one place a job-store outage becomes an answer: say plainly that nothing happened.
+      const deleted = carriesSecret ? await original.delete() : true;
+      log.warn(
+        { command: command?.name ?? null, err: error instanceof Error ? error.message : String(error) },
+        'job store unreachable; nothing was done',
       );
-      return 'failed';
+      const answer = carriesSecret
+        ? deleted
+          ? unavailableAnswers.stored
+          : unavailableAnswers.storedNotDeleted
+        : unavailableAnswers.started;
+      // A message posted before the failure (a plan, a progress line) would promise what never happens.
+      for (const ref of posted)
+        await request.reply
+          .edit(ref, answer)
+          .catch((err: unknown) => log.warn({ err: String(err) }, 'could not withdraw a message'));
+      if (posted.length === 0) await request.reply.whisper(answer);
+      return 'unavailable';
     }
   };
 }

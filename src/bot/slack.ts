@@ -10,7 +10,7 @@ import {
 } from '@slack/bolt';
 import express, { type RequestHandler } from 'express';
 import type { Caller, RoleOf } from '../core/caller.js';
-import { createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
+import { ChatUnavailable, createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
 import type { Logger } from '../log.js';
 import type { ChatMeter } from '../metrics.js';
 import type { Dispatch } from './dispatch.js';
@@ -63,14 +63,10 @@ function slackLogger(log: Logger): SlackLogger {
   };
 }
 
-// WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
-const clientOptions = (apiUrl: string | undefined, log: Logger) => ({
-  slackApiUrl: apiUrl,
-  retryConfig: { retries: 3 },
-  logger: slackLogger(log),
-  logLevel: LogLevel.WARN,
-});
-
+/**
+ * The workers' client makes each call once and hands a 429 back with its Retry-After: a job retries
+ * with its latest text (src/jobs/delivery.ts) instead of replaying a stale edit from inside the client.
+ */
 export function slackClient(options: {
   token: string;
   apiUrl?: string;
@@ -78,10 +74,22 @@ export function slackClient(options: {
   log: Logger;
 }): webApi.WebClient {
   return metered(
-    new webApi.WebClient(options.token, clientOptions(options.apiUrl, options.log)),
+    new webApi.WebClient(options.token, {
+      ...clientOptions(options.apiUrl, options.log),
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+    }),
     options.meter,
   );
 }
+
+// Chat handlers: WebClient retries 429s after Retry-After on its own; 3 retries keep a handler from hanging.
+const clientOptions = (apiUrl: string | undefined, log: Logger) => ({
+  slackApiUrl: apiUrl,
+  retryConfig: { retries: 3 },
+  logger: slackLogger(log),
+  logLevel: LogLevel.WARN,
+});
 
 /** WebClient reports every 429 it waits out, retried or not. */
 function metered(client: webApi.WebClient, meter: ChatMeter | undefined): webApi.WebClient {
@@ -93,31 +101,79 @@ export function slackOutbox(client: webApi.WebClient, meter?: ChatMeter): Outbox
   return {
     async send(to, message, options) {
       const body = render(message);
-      if (options?.private && to.userId) {
-        await client.chat.postEphemeral({ channel: to.chatId, user: to.userId, ...body });
+      try {
+        if (options?.private && to.userId) {
+          await client.chat.postEphemeral({ channel: to.chatId, user: to.userId, ...body });
+          meter?.chatMessage('slack', 'sent');
+          return undefined;
+        }
+        const res = await client.chat.postMessage({
+          channel: to.chatId,
+          ...(options?.thread ? { thread_ts: options.thread.messageId } : {}),
+          ...body,
+        });
         meter?.chatMessage('slack', 'sent');
-        return undefined;
+        return { platform: 'slack', chatId: res.channel ?? to.chatId, messageId: String(res.ts) };
+      } catch (error) {
+        throw unavailable(error);
       }
-      const res = await client.chat.postMessage({
-        channel: to.chatId,
-        ...(options?.thread ? { thread_ts: options.thread.messageId } : {}),
-        ...body,
-      });
-      meter?.chatMessage('slack', 'sent');
-      return { platform: 'slack', chatId: res.channel ?? to.chatId, messageId: String(res.ts) };
     },
     async edit(ref, message) {
       const body = render(message);
-      // An empty blocks list clears buttons left from the previous version of the message.
-      await client.chat.update({
-        channel: ref.chatId,
-        ts: ref.messageId,
-        text: body.text,
-        blocks: body.blocks ?? [],
-      });
+      try {
+        // An empty blocks list clears buttons left from the previous version of the message.
+        await client.chat.update({
+          channel: ref.chatId,
+          ts: ref.messageId,
+          text: body.text,
+          blocks: body.blocks ?? [],
+        });
+      } catch (error) {
+        throw unavailable(error);
+      }
       meter?.chatMessage('slack', 'edited');
     },
   };
+}
+
+/** Slack's answers that mean "not now" rather than "never" (https://api.slack.com/methods/chat.update#errors). */
+const transientSlackErrors = [
+  'ratelimited',
+  'internal_error',
+  'fatal_error',
+  'service_unavailable',
+  'request_timeout',
+];
+
+/** Rate limits, server errors and an unreachable Slack pass; anything else (message_not_found) will not. */
+function unavailable(error: unknown): unknown {
+  const code = (error as { code?: unknown })?.code;
+  if (code === webApi.ErrorCode.RateLimitedError)
+    return new ChatUnavailable(
+      'Slack answered 429',
+      (error as webApi.WebAPIRateLimitedError).retryAfter * 1000,
+      {
+        cause: error,
+      },
+    );
+  if (code === webApi.ErrorCode.RequestError)
+    return new ChatUnavailable('Slack could not be reached', undefined, { cause: error });
+  if (code === webApi.ErrorCode.HTTPError && (error as webApi.WebAPIHTTPError).statusCode >= 500)
+    return new ChatUnavailable(`Slack answered ${(error as webApi.WebAPIHTTPError).statusCode}`, undefined, {
+      cause: error,
+    });
+  if (
+    code === webApi.ErrorCode.PlatformError &&
+    transientSlackErrors.includes(String((error as webApi.WebAPIPlatformError).data.error))
+  )
+    return new ChatUnavailable(
+      `Slack answered ${(error as webApi.WebAPIPlatformError).data.error}`,
+      undefined,
+      {
+        cause: error,
+      },
+    );
+  return error;
 }
 
 /**

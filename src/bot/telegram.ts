@@ -1,10 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import { autoRetry } from '@grammyjs/auto-retry';
 import { type RunnerHandle, run, sequentialize } from '@grammyjs/runner';
-import { Api, Bot, type Context, GrammyError, InlineKeyboard, webhookCallback } from 'grammy';
+import { Api, Bot, type Context, GrammyError, HttpError, InlineKeyboard, webhookCallback } from 'grammy';
 import type { UserFromGetMe } from 'grammy/types';
 import type { Caller, RoleOf } from '../core/caller.js';
-import { type ChatAddress, createReply, deletable, type Outbox, type OutgoingMessage } from '../core/chat.js';
+import {
+  type ChatAddress,
+  ChatUnavailable,
+  createReply,
+  deletable,
+  type Outbox,
+  type OutgoingMessage,
+} from '../core/chat.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import type { ChatAction, ChatMeter } from '../metrics.js';
@@ -20,11 +27,8 @@ const countedMethods: Partial<Record<string, ChatAction>> = {
   deleteMessage: 'deleted',
 };
 
-/**
- * Honour 429 retry_after and retry 5xx, but give up rather than stall a handler for minutes.
- * The meter is installed first, so it sits inside auto-retry and sees every attempt (each 429).
- */
-function withRetries(api: Api, meter?: ChatMeter): Api {
+/** The meter sees every attempt, each 429 included, so it sits innermost. */
+function metered(api: Api, meter?: ChatMeter): Api {
   if (meter)
     api.config.use(async (prev, method, payload, signal) => {
       const result = await prev(method, payload, signal);
@@ -33,12 +37,36 @@ function withRetries(api: Api, meter?: ChatMeter): Api {
       if (!result.ok && result.error_code === 429) meter.chatRateLimited('telegram');
       return result;
     });
-  api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
   return api;
 }
 
+/** Chat handlers honour 429 retry_after and retry 5xx, but give up rather than stall for minutes. */
+function withRetries(api: Api, meter?: ChatMeter): Api {
+  metered(api, meter).config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
+  return api;
+}
+
+/**
+ * The workers' client makes each call once: a job retries with its latest text after the platform's
+ * retry_after (src/jobs/delivery.ts) instead of replaying a stale edit from inside the client.
+ */
 export function telegramApi(token: string, apiRoot: string, meter?: ChatMeter): Api {
-  return withRetries(new Api(token, { apiRoot }), meter);
+  return metered(new Api(token, { apiRoot }), meter);
+}
+
+/** Rate limits, server errors and unreachable servers pass; anything else (a 400) will not. */
+function unavailable(error: unknown): unknown {
+  if (error instanceof GrammyError && (error.error_code === 429 || error.error_code >= 500)) {
+    const retryAfter = error.parameters.retry_after;
+    return new ChatUnavailable(
+      `Telegram answered ${error.error_code}`,
+      retryAfter === undefined ? undefined : retryAfter * 1000,
+      { cause: error },
+    );
+  }
+  if (error instanceof HttpError)
+    return new ChatUnavailable('Telegram could not be reached', undefined, { cause: error });
+  return error;
 }
 
 function keyboard(message: OutgoingMessage): InlineKeyboard | undefined {
@@ -52,18 +80,22 @@ function keyboard(message: OutgoingMessage): InlineKeyboard | undefined {
 export function telegramOutbox(api: Api): Outbox {
   return {
     async send(to, message, options) {
-      const sent = await api.sendMessage(to.chatId, fitText(message.text, maxText), {
-        reply_markup: keyboard(message),
-        ...(options?.thread
-          ? {
-              reply_parameters: {
-                message_id: Number(options.thread.messageId),
-                allow_sending_without_reply: true,
-              },
-            }
-          : {}),
-        link_preview_options: { is_disabled: true },
-      });
+      const sent = await api
+        .sendMessage(to.chatId, fitText(message.text, maxText), {
+          reply_markup: keyboard(message),
+          ...(options?.thread
+            ? {
+                reply_parameters: {
+                  message_id: Number(options.thread.messageId),
+                  allow_sending_without_reply: true,
+                },
+              }
+            : {}),
+          link_preview_options: { is_disabled: true },
+        })
+        .catch((error: unknown) => {
+          throw unavailable(error);
+        });
       return { platform: 'telegram', chatId: to.chatId, messageId: String(sent.message_id) };
     },
     async edit(ref, message) {
@@ -74,7 +106,7 @@ export function telegramOutbox(api: Api): Outbox {
       } catch (error) {
         // Progress may repeat a state; Telegram refuses an identical edit, which is not a failure.
         if (error instanceof GrammyError && error.description.includes('message is not modified')) return;
-        throw error;
+        throw unavailable(error);
       }
     },
   };
@@ -108,17 +140,18 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
   withRetries(bot.api, options.meter);
   const outbox = telegramOutbox(bot.api);
 
-  const callerOf = async (ctx: Context): Promise<Caller | undefined> => {
+  const personOf = (ctx: Context) => {
     const from = ctx.from;
     if (!from || from.is_bot) return undefined;
-    const userId = String(from.id);
-    return {
-      platform: 'telegram',
-      userId,
-      displayName: from.username ? `@${from.username}` : from.first_name,
-      role: await roleOf({ platform: 'telegram', userId }),
-    };
+    return { userId: String(from.id), displayName: from.username ? `@${from.username}` : from.first_name };
   };
+  // Invited members' roles live in Redis: the lookup goes to the dispatcher unresolved, so an outage
+  // is answered there. Made at the dispatch call, so a failed lookup never goes unhandled meanwhile.
+  const callerOf = async (who: { userId: string; displayName: string }): Promise<Caller> => ({
+    platform: 'telegram',
+    ...who,
+    role: await roleOf({ platform: 'telegram', userId: who.userId }),
+  });
   const addressOf = (ctx: Context): ChatAddress => ({
     platform: 'telegram',
     chatId: String(ctx.chat?.id),
@@ -131,8 +164,8 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
   const dm = bot.chatType('private');
   // Edited messages count as new ones: editing a message to paste a secret must not bypass intake.
   dm.on(['message:text', 'edited_message:text'], async (ctx) => {
-    const caller = await callerOf(ctx);
-    if (!caller) return;
+    const who = personOf(ctx);
+    if (!who) return;
     const message = ctx.msg;
     const reply = createReply(outbox, addressOf(ctx));
     const original = deletable(() => ctx.api.deleteMessage(message.chat.id, message.message_id));
@@ -149,7 +182,13 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       );
       return;
     }
-    await dispatch({ caller, text: message.text, reply, original, updateId: String(ctx.update.update_id) });
+    await dispatch({
+      caller: callerOf(who),
+      text: message.text,
+      reply,
+      original,
+      updateId: String(ctx.update.update_id),
+    });
   });
   dm.on('message', async (ctx) => {
     // Media, stickers, contacts…: a caption can still hold a pasted secret.
@@ -166,9 +205,9 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     );
   });
   dm.on('callback_query:data', async (ctx) => {
-    const caller = await callerOf(ctx);
+    const who = personOf(ctx);
     await ctx.answerCallbackQuery();
-    if (!caller) return;
+    if (!who) return;
     // Take the buttons away first so a second press cannot run the command twice.
     const pressed = ctx.callbackQuery.message;
     if (pressed && 'text' in pressed) {
@@ -180,7 +219,7 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
     }
     await dispatch({
-      caller,
+      caller: callerOf(who),
       text: ctx.callbackQuery.data,
       reply: createReply(outbox, addressOf(ctx)),
       updateId: String(ctx.update.update_id),

@@ -33,6 +33,22 @@ export interface MessageRef {
   messageId: string;
 }
 
+/**
+ * The platform could not take a message right now (rate limited, down, unreachable): the same call may
+ * succeed later. Outboxes throw it for exactly those cases, so callers retry one kind of error only.
+ */
+export class ChatUnavailable extends Error {
+  constructor(
+    message: string,
+    /** The platform's own Retry-After, when it gave one: no request may come sooner. */
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'ChatUnavailable';
+  }
+}
+
 /** One platform's way to post and edit; workers build these without running a bot. */
 export interface Outbox {
   send(

@@ -7,6 +7,7 @@ import type { FleetInstance } from '../aws/fleet.js';
 import { queueNames } from '../jobs/queues.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics.js';
+import { logErrors } from '../store/redis.js';
 import { type AuditRecord, auditRows, type FleetJob, fleetPageCsp, renderFleetPage } from './fleet-page.js';
 import { jobDashboard } from './job-dashboard.js';
 import { readEvictionPolicy } from './redis-policy.js';
@@ -61,7 +62,11 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   const queues = Object.values(queueNames).map((name) => {
     // Only read here (and written by bull-board when actions are allowed); shares the role's connection.
     const queue = new Queue(name, { connection: options.redis, prefix: options.prefix });
-    queue.on('error', (err) => options.log?.warn({ err: String(err), queue: name }, 'dashboard queue error'));
+    // Without a listener BullMQ prints each error, stack and all, to the console.
+    queue.on(
+      'error',
+      options.log ? logErrors(options.log.child({ queue: name }), 'dashboard queue') : () => {},
+    );
     return queue;
   });
   const metrics = options.metrics ?? createMetrics();
@@ -75,7 +80,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    // The role's Redis queues commands while reconnecting, so every check gets a deadline.
+    // A server that accepts connections but does not answer must not hold the probe: every check gets a deadline.
     const readyTimeoutMs = options.readyTimeoutMs ?? 5000;
     const [redis, aws, redisMaxmemoryPolicy] = await Promise.all([
       within(readyTimeoutMs, options.redis.ping()).then(

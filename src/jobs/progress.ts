@@ -1,14 +1,17 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { ChatUnavailable } from '../core/chat.js';
 import type { Logger } from '../log.js';
+import { type DeliveryPolicy, defaultDelivery, pause, retryDelayMs } from './delivery.js';
 
 /**
  * Edits one chat message as work moves on, at most once per interval (Telegram and Slack both
- * punish faster edits with long 429s). Updates in between are coalesced: the latest text wins,
- * nothing queues behind a sleep. A failed edit is logged, never fatal: the work matters more.
+ * punish faster edits with long 429s). Updates in between are coalesced: each edit carries the latest
+ * text at the moment it is sent, so after an outage or a 429 the message jumps to the current state
+ * instead of replaying stale ones. While the platform is unavailable the edit is tried again (after
+ * its Retry-After, or with backoff); a failed edit is never fatal: the work matters more.
  */
 export interface Progress {
   update(text: string): void;
-  /** The last word: sent after the interval, and awaited. */
+  /** The last word: sent after the interval, retried until delivered (or given up), and awaited. */
   finish(text: string): Promise<void>;
 }
 
@@ -22,57 +25,96 @@ export interface Budget {
 
 export function createProgress(
   edit: (text: string) => Promise<void>,
-  options: { minIntervalMs: number; log: Logger; now?: () => number; budget?: Budget },
+  options: {
+    minIntervalMs: number;
+    log: Logger;
+    now?: () => number;
+    budget?: Budget;
+    delivery?: DeliveryPolicy;
+  },
 ): Progress {
+  const { log, budget } = options;
   const now = options.now ?? Date.now;
-  let lastEditAt = Number.NEGATIVE_INFINITY;
+  const policy = options.delivery ?? defaultDelivery;
   // A progress starts right after its message was posted or edited (a pressed button clears itself).
   let lastAnsweredAt = now();
-  let latest: string | undefined;
+  // Earliest next attempt after a failure: the platform's Retry-After or our backoff.
+  let notBefore = Number.NEGATIVE_INFINITY;
+  let wanted: string | undefined;
   let shown: string | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let inFlight: Promise<void> = Promise.resolve();
+  // A text the platform refused for good (the message was deleted, say); a newer text tries again.
+  let abandoned: string | undefined;
+  let finalText: string | undefined;
+  let failures = 0;
+  let firstFailureAt: number | undefined;
+  let sending: Promise<void> | undefined;
 
-  const flush = (final = false) => {
-    timer = undefined;
-    const text = latest;
-    latest = undefined;
-    if (text === undefined || text === shown) return;
-    lastEditAt = now();
-    inFlight = inFlight
-      .then(async () => {
-        // The interval counts from when the previous edit was answered, so a slow answer cannot
-        // make two edits arrive closer together than the platform allows.
-        await sleep(Math.max(0, lastAnsweredAt + options.minIntervalMs - now()));
-        if (options.budget) {
-          if (final) await options.budget.take();
-          // An intermediate state the budget cannot afford is dropped; a later one will show.
-          else if (!(await options.budget.tryTake())) return;
-        }
-        shown = text;
-        try {
-          await edit(text);
-        } finally {
-          lastAnsweredAt = now();
-        }
-      })
-      .catch((err: unknown) => options.log.warn({ err: String(err) }, 'progress edit failed'));
+  const pending = () => wanted !== undefined && wanted !== shown && wanted !== abandoned;
+
+  const attempt = async (text: string): Promise<void> => {
+    try {
+      await edit(text);
+      shown = text;
+      failures = 0;
+      firstFailureAt = undefined;
+    } catch (error) {
+      if (!(error instanceof ChatUnavailable)) {
+        abandoned = text;
+        log.warn({ err: String(error) }, 'progress edit failed');
+        return;
+      }
+      failures++;
+      firstFailureAt ??= now();
+      if (now() - firstFailureAt >= policy.giveUpAfterMs) {
+        abandoned = text;
+        log.error({ err: error.message, failures }, 'progress edit given up: the chat stayed unavailable');
+        return;
+      }
+      const delayMs = retryDelayMs(error, failures, policy);
+      notBefore = now() + delayMs;
+      log.warn({ err: error.message, delayMs, failures }, 'progress edit failed; trying again');
+    } finally {
+      // The interval counts from the answer, so a slow answer cannot bring two edits closer together.
+      lastAnsweredAt = now();
+    }
   };
-  const wait = () => Math.max(0, Math.max(lastEditAt, lastAnsweredAt) + options.minIntervalMs - now());
+
+  const deliverLatest = async () => {
+    while (pending()) {
+      await pause(Math.max(0, Math.max(lastAnsweredAt + options.minIntervalMs, notBefore) - now()));
+      const text = wanted;
+      if (text === undefined || !pending()) break;
+      if (budget) {
+        if (text === finalText) await budget.take();
+        else if (!(await budget.tryTake())) {
+          // The workspace's allowance is spent: the latest state gets another try an interval later.
+          lastAnsweredAt = now();
+          continue;
+        }
+      }
+      await attempt(text);
+    }
+  };
+
+  const kick = (): Promise<void> => {
+    sending ??= deliverLatest().finally(() => {
+      sending = undefined;
+      // An update that arrived as the loop ended still needs its edit.
+      if (pending()) void kick();
+    });
+    return sending;
+  };
 
   return {
     update(text) {
-      latest = text;
-      if (!timer) timer = setTimeout(flush, wait());
+      if (finalText !== undefined) return;
+      wanted = text;
+      void kick();
     },
     async finish(text) {
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-      await inFlight;
-      await sleep(wait());
-      latest = text;
-      flush(true);
-      await inFlight;
+      finalText = text;
+      wanted = text;
+      while (pending()) await kick();
     },
   };
 }

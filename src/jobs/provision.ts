@@ -3,14 +3,23 @@ import type { Fleet, FleetInstance, InstanceHealth } from '../aws/fleet.js';
 import { LaunchError } from '../aws/fleet.js';
 import { AgentNotRegistered, type RunCommand } from '../aws/run-command.js';
 import type { SecretStore } from '../aws/secret-store.js';
+import { awsErrorCode, transientAwsError } from '../aws/transient.js';
 import { encodeUserData, renderUserData } from '../aws/userdata.js';
+import {
+  type AwsTrouble,
+  type AwsWait,
+  AwsWaitExpired,
+  createAwsWait,
+  describeTrouble,
+  waitingLine,
+} from '../core/aws-wait.js';
 import type { OutgoingMessage } from '../core/chat.js';
 import { formatElapsed } from '../core/durations.js';
 import { provisionStages, renderStages, type Stage, startStages } from '../core/provision-stages.js';
 import type { SecretKindName } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
-import { type HealthPoller, StageTimeout } from './health-poller.js';
+import { type HealthPoller, StageTimeout, type TroubleListener } from './health-poller.js';
 import { editMessage, type Outboxes } from './outboxes.js';
 import { createProgress } from './progress.js';
 import type { ProvisionPayload } from './queues.js';
@@ -70,12 +79,24 @@ const minutes = (ms: number) => {
  * Brings a member's server to "ready": launch (or start), then running, status checks ok, and the
  * bootstrap sentinel seen through Run Command. Every step is recorded in the job before the next,
  * so a job restarted after a crash resumes instead of launching a second server.
+ *
+ * AWS throttling, 5xx and network errors are waited out with backoff for as long as the stage's
+ * timeout allows (launching shares the `running` stage's), while the message says it is waiting on
+ * AWS; a stage that runs out that way fails naming the AWS error.
  */
 export async function processProvision(
-  job: ProvisionJob,
+  given: ProvisionJob,
   deps: ProvisionDeps,
 ): Promise<{ instanceId: string }> {
   const { fleet, settings } = deps;
+  // The record as last written, so a repeated step and the failure path see what was already done.
+  const job: ProvisionJob = {
+    ...given,
+    updateData: async (next) => {
+      await given.updateData(next);
+      job.data = next;
+    },
+  };
   const data = job.data;
   const log = deps.log.child({ user: data.userId, jobId: job.id, mode: data.mode });
   const stages = data.mode === 'start' ? startStages : provisionStages;
@@ -84,12 +105,34 @@ export async function processProvision(
     log,
   });
   const title = data.mode === 'start' ? 'Starting your server' : 'Setting up your server';
-  const show = (stage: Stage) => progress.update(`${title}: ${renderStages(stages, stage)}`);
+  let stage: Stage = stages[0];
+  // The shared status poll reports its own trouble; calls this job makes itself report through `aws`.
+  let pollTrouble: AwsTrouble | undefined;
+  const render = () => {
+    const trouble = aws.trouble() ?? pollTrouble;
+    progress.update(`${title}: ${renderStages(stages, stage)}${trouble ? `\n${waitingLine(trouble)}` : ''}`);
+  };
+  const aws = createAwsWait({
+    classify: transientAwsError,
+    onChange(trouble, waitedMs) {
+      if (trouble) log.warn({ aws: trouble.code, kind: trouble.kind, waitedMs }, 'waiting on AWS');
+      else log.info({ waitedMs }, 'AWS answers again');
+      render();
+    },
+  });
+  const show = (next: Stage) => {
+    stage = next;
+    render();
+  };
+  const onPollTrouble = (trouble: AwsTrouble | undefined) => {
+    pollTrouble = trouble;
+    render();
+  };
 
   let instance: FleetInstance | undefined;
   try {
     show(stages[0]);
-    instance = await ensureInstance(job, deps, log);
+    instance = await aws.run(() => ensureInstance(job, deps, log), Date.now() + settings.timeoutsMs.running);
     show('running');
     await wait(
       deps,
@@ -101,6 +144,7 @@ export async function processProvision(
         h && ['stopped', 'terminated', 'shutting-down'].includes(h.state)
           ? `Your server stopped while starting (state ${h.state}).`
           : undefined,
+      onPollTrouble,
     );
     show('health checks');
     await wait(
@@ -113,35 +157,60 @@ export async function processProvision(
         h && (h.system === 'impaired' || h.instance === 'impaired')
           ? `Your server failed its health checks (system ${h.system}, instance ${h.instance}).`
           : undefined,
+      onPollTrouble,
     );
     show('bootstrapping');
-    await waitForBootstrap(job, deps, instance.id);
+    await waitForBootstrap(job, deps, instance.id, aws);
     const took = formatElapsed(Date.now() - data.startedAt);
     await progress.finish(`Your server is ready (instance ${instance.id}, took ${took}).`);
     log.info({ instanceId: instance.id, took }, 'instance ready');
     return { instanceId: instance.id };
-  } catch (error) {
+  } catch (caught) {
+    const error =
+      caught instanceof AwsWaitExpired
+        ? new ProvisionFailed(gaveUpMessage(stage, caught, settings), instance?.id)
+        : caught;
     if (!(error instanceof ProvisionFailed)) throw error;
-    const instanceId = error.instanceId ?? instance?.id ?? data.instanceId;
-    let fate = 'nothing was launched';
-    if (instanceId && settings.onFailure === 'terminate') {
-      await fleet
-        .terminate(instanceId)
-        .catch((err: unknown) => log.warn({ err: String(err) }, 'terminate failed'));
-      await deps.secrets.unbindFromInstance(data.userId, settings.requiredSecrets).catch(() => {});
-      fate = `instance ${instanceId} was terminated`;
-    } else if (instanceId) {
-      fate = `instance ${instanceId} was kept for an admin to inspect`;
-    }
-    log.warn({ instanceId, reason: error.userMessage, fate }, 'provision failed');
+    const instanceId = error.instanceId ?? instance?.id ?? job.data.instanceId;
+    log.warn({ instanceId, reason: error.userMessage }, 'provision failed');
+    // The member hears first: cleaning up may itself have to wait out AWS.
     await progress.finish(
       `${error.userMessage}\nThe admins have been told. You can try /provision again later.`,
     );
+    let fate = 'nothing was launched';
+    if (instanceId && settings.onFailure === 'terminate') {
+      const cleanup = createAwsWait({ classify: transientAwsError });
+      const until = Date.now() + settings.timeoutsMs.running;
+      fate = await cleanup
+        .run(() => fleet.terminate(instanceId), until)
+        .then(
+          () => `instance ${instanceId} was terminated`,
+          (err: unknown) => {
+            log.warn({ err: String(err) }, 'terminate failed');
+            return `instance ${instanceId} could not be terminated (${awsErrorCode(err)}): terminate it by hand`;
+          },
+        );
+      await cleanup
+        .run(() => deps.secrets.unbindFromInstance(data.userId, settings.requiredSecrets), until)
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'unbind failed'));
+    } else if (instanceId) {
+      fate = `instance ${instanceId} was kept for an admin to inspect`;
+    }
+    log.warn({ instanceId, fate }, 'provision cleaned up');
     await alertAdmins(deps, {
       text: `Provisioning for Telegram user ${data.userId} failed (job ${job.id}): ${error.userMessage} ${fate}.`,
     });
     throw error;
   }
+}
+
+/** What the member reads when a stage ran out while AWS kept failing. */
+function gaveUpMessage(stage: Stage, error: AwsWaitExpired, settings: ProvisionSettings): string {
+  const why = describeTrouble(error.trouble, error.waitedMs);
+  if (stage === 'bootstrapping')
+    return `Your server's setup could not be checked within ${minutes(settings.timeoutsMs.bootstrap)}: ${why}.`;
+  const what = stage === 'starting' ? 'started' : 'launched';
+  return `Your server could not be ${what} within ${minutes(settings.timeoutsMs.running)}: ${why}.`;
 }
 
 async function ensureInstance(job: ProvisionJob, deps: ProvisionDeps, log: Logger): Promise<FleetInstance> {
@@ -151,6 +220,8 @@ async function ensureInstance(job: ProvisionJob, deps: ProvisionDeps, log: Logge
   if (data.instanceId) {
     const known = await fleet.get(data.instanceId);
     if (known && !['terminated', 'shutting-down'].includes(known.state)) {
+      // A start cut short (crash, or AWS failing it) after the instance was recorded.
+      if (data.mode === 'start' && known.state === 'stopped') await fleet.start(known.id);
       if (!data.boundArn) await bind(job, deps, known);
       return known;
     }
@@ -214,6 +285,7 @@ async function wait(
   timeoutMs: number,
   what: string,
   fatal: (h: InstanceHealth | undefined) => string | undefined,
+  onTrouble: TroubleListener,
 ): Promise<void> {
   let failure: string | undefined;
   try {
@@ -224,13 +296,16 @@ async function wait(
         return failure !== undefined || until(h);
       },
       timeoutMs,
+      onTrouble,
     );
   } catch (error) {
-    if (error instanceof StageTimeout)
+    if (error instanceof StageTimeout) {
+      const why = error.trouble ? `: ${describeTrouble(error.trouble.trouble, error.trouble.waitedMs)}` : '';
       throw new ProvisionFailed(
-        `Your server did not reach ${what} within ${minutes(timeoutMs)}.`,
+        `Your server did not reach ${what} within ${minutes(timeoutMs)}${why}.`,
         instanceId,
       );
+    }
     throw error;
   }
   if (failure) throw new ProvisionFailed(failure, instanceId);
@@ -240,7 +315,12 @@ async function wait(
  * The bootstrap check document prints the sentinel when setup finished, or fails with the tail of
  * the bootstrap log; a first line `bootstrap: failed` means setup gave up and waiting is pointless.
  */
-async function waitForBootstrap(job: ProvisionJob, deps: ProvisionDeps, instanceId: string): Promise<void> {
+async function waitForBootstrap(
+  job: ProvisionJob,
+  deps: ProvisionDeps,
+  instanceId: string,
+  aws: AwsWait,
+): Promise<void> {
   const { runCommand, settings } = deps;
   const deadline = Date.now() + settings.timeoutsMs.bootstrap;
   let reachedAgent = false;
@@ -249,16 +329,21 @@ async function waitForBootstrap(job: ProvisionJob, deps: ProvisionDeps, instance
   while (Date.now() < deadline) {
     attempt++;
     try {
-      const commandId = await runCommand.send(
-        [instanceId],
-        settings.bootstrapCheckDocument,
-        {},
-        `${job.id}:bootstrap-check:${attempt}`,
+      // A check only reads a file: sending it twice after an unclear failure does no harm.
+      const commandId = await aws.run(
+        () =>
+          runCommand.send(
+            [instanceId],
+            settings.bootstrapCheckDocument,
+            {},
+            `${job.id}:bootstrap-check:${attempt}`,
+          ),
+        deadline,
       );
       reachedAgent = true;
       for (;;) {
         await sleep(settings.pollMs);
-        const invocation = await runCommand.invocation(commandId, instanceId);
+        const invocation = await aws.run(() => runCommand.invocation(commandId, instanceId), deadline);
         if (!invocation || invocation.status === 'pending' || invocation.status === 'running') {
           if (Date.now() >= deadline) break;
           continue;

@@ -2,6 +2,8 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { versionPattern } from '../core/version.js';
+import type { Logger } from '../log.js';
+import { logErrors } from '../store/redis.js';
 
 /**
  * Queue names and the payload each job carries. Payloads hold references only (user ids,
@@ -67,6 +69,11 @@ export const rolloutPayload = z.object({
   batches: z.array(batchSchema).optional(),
   /** Instances that matched but were never sent anything (halted or cancelled). */
   halted: z.enum(['errors', 'cancelled']).optional(),
+  /**
+   * Planned instances found no longer running before their batch was sent, so never sent anything.
+   * Written before the `sending` mark of the batch it shrinks; optional, so older jobs still parse.
+   */
+  skipped: z.array(z.string().regex(/^i-[0-9a-f]{8,17}$/)).optional(),
 });
 export type RolloutPayload = z.infer<typeof rolloutPayload>;
 
@@ -114,7 +121,12 @@ export interface Queues {
 const provisionJobId = (userId: string) => `provision-${userId}`;
 const live = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'];
 
-export function openQueues(connection: Redis, prefix: string): Queues {
+/**
+ * The bot's side of the queues. Give it the `requests` connection: while Redis is away, adding a
+ * job then fails at once (and the dispatcher says so) instead of waiting in ioredis' offline queue.
+ * With a logger, BullMQ's own errors become log lines (main always passes one).
+ */
+export function openQueues(connection: Redis, prefix: string, log?: Logger): Queues {
   const ops = new Queue(queueNames.ops, {
     connection,
     prefix,
@@ -131,6 +143,10 @@ export function openQueues(connection: Redis, prefix: string): Queues {
     prefix,
     defaultJobOptions: { removeOnComplete: { count: 500 }, removeOnFail: { count: 500 } },
   });
+  // Without a listener BullMQ prints each error, stack and all, to the console.
+  if (log)
+    for (const q of [ops, provisions, rollouts])
+      q.on('error', logErrors(log.child({ queue: q.name }), 'queue'));
   const inProgress = async (userId: string) => {
     const job = await provisions.getJob(provisionJobId(userId));
     return job ? live.includes(await job.getState()) : false;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { rolloutTitle } from '../core/rollout-request.js';
+import { deliver } from './delivery.js';
 import type { SchedulePayload } from './queues.js';
 import { processRollout, type RolloutDeps, type RolloutSummary } from './rollout.js';
 
@@ -32,9 +33,13 @@ export async function processScheduled(job: ScheduledJob, deps: RolloutDeps): Pr
   if (!data.run) {
     const slack = deps.outboxes.slack;
     if (!slack) throw new Error('scheduled rollouts report to Slack, and this worker has no Slack client');
-    const message = await slack.send(
-      { platform: 'slack', chatId: data.channel },
-      { text: `Scheduled ${rolloutTitle(data.request)} (schedule ${data.scheduleId}): starting…` },
+    const message = await deliver(
+      () =>
+        slack.send(
+          { platform: 'slack', chatId: data.channel },
+          { text: `Scheduled ${rolloutTitle(data.request)} (schedule ${data.scheduleId}): starting…` },
+        ),
+      { log: deps.log, what: 'scheduled run report' },
     );
     if (!message) throw new Error('the report channel returned no message to edit');
     data = {

@@ -2,6 +2,7 @@ import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import { type Metrics, watchWorker } from '../metrics.js';
+import { logErrors } from '../store/redis.js';
 import { type PingDeps, processPing } from './ping.js';
 import { type ProvisionDeps, ProvisionFailed, processProvision } from './provision.js';
 import { pingPayload, provisionPayload, queueNames, rolloutPayload, schedulePayload } from './queues.js';
@@ -78,6 +79,7 @@ export function startWorkers(
     { connection, prefix, concurrency: 100, ...resumable },
   );
   const rolloutQueue = new Queue(queueNames.rollout, { connection, prefix });
+  rolloutQueue.on('error', logErrors(log.child({ queue: queueNames.rollout }), 'queue'));
   const otherRunActive = async (job: Job, scheduleId: string) =>
     (await rolloutQueue.getJobs(['active'])).some(
       (other) => other.id !== job.id && other.name === 'scheduled' && other.data?.scheduleId === scheduleId,
@@ -127,7 +129,7 @@ export function startWorkers(
   for (const w of workers) {
     w.on('failed', (job, err) => log.warn({ queue: w.name, jobId: job?.id, err: err.message }, 'job failed'));
     // Lost locks, Redis trouble: BullMQ would print these to the console, outside the JSON log.
-    w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
+    w.on('error', logErrors(log.child({ queue: w.name }), 'worker'));
     if (metrics) watchWorker(metrics, w);
   }
   return {

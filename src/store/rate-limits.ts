@@ -1,19 +1,20 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
 
 /**
  * Rate limits shared by every bot process through Redis. The pacer hands out evenly spaced slots
  * (a burst waits its turn instead of failing); the window counter refuses past a limit.
  */
 
-// Reserves the next free slot: returns how long the caller must wait. Redis TIME keeps all
-// processes on one clock.
+// Reserves the next free slot: returns the slot (ms, Redis time) and how long the caller must wait.
+// Redis TIME keeps all processes on one clock.
 const reserveSlot = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nextFree = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = math.max(now, nextFree)
 redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', tonumber(ARGV[1]) * 2 + 1000 + (slot - now))
-return slot - now
+return {slot, slot - now}
 `;
 
 export interface Pacer {
@@ -21,11 +22,16 @@ export interface Pacer {
   wait(): Promise<void>;
 }
 
-export function createPacer(redis: Redis, key: string, perSecond: number): Pacer {
+/**
+ * With a logger, every slot handed out is logged at debug as `{ pacer: key, slotAt }`: what the pace
+ * actually scheduled, which arrival times at AWS cannot show on a busy machine.
+ */
+export function createPacer(redis: Redis, key: string, perSecond: number, log?: Logger): Pacer {
   const spacingMs = Math.ceil(1000 / perSecond);
   return {
     async wait() {
-      const delay = Number(await redis.eval(reserveSlot, 1, key, spacingMs));
+      const [slotAt, delay] = (await redis.eval(reserveSlot, 1, key, spacingMs)) as [number, number];
+      log?.debug({ pacer: key, slotAt }, 'pace slot reserved');
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     },
   };

@@ -21,6 +21,10 @@ let fake: FakeSlack;
 let adapter: SlackAdapter;
 let bot: TestBot;
 let eventsUrl: string;
+/** What the adapter handed to the dispatcher, in order: the test's record of what ran. */
+const dispatched: string[] = [];
+/** Every request waits for this before the real dispatcher runs; a test holds it to see what comes first. */
+let dispatchGate: Promise<void> = Promise.resolve();
 
 beforeAll(async () => {
   fake = await startFakeSlack();
@@ -37,7 +41,11 @@ beforeAll(async () => {
     apiUrl: fake.apiUrl,
     port: 0,
     roleOf: bot.roleOf,
-    dispatch: bot.dispatch,
+    async dispatch(request) {
+      dispatched.push(request.text.trim());
+      await dispatchGate;
+      return bot.dispatch(request);
+    },
     log,
   });
   await adapter.start();
@@ -52,7 +60,10 @@ afterAll(async () => {
   await redis.quit();
 });
 
-beforeEach(() => fake.reset());
+beforeEach(() => {
+  fake.reset();
+  dispatched.length = 0;
+});
 
 const command = (text: string, user = 'UADMIN', channel = 'COPS') =>
   typedCommand(text, { user, channel, responseUrl: fake.responseUrl() });
@@ -63,10 +74,24 @@ const ephemeralTo = (user: string) =>
     .then((c) => String(c.params.text));
 
 describe('Slack adapter over signed HTTP', () => {
-  it('when an admin sends /whoami, then Bolt acks at once and the answer is ephemeral', async () => {
-    const res = await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'));
-    expect(res.status).toBe(200);
-    expect(await ephemeralTo('UADMIN')).toBe('You are Slack user UADMIN (uadmin), role: fleet admin.');
+  it('when an admin sends /whoami, then Bolt acks before the command runs and the answer is ephemeral', async () => {
+    // Slack gives up on a request not acked within 3 s, whatever the command costs; Bolt answers 404
+    // itself after that long. So the ack must never wait for the command: with the dispatcher held,
+    // the 200 must still come and nothing be answered yet. (Order, not a stopwatch.)
+    let release = () => {};
+    dispatchGate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      const res = await sendSlashCommand(eventsUrl, signingSecret, command('/whoami'));
+      expect(res.status).toBe(200);
+      expect(fake.calls().filter((c) => c.method.startsWith('chat.'))).toEqual([]);
+      release();
+      expect(await ephemeralTo('UADMIN')).toBe('You are Slack user UADMIN (uadmin), role: fleet admin.');
+    } finally {
+      release();
+      dispatchGate = Promise.resolve();
+    }
   });
 
   it('when an admin sends /help, then admin commands are listed', async () => {
@@ -112,8 +137,12 @@ describe('Slack adapter over signed HTTP', () => {
     expect(res.status).toBe(401);
     const other = await sendSlashCommand(eventsUrl, 'another-secret', command('/whoami'));
     expect(other.status).toBe(401);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(fake.calls('chat.postEphemeral')).toEqual([]);
+    // A barrier instead of a sleep: a valid command sent after both. Had either refused one run, it
+    // would have reached the dispatcher first, so once this one is answered the record is complete.
+    expect((await sendSlashCommand(eventsUrl, signingSecret, command('/help'))).status).toBe(200);
+    expect(await ephemeralTo('UADMIN')).toContain('Commands you can run');
+    expect(dispatched).toEqual(['/help']);
+    expect(fake.calls('chat.postEphemeral')).toHaveLength(1);
   });
 
   it('when the timestamp is over five minutes old, then 401', async () => {
@@ -177,7 +206,27 @@ describe('Slack adapter over signed HTTP', () => {
       }),
     );
     expect(res.status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(fake.calls().filter((c) => c.method.startsWith('chat.'))).toEqual([]);
+    // A barrier instead of a sleep: one of fleetbot's own buttons, pressed after. It clears its buttons,
+    // then dispatches; had the foreign press run anything, it would have got there first.
+    const ours = await sendInteraction(
+      eventsUrl,
+      signingSecret,
+      blockActionsPayload({
+        actionId: 'cmd:0',
+        value: '/whoami',
+        userId: 'UADMIN',
+        channelId: 'COPS',
+        messageTs: '1700000000.000300',
+        messageText: 'Ours',
+        responseUrl: fake.responseUrl(),
+        buttonText: 'Confirm',
+      }),
+    );
+    expect(ours.status).toBe(200);
+    expect(await ephemeralTo('UADMIN')).toContain('role: fleet admin');
+    expect(dispatched).toEqual(['/whoami']);
+    const chat = fake.calls().filter((c) => c.method.startsWith('chat.'));
+    expect(chat.map((c) => c.method)).toEqual(['chat.update', 'chat.postEphemeral']);
+    expect(chat[0]?.params.ts).toBe('1700000000.000300');
   });
 });

@@ -30,6 +30,14 @@ const maxKillDelayMs = 1800;
 /** Sends are held this long by the simulator, so kills also land while a batch is `sending`. */
 const sendLatencyMs = 250;
 const seed = Number(process.env.ROLLOUT_SIGKILL_SEED ?? Math.floor(Math.random() * 2 ** 31));
+/**
+ * Deadlines for things that do happen, only later on a busy machine: a worker process starting (tsx
+ * compiles on start), taking a job once the dead one's lock lapses, finishing a deploy. Generous on
+ * purpose; what this test asserts is exactly-once delivery, not speed.
+ */
+const workerStartsWithinMs = 60_000;
+const jobTakenWithinMs = 90_000;
+const deployEndsWithinMs = 300_000;
 
 let simulator: AwsSimulator;
 let slack: FakeSlack;
@@ -75,7 +83,7 @@ async function startWorker(): Promise<WorkerProcess> {
   workers.push(worker);
   await until(
     () => worker.out().includes('"msg":"fleetbot started"'),
-    20_000,
+    workerStartsWithinMs,
     () =>
       `worker ${child.pid} did not start; stdout: ${worker.out().slice(-2000)} stderr: ${worker.err().slice(-2000)}`,
     () => child.exitCode !== null || child.signalCode !== null,
@@ -242,7 +250,7 @@ describe('worker processes killed with SIGKILL during deploys', () => {
         const current = worker;
         await until(
           () => logged(current, 'rollout started', jobId),
-          30_000,
+          jobTakenWithinMs,
           () => `no worker took ${jobId}; ${story()}; worker stdout: ${current.out().slice(-2000)}`,
         );
         const delayMs = Math.floor(random() * maxKillDelayMs);
@@ -264,7 +272,7 @@ describe('worker processes killed with SIGKILL during deploys', () => {
             throw new Error(`${jobId} failed: ${(await queues.rolloutJob(jobId))?.failedReason}; ${story()}`);
           return state === 'completed';
         },
-        60_000,
+        deployEndsWithinMs,
         () => `${jobId} did not complete; ${story()}`,
       );
 
@@ -306,5 +314,7 @@ describe('worker processes killed with SIGKILL during deploys', () => {
     console.info(
       `rollout-sigkill: ${story()}; resumed workers found ${count('recovered an unrecorded send')} unrecorded sends by Comment and resent ${count('resending a batch that never left')} batches that never left`,
     );
-  }, 170_000);
+    // About 100-120 s alone, 330 s measured with stress-ng on both cores; every one of the 20 kills
+    // must land, so the budget is about three loaded runs rather than fewer kills.
+  }, 1_200_000);
 });

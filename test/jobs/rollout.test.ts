@@ -12,9 +12,9 @@ import {
   sendSlashCommand,
   typedCommand,
 } from '../peers/slack-signer.js';
+import { expectPaced, pacerSlots } from '../support/pacer-slots.js';
 import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
-import { firstThrottled } from '../support/token-bucket.js';
 
 /** /deploy and /patch from Slack, over signed HTTP to the real Bolt receiver, run against the AWS simulator. */
 
@@ -94,7 +94,8 @@ beforeAll(async () => {
       SSM_REQUESTS_PER_SECOND: String(ssmRate),
       DASHBOARD_PASSWORD: 'unused',
       DASHBOARD_LISTEN: '127.0.0.1:0',
-      LOG_LEVEL: 'info',
+      // Debug, for the SSM pacer's slots.
+      LOG_LEVEL: 'debug',
     },
     ['--role', 'all'],
     { logDestination: logs.destination },
@@ -339,6 +340,8 @@ describe('running a deploy', () => {
   it('when a deploy succeeds, then concurrency never exceeds the limit and SSM is called at most 0.25 times per instance within its budget', async () => {
     for (const id of instanceIds)
       simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 400 });
+    // The SSM calls since beforeEach reset the call log are this deploy's; so are the slots from here on.
+    const logMark = logs.lines.length;
     const { ts, jobId } = await planAndApprove('/deploy v3.1.0 all --concurrency 60 --max-errors 0');
     await slack.waitFor(() => messageText(ts).includes('succeeded on all 200 instances'), 60_000);
     expect(messageText(ts)).toContain(`(job ${jobId}`);
@@ -356,12 +359,12 @@ describe('running a deploy', () => {
     }
     const calls = simulator.control.calls(accountId).filter((c) => rolloutOps.includes(c.operation));
     expect(calls.length / 200).toBeLessThanOrEqual(0.25);
-    expect(
-      firstThrottled(
-        calls.map((c) => c.at),
-        ssmRate,
-      ),
-    ).toBe(-1);
+    // Within SSM_REQUESTS_PER_SECOND as the shared pacer scheduled it, and no call ahead of its slot.
+    expectPaced(
+      calls.map((c) => c.at),
+      pacerSlots(logs.lines.slice(logMark), `${prefix}:pace:ssm`),
+      ssmRate,
+    );
     // Progress edits of this message: at most one per 3 s.
     const edits = slack
       .calls('chat.update')
@@ -439,6 +442,13 @@ describe('metrics of a rollout', () => {
     const limited = updates.findIndex((c) => c.status === 429);
     expect(limited).toBeGreaterThanOrEqual(0);
     expect((updates[limited + 1]?.at ?? 0) - (updates[limited]?.at ?? 0)).toBeGreaterThanOrEqual(1000);
+    // The summary is the job's last step; BullMQ marks it completed (and the worker counts it) a moment
+    // later. Wait for that count rather than scraping once and racing it.
+    const completed =
+      'fleetbot_job_duration_seconds_count{queue="rollout",name="deploy",outcome="completed"}';
+    await expect
+      .poll(async () => sampleValue(await scrape(), completed) - sampleValue(before, completed))
+      .toBeGreaterThanOrEqual(1);
     const after = await scrape();
     const grew = (sample: string) => sampleValue(after, sample) - sampleValue(before, sample);
 
@@ -446,9 +456,7 @@ describe('metrics of a rollout', () => {
     expect(grew('fleetbot_chat_messages_total{platform="slack",action="sent"}')).toBeGreaterThanOrEqual(2);
     expect(grew('fleetbot_chat_messages_total{platform="slack",action="edited"}')).toBeGreaterThanOrEqual(1);
     expect(grew('fleetbot_chat_rate_limited_total{platform="slack"}')).toBe(1);
-    expect(
-      grew('fleetbot_job_duration_seconds_count{queue="rollout",name="deploy",outcome="completed"}'),
-    ).toBe(1);
+    expect(grew(completed)).toBe(1);
     // 50 instances, all at once: one batch, one SendCommand.
     expect(grew('fleetbot_aws_calls_total{service="ssm",operation="SendCommand",outcome="ok"}')).toBe(1);
     expect(after).toMatch(/^fleetbot_jobs\{queue="rollout",state="completed"\} [1-9]/m);

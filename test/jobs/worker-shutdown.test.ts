@@ -74,12 +74,12 @@ describe('worker shutdown', () => {
     });
     const { queues, id } = await pingJob(prefix);
     await expect.poll(() => started, { timeout: 5000 }).toBe(true);
-    const closed = workers.close(500).then(() => 'closed' as const);
-    const outcome = await Promise.race([
-      closed,
-      new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 8000)),
-    ]);
-    expect(outcome).toBe('closed');
+    const closing = Date.now();
+    // The job never finishes on its own, so close() returning at all is the grace's doing: a close
+    // that waited for the job would hang until the test's timeout.
+    await workers.close(500);
+    // It gave the job its grace first (a lower bound: load only makes it later).
+    expect(Date.now() - closing).toBeGreaterThanOrEqual(495);
     // Unfinished, and no longer held by a live worker once its lock lapses.
     expect(await stateOf(prefix, id)).toBe('active');
     release();

@@ -6,6 +6,7 @@ import {
   RunInstancesCommand,
   StartInstancesCommand,
   StopInstancesCommand,
+  TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import {
   CancelCommandCommand,
@@ -320,6 +321,96 @@ describe('AWS simulator: scripted Run Command outcomes', () => {
       (info.InstanceInformationList ?? []).map((i) => [i.InstanceId, i.PingStatus]),
     );
     expect(pings).toEqual({ [online]: 'Online', [offline]: 'ConnectionLost' });
+  });
+
+  it('when an instance is terminated under a running invocation, then the invocation ends Undeliverable and the next SendCommand naming it is rejected', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [done = '', doomed = ''] = await launch(ec2, 2);
+    sim.control.scriptRunCommand(accountId, doomed, { status: 'Success', afterMs: 60_000 });
+
+    const commandId = await send(ssm, { InstanceIds: [done, doomed] });
+    advance(1000);
+    expect((await invocation(ssm, commandId, doomed)).Status).toBe('InProgress');
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [doomed] }));
+    expect(await invocation(ssm, commandId, doomed)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Undeliverable',
+      ResponseCode: -1,
+    });
+    // Its script would have succeeded by now; a terminated instance finishes nothing.
+    advance(120_000);
+    expect((await invocation(ssm, commandId, doomed)).StatusDetails).toBe('Undeliverable');
+    // Undeliverable invocations do not decide the command's outcome in AWS.
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
+
+    await expect(send(ssm, { InstanceIds: [done, doomed] })).rejects.toMatchObject({
+      name: 'InvalidInstanceId',
+      message: expect.stringContaining(doomed),
+    });
+  });
+
+  it('when SSM is slow to notice a termination, then the invocation shows what it showed until then, and Undeliverable after', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    sim.control.scriptRunCommand(accountId, id, { status: 'Success', pendingMs: 5000, afterMs: 10_000 });
+    sim.control.setTerminationNotice(accountId, 30_000);
+
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    advance(1000);
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    advance(20_000);
+    // It was still Pending when the instance went: it never starts, nor succeeds.
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Pending');
+    advance(10_000);
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Undeliverable',
+      ExecutionStartDateTime: '',
+    });
+  });
+
+  it('when the agent goes offline under a running invocation, then it stays InProgress until the command expires and then times out undelivered', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [ok = '', silent = ''] = await launch(ec2, 2);
+    sim.control.scriptRunCommand(accountId, silent, { status: 'Success', afterMs: 120_000 });
+
+    const commandId = await send(ssm, { InstanceIds: [ok, silent], TimeoutSeconds: 30, MaxErrors: '1' });
+    advance(5000);
+    sim.control.setAgentOnline(accountId, silent, false);
+    advance(24_000);
+    expect((await invocation(ssm, commandId, silent)).Status).toBe('InProgress');
+    advance(1000);
+    expect(await invocation(ssm, commandId, silent)).toMatchObject({
+      Status: 'TimedOut',
+      StatusDetails: 'DeliveryTimedOut',
+      ResponseCode: -1,
+    });
+    // Delivery timeouts are no errors, yet the command did not succeed everywhere (and more of
+    // them than MaxErrors would make it TimedOut).
+    expect(await commandStatus(ssm, commandId)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Incomplete',
+      ErrorCount: 0,
+      DeliveryTimedOutCount: 1,
+      CompletedCount: 2,
+    });
+    // Back online too late: the invocation stays timed out.
+    sim.control.setAgentOnline(accountId, silent, true);
+    advance(200_000);
+    expect((await invocation(ssm, commandId, silent)).StatusDetails).toBe('DeliveryTimedOut');
+  });
+
+  it('when the agent goes offline before delivery and is back before the command expires, then the command runs as scripted', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    sim.control.scriptRunCommand(accountId, id, { status: 'Success', pendingMs: 2000, afterMs: 4000 });
+
+    const commandId = await send(ssm, { InstanceIds: [id], TimeoutSeconds: 30 });
+    sim.control.setAgentOnline(accountId, id, false);
+    advance(10_000);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Pending');
+    sim.control.setAgentOnline(accountId, id, true);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Success');
   });
 
   it('when a command is cancelled while running, then unfinished invocations become Cancelled and finished ones stay', async () => {
@@ -667,19 +758,18 @@ describe('AWS simulator: faults', () => {
     const { accountId, ssm } = world();
     const quick = Date.now();
     await ssm.send(new ListCommandsCommand({}));
-    const baseline = Date.now() - quick;
-    sim.control.injectFault(accountId, {
-      operation: 'ListCommands',
-      kind: 'latency',
-      latencyMs: 250,
-      count: 1,
-    });
+    // Several times what an answer takes on this machine right now, so a fault that held nothing cannot
+    // pass on a slow answer; measured, not assumed, because load slows every answer.
+    const latencyMs = Math.min(5000, Math.max(250, 4 * (Date.now() - quick)));
+    sim.control.injectFault(accountId, { operation: 'ListCommands', kind: 'latency', latencyMs, count: 1 });
 
     const started = Date.now();
-    await ssm.send(new ListCommandsCommand({}));
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    expect(baseline).toBeLessThan(250);
-  });
+    const held = ssm.send(new ListCommandsCommand({}));
+    await expect.poll(() => sim.held(), { timeout: 10_000 }).toBe(1);
+    await held;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(latencyMs);
+    expect(sim.held()).toBe(0);
+  }, 30_000);
 
   it('when a fault has a rate, then the same seed hits the same calls and another seed does not', async () => {
     async function pattern(seed: number): Promise<string> {
@@ -782,6 +872,8 @@ describe('AWS simulator: HTTP control API', () => {
     const bad = await post('fault', { accountId, operation: 'ListCommands', kind: 'explode' });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: string }).error).toContain('kind');
+    expect((await post('termination-notice', { accountId, delayMs: 5000 })).status).toBe(200);
+    expect((await post('termination-notice', { accountId, delayMs: -1 })).status).toBe(400);
     expect((await fetch(`${sim.url}/_sim/nothing-here`)).status).toBe(404);
   });
   it('when error faults and impaired boot timing are posted over HTTP, then they take effect and malformed ones are refused', async () => {
@@ -840,19 +932,20 @@ describe('AWS simulator: HTTP control API', () => {
 });
 
 describe('AWS simulator: lifecycle', () => {
-  it('when closed while a request is held by latency, then it stops at once and refuses new connections', async () => {
+  it('when closed while a request is held by latency, then close releases it and refuses new connections', async () => {
     const other = await startAwsSimulator({ motoUrl: inject('motoUrl'), clock });
     const { accountId, ssm } = world(other.url);
-    other.control.injectFault(accountId, { operation: 'ListCommands', kind: 'latency', latencyMs: 10_000 });
+    // Held far beyond the test's own timeout: close() and the drop can only finish because close
+    // released the request, not because its latency ran out.
+    other.control.injectFault(accountId, { operation: 'ListCommands', kind: 'latency', latencyMs: 600_000 });
     const held = ssm.send(new ListCommandsCommand({})).then(
       () => 'answered',
       () => 'dropped',
     );
-    await new Promise((r) => setTimeout(r, 50));
+    await expect.poll(() => other.held(), { timeout: 10_000 }).toBe(1);
 
-    const started = Date.now();
     await other.close();
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(other.held()).toBe(0);
     expect(await held).toBe('dropped');
     await expect(fetch(`${other.url}/_sim/health`)).rejects.toThrow();
   });

@@ -14,6 +14,7 @@ import { createFaults, type FaultError, seededRandom } from './aws-simulator/fau
 import { createInstanceInformationHandler } from './aws-simulator/instance-information.js';
 import { createRunCommandHandlers } from './aws-simulator/run-command.js';
 import { createState } from './aws-simulator/state.js';
+import { createTerminationHandlers } from './aws-simulator/terminations.js';
 import { createUpstream } from './aws-simulator/upstream.js';
 import {
   type AwsCall,
@@ -62,6 +63,8 @@ export interface AwsSimulator {
   url: string;
   port: number;
   control: AwsSimulatorControl;
+  /** How many requests a latency fault is holding back right now: a test's signal that one is parked. */
+  held(): number;
   close(): Promise<void>;
 }
 
@@ -84,7 +87,10 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
   for (const [operation, handle] of Object.entries(ssmJson)) {
     handlers.set(`ssm:${operation}`, async (call) => jsonReply(await handle(call)));
   }
-  for (const [operation, handle] of Object.entries(createBootTimingHandlers(deps))) {
+  for (const [operation, handle] of Object.entries({
+    ...createBootTimingHandlers(deps),
+    ...createTerminationHandlers(deps),
+  })) {
     handlers.set(`ec2:${operation}`, handle);
   }
 
@@ -154,6 +160,7 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
     url: `http://127.0.0.1:${port}`,
     port,
     control,
+    held: () => waits.size,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       upstream.abortAll();

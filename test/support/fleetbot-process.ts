@@ -26,3 +26,52 @@ export function startFleetbotProcess(env: Record<string, string>, args: string[]
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, exit, out: () => stdout, err: () => stderr };
 }
+
+/** One line of fleetbot's JSON log; only the fields tests look at are named. */
+export interface LogEntry {
+  level: number;
+  msg?: string;
+  [field: string]: unknown;
+}
+
+/** The process's complete JSON log lines so far (a line still being written is left for later). */
+export function logEntries(p: FleetbotProcess): LogEntry[] {
+  return p
+    .out()
+    .split('\n')
+    .slice(0, -1)
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as LogEntry);
+}
+
+/** Resolves with the first log entry, past or future, that matches; rejects on timeout or if the process exits first. */
+export function waitForLog(
+  p: FleetbotProcess,
+  match: (entry: LogEntry) => boolean,
+  timeoutMs: number,
+): Promise<LogEntry> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const found = logEntries(p).find(match);
+      if (found) done(() => resolve(found));
+    };
+    const exited = () =>
+      done(() => reject(new Error(`fleetbot exited first; stderr: ${p.err().slice(-2000)}`)));
+    const timer = setTimeout(
+      () =>
+        done(() =>
+          reject(new Error(`no matching log line within ${timeoutMs} ms; stdout: ${p.out().slice(-2000)}`)),
+        ),
+      timeoutMs,
+    );
+    const done = (settle: () => void) => {
+      clearTimeout(timer);
+      p.child.stdout.off('data', check);
+      p.child.off('exit', exited);
+      settle();
+    };
+    p.child.stdout.on('data', check);
+    p.child.once('exit', exited);
+    check();
+  });
+}

@@ -28,6 +28,7 @@ const faultTarget = {
 const bodies = {
   script: z.strictObject({ accountId: account, instanceId: z.string().default('*'), outcome }),
   agent: z.strictObject({ accountId: account, instanceId: z.string(), online: z.boolean() }),
+  terminationNotice: z.strictObject({ accountId: account, delayMs: z.number().min(0) }),
   instances: z.strictObject({
     accountId: account,
     instanceId: z.string(),
@@ -85,6 +86,11 @@ export function handleControl(
       case 'POST /agent': {
         const input = parse(bodies.agent, body);
         control.setAgentOnline(input.accountId, input.instanceId, input.online);
+        return ok({ ok: true });
+      }
+      case 'POST /termination-notice': {
+        const input = parse(bodies.terminationNotice, body);
+        control.setTerminationNotice(input.accountId, input.delayMs);
         return ok({ ok: true });
       }
       case 'POST /instances': {

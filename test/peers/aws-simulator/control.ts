@@ -1,5 +1,5 @@
 import type { CallLog, CallRecord } from './call-log.js';
-import { invocationView } from './command-status.js';
+import { invocationView, openInvocations } from './command-status.js';
 import type { FaultSpec, Faults } from './faults.js';
 import { INSTANCE_ID } from './send-command-input.js';
 import type { BootTiming, RegisteredInstance, RunCommandScript, SimulatorState } from './state.js';
@@ -8,8 +8,17 @@ import type { BootTiming, RegisteredInstance, RunCommandScript, SimulatorState }
 export interface AwsSimulatorControl {
   /** How commands sent later end on this instance; `*` sets the account's default. */
   scriptRunCommand(accountId: string, instanceId: string, script: RunCommandScript): void;
-  /** An offline agent shows ConnectionLost, and commands sent to it end Failed/Undeliverable. */
+  /**
+   * An offline agent shows ConnectionLost, and commands sent to it end Failed/Undeliverable. One
+   * that goes offline under an unfinished invocation leaves it as it was until the command expires
+   * (DeliveryTimedOut), unless it comes back before that and reports after all.
+   */
   setAgentOnline(accountId: string, instanceId: string, online: boolean): void;
+  /**
+   * How long SSM takes to notice that an instance was terminated under an unfinished invocation,
+   * which then ends Undeliverable; 0 (at once) unless set. Applies to terminations from now on.
+   */
+  setTerminationNotice(accountId: string, delayMs: number): void;
   /** Makes an instance SSM-managed without launching it in moto (e.g. for 50-instance fan-outs). */
   registerInstance(accountId: string, instanceId: string, info?: RegisteredInstance): void;
   /**
@@ -51,7 +60,18 @@ export function createControl(deps: {
       state.account(accountId).scripts.set(instanceId, script);
     },
     setAgentOnline(accountId, instanceId, online) {
-      state.account(accountId).agents.set(instanceId, { online, since: clock() });
+      const account = state.account(accountId);
+      const now = clock();
+      account.agents.set(instanceId, { online, since: now });
+      // Open means not expired yet: an agent back in time picks the command up (or reports it) after all.
+      for (const invocation of openInvocations(account.commands, instanceId, now)) {
+        if (!online) invocation.agentLostAt ??= now;
+        else delete invocation.agentLostAt;
+      }
+    },
+    setTerminationNotice(accountId, delayMs) {
+      if (!(delayMs >= 0)) throw new Error('the termination notice delay must be >= 0');
+      state.account(accountId).terminationNoticeMs = delayMs;
     },
     registerInstance(accountId, instanceId, info = {}) {
       // SendCommand would reject a malformed id later; failing here points at the real mistake.

@@ -40,8 +40,14 @@ export async function managedInstances(
     return agent && !agent.online ? agent.since : now;
   };
 
+  // A terminated instance is no managed node, even one a test registered: SendCommand naming it
+  // fails with InvalidInstanceId, as in AWS.
+  const gone = new Set<string>();
   for (const instance of await deps.upstream.describeInstances(accountId, region)) {
-    if (instance.state === 'terminated' || instance.state === 'shutting-down') continue;
+    if (instance.state === 'terminated' || instance.state === 'shutting-down') {
+      gone.add(instance.instanceId);
+      continue;
+    }
     const boot = account.boots.get(instance.instanceId);
     const phase = bootPhase(boot, now);
     if (phase === 'pending' && boot?.firstBoot) continue;
@@ -63,6 +69,7 @@ export async function managedInstances(
   }
 
   for (const [instanceId, info] of account.registered) {
+    if (gone.has(instanceId)) continue;
     const fromMoto = byId.get(instanceId);
     byId.set(instanceId, {
       instanceId,

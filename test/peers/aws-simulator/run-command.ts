@@ -5,7 +5,7 @@
  * forward instead of sleeping.
  */
 import { randomUUID } from 'node:crypto';
-import { commandView, type InvocationView, invocationView } from './command-status.js';
+import { commandView, expiresAt, type InvocationView, invocationView } from './command-status.js';
 import { managedInstances } from './instance-information.js';
 import { page } from './pagination.js';
 import { validateSendCommand } from './send-command-input.js';
@@ -232,7 +232,7 @@ function commandJson(command: CommandRecord, now: number) {
     DocumentName: command.documentName,
     DocumentVersion: command.documentVersion,
     Comment: command.comment,
-    ExpiresAfter: epochSeconds(command.requestedAt + command.timeoutSeconds * 1000),
+    ExpiresAfter: epochSeconds(expiresAt(command)),
     Parameters: command.parameters,
     InstanceIds: command.instanceIds,
     Targets: [],

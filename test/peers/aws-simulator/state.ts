@@ -61,6 +61,15 @@ export interface InvocationRecord {
   outcome: RunCommandOutcome | { status: 'Undeliverable' };
   pluginName: string;
   cancelledAt?: number;
+  /**
+   * When the agent went offline before the invocation finished: from then on it can never report,
+   * so the invocation shows what it showed then until the command expires (see command-status.ts).
+   */
+  agentLostAt?: number;
+  /** When the instance was terminated under the still unfinished invocation. */
+  instanceGoneAt?: number;
+  /** When SSM has noticed that termination and ends the invocation Undeliverable. */
+  undeliverableAt?: number;
 }
 
 export interface CommandRecord {
@@ -89,6 +98,8 @@ export interface AccountState {
   registered: Map<string, RegisteredInstance>;
   bootTiming: BootTiming | undefined;
   boots: Map<string, BootRecord>;
+  /** How long SSM takes to notice that an instance under an unfinished invocation was terminated. */
+  terminationNoticeMs: number;
 }
 
 export interface SimulatorState {
@@ -109,6 +120,7 @@ export function createState(): SimulatorState {
           registered: new Map(),
           bootTiming: undefined,
           boots: new Map(),
+          terminationNoticeMs: 0,
         };
         accounts.set(accountId, state);
       }
