@@ -183,6 +183,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
         { prefix: config.redis.prefix, jobLockMs: config.jobLockMs },
         {
           ping: { outboxes, probeAws, now: Date.now, workerName: hostname() },
+          access: config.access,
           rollout: {
             fleet,
             runCommand: jobRunCommand,

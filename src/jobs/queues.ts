@@ -103,10 +103,12 @@ export interface Queues {
   rollout(data: RolloutPayload): Promise<string>;
   /** State of a rollout job, or undefined when it is gone. */
   rolloutState(jobId: string): Promise<string | undefined>;
+  /** A rollout job as stored; `data` is undefined when what Redis holds is not a valid rollout. */
   rolloutJob(
     jobId: string,
   ): Promise<
-    { id: string; state: string; data: RolloutPayload; result: unknown; failedReason?: string } | undefined
+    | { id: string; state: string; data: RolloutPayload | undefined; result: unknown; failedReason?: string }
+    | undefined
   >;
   /** Recurring rollouts (BullMQ job schedulers on the rollout queue). */
   upsertSchedule(pattern: string, data: SchedulePayload): Promise<void>;
@@ -206,12 +208,12 @@ export function openQueues(connection: Redis, prefix: string, log?: Logger): Que
     removeSchedule: (id) => rollouts.removeJobScheduler(id),
     async rolloutJob(jobId) {
       const job = await rollouts.getJob(jobId);
-      const data = job && rolloutPayload.safeParse(job.data);
-      if (!job || !data?.success) return undefined;
+      if (!job) return undefined;
+      const data = rolloutPayload.safeParse(job.data);
       return {
         id: job.id ?? jobId,
         state: await job.getState(),
-        data: data.data,
+        data: data.success ? data.data : undefined,
         result: job.returnvalue,
         failedReason: job.failedReason,
       };

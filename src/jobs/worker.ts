@@ -1,11 +1,25 @@
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { z } from 'zod';
+import { type AccessPolicy, resolveRole } from '../core/caller.js';
+import { rolloutTitle } from '../core/rollout-request.js';
 import type { Logger } from '../log.js';
 import { type Metrics, watchWorker } from '../metrics.js';
 import { logErrors } from '../store/redis.js';
+import { deliver } from './delivery.js';
+import { editMessage, type Outboxes } from './outboxes.js';
 import { type PingDeps, processPing } from './ping.js';
 import { type ProvisionDeps, ProvisionFailed, processProvision } from './provision.js';
-import { pingPayload, provisionPayload, queueNames, rolloutPayload, schedulePayload } from './queues.js';
+import {
+  messageRefSchema,
+  pingPayload,
+  provisionPayload,
+  queueNames,
+  type RolloutPayload,
+  rolloutPayload,
+  rolloutRequestSchema,
+  schedulePayload,
+} from './queues.js';
 import { processRollout, type RolloutDeps, RolloutRejected } from './rollout.js';
 import { processScheduled } from './scheduled.js';
 
@@ -13,6 +27,8 @@ export interface WorkerDeps {
   ping: PingDeps;
   provision: ProvisionDeps;
   rollout: RolloutDeps;
+  /** The bot checked approvers against it; the worker checks again, since Redis is not a trusted source. */
+  access: AccessPolicy;
 }
 
 export interface Workers {
@@ -46,7 +62,7 @@ export function startWorkers(
     queueNames.ops,
     async (job: Job) => {
       if (job.name !== 'ping') throw new UnrecoverableError(`unknown job ${job.name}`);
-      const result = await processPing(pingPayload.parse(job.data), deps.ping);
+      const result = await processPing(parsed(pingPayload, job.data, 'ping'), deps.ping);
       log.info({ jobId: job.id, aws: result.aws }, 'ping done');
       return result;
     },
@@ -56,7 +72,7 @@ export function startWorkers(
   const provisions = new Worker(
     queueNames.provision,
     async (job: Job) => {
-      const data = provisionPayload.parse(job.data);
+      const data = parsed(provisionPayload, job.data, 'provision');
       try {
         return await processProvision(
           {
@@ -96,7 +112,9 @@ export function startWorkers(
       };
       try {
         if (job.name === 'scheduled') {
-          const data = schedulePayload.parse(job.data);
+          const data = parsed(schedulePayload, job.data, 'scheduled rollout');
+          if (!isAdmin(deps.access, data.createdBy, data.channel))
+            throw new RolloutRejected(`scheduled by ${shown(data.createdBy)}, who is not a fleet admin`);
           return await processScheduled(
             {
               id: job.id ?? '',
@@ -108,7 +126,9 @@ export function startWorkers(
             deps.rollout,
           );
         }
-        const data = rolloutPayload.parse(job.data);
+        const data = parsed(rolloutPayload, job.data, 'rollout');
+        const problem = approvalProblem(data, deps.access);
+        if (problem) throw new RolloutRejected(problem);
         return await processRollout(
           {
             id: job.id ?? '',
@@ -119,7 +139,10 @@ export function startWorkers(
           deps.rollout,
         );
       } catch (error) {
-        if (error instanceof RolloutRejected) throw new UnrecoverableError(error.message);
+        if (error instanceof RolloutRejected || error instanceof InvalidJob) {
+          await tellRefused(job.data, error.message, deps.rollout.outboxes, log);
+          throw new UnrecoverableError(error.message);
+        }
         throw error;
       }
     },
@@ -143,4 +166,54 @@ export function startWorkers(
       await rolloutQueue.close();
     },
   };
+}
+
+/** A payload that does not match its schema fails for good: no retry makes it valid. Paths only, never values. */
+function parsed<T>(schema: z.ZodType<T>, data: unknown, kind: string): T {
+  const result = schema.safeParse(data);
+  if (result.success) return result.data;
+  const fields = [...new Set(result.error.issues.map((i) => i.path.join('.') || '(the whole job)'))];
+  throw new InvalidJob(`the job is not a valid ${kind}: ${fields.slice(0, 5).join(', ')}`);
+}
+
+class InvalidJob extends UnrecoverableError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidJob';
+  }
+}
+
+const isAdmin = (access: AccessPolicy, userId: string, channelId: string) =>
+  resolveRole(access, { platform: 'slack', userId, channelId }) === 'admin';
+
+/** Ids come from Redis too: shown only when they look like ids. */
+const shown = (id: string) => (/^[A-Za-z0-9:_-]{1,64}$/.test(id) ? id : 'an unrecognised id');
+
+/** Only an admin, where the plan was posted, may request and approve a rollout (as the bot decided). */
+function approvalProblem(data: RolloutPayload, access: AccessPolicy): string | undefined {
+  const channel = data.message.chatId;
+  if (!isAdmin(access, data.approvedBy, channel))
+    return `approved by ${shown(data.approvedBy)}, who is not a fleet admin`;
+  if (!data.requestedBy.startsWith('schedule:') && !isAdmin(access, data.requestedBy, channel))
+    return `requested by ${shown(data.requestedBy)}, who is not a fleet admin`;
+  return undefined;
+}
+
+/** A refused rollout says so in the message it owns, when its reference to that message is sound. */
+async function tellRefused(data: unknown, reason: string, outboxes: Outboxes, log: Logger): Promise<void> {
+  const record = data as { message?: unknown; run?: { message?: unknown }; request?: unknown } | undefined;
+  const ref = messageRefSchema.safeParse(record?.message ?? record?.run?.message);
+  if (!ref.success) return;
+  const request = rolloutRequestSchema.safeParse(record?.request);
+  const title = request.success ? rolloutTitle(request.data) : 'Rollout';
+  await deliver(
+    () =>
+      editMessage(outboxes, ref.data, {
+        text: `${title}: refused by the worker (${reason}); nothing was sent.`,
+      }),
+    {
+      log,
+      what: 'refused rollout',
+    },
+  ).catch((err: unknown) => log.warn({ err: String(err) }, 'could not report a refused rollout'));
 }

@@ -355,7 +355,7 @@ describe('fleetbot when its Redis goes away', () => {
     expect([...new Set(ids)].sort(), 'exactly the targeted instances').toEqual(fleet);
     expect(received().filter((i) => i.status !== 'Success')).toEqual([]);
     const job = await queues.rolloutJob(jobId ?? '');
-    const batches = job?.data.batches ?? [];
+    const batches = job?.data?.batches ?? [];
     expect(batches.map((b) => b.state)).toEqual(Array(5).fill('done'));
     // One SendCommand per batch, each the one its record names: no batch was sent twice.
     const commands = new Map(received().map((i) => [i.commandId, i.comment]));

@@ -294,7 +294,7 @@ describe('worker processes killed with SIGKILL during deploys', () => {
       ).toEqual([]);
 
       // No batch lost: six batches of ten, every one sent once, finished, and the command the record names.
-      const batches = job?.data.batches ?? [];
+      const batches = job?.data?.batches ?? [];
       expect(batches.map((b) => b.state)).toEqual(Array(6).fill('done'));
       expect(batches.flatMap((b) => b.instanceIds).sort()).toEqual(targeted);
       const commands = new Map(received.map((i) => [i.commandId, i.comment]));

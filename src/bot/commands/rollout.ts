@@ -210,6 +210,18 @@ export const job = defineCommand<BotDeps, typeof jobIdArg>({
   async run({ args: jobId, reply }, deps) {
     const found = await deps.queues.rolloutJob(jobId);
     if (!found) throw new UserError(`There is no job ${jobId}.`);
+    if (!found.data) {
+      // Not written by fleetbot's bot: show what the worker made of it, never what it holds.
+      await reply.send(
+        [
+          `${found.id}: not a valid rollout, ${found.state}`,
+          found.failedReason ? `Stopped: ${found.failedReason}` : '',
+        ]
+          .filter(Boolean)
+          .join('\n'),
+      );
+      return;
+    }
     const batches = found.data.batches ?? [];
     const result = found.result as {
       failed?: { instanceId: string; userId: string; status: string; output: string }[];
