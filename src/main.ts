@@ -313,7 +313,11 @@ async function connectRedis(url: string, use: RedisUse, log: Logger): Promise<Re
         'Start one with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379',
     );
   }
+  // BullMQ's workers duplicate this connection with these options. A lazy duplicate connects once,
+  // when first awaited: if Redis is away at that moment its worker stays broken for good, so
+  // duplicates connect on their own and keep retrying like this one.
   redis.options.retryStrategy = reconnectDelay;
+  redis.options.lazyConnect = false;
   redis.off('error', quiet);
   watchRedis(redis, log.child({ redis: use }));
   return redis;

@@ -105,10 +105,11 @@ const terminatedReason = 'terminated during the deploy';
  * to `awsWaitMs` of unbroken trouble. Past that it gives up and its last edit says why.
  *
  * The fleet changes under a rollout. Before each wave is sent, one DescribeInstances over its ids
- * finds planned instances that are no longer running: they are skipped (SSM would reject the whole
- * batch over one of them). While commands run, one DescribeInstances over the ids still open (at
- * most every few seconds) finds instances terminated under them: they count as failed at once,
- * whether or not SSM has noticed yet.
+ * (the job's own fleet listing, for its first wave) finds planned instances that are no longer
+ * running: they are skipped, since SSM would reject the whole batch over one of them. While
+ * commands run, one DescribeInstances over the ids still open (at most every 15 s, and at once
+ * when SSM calls one Undeliverable) finds instances terminated under them: they count as failed
+ * then, whether or not SSM has noticed yet.
  */
 export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promise<RolloutSummary> {
   const { runCommand, settings } = deps;
@@ -202,9 +203,12 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     const sendable = (batch: { instanceIds: string[] }) => batch.instanceIds.filter((id) => !skipped.has(id));
     const save = () =>
       persist({ ...record, batches, ...(skipped.size > 0 ? { skipped: [...skipped].sort() } : {}) });
+    // The listing this attempt started with is as fresh as a check for the first wave it sends.
+    let listed: Map<string, InstanceState> | undefined = new Map(fleet.map((i) => [i.id, i.state]));
     /** One DescribeInstances (per 200 ids) for the lot; returns how many it skipped. */
     const skipNotRunning = async (ids: string[]) => {
-      const states = await aws.run(() => deps.fleet.states(ids));
+      const states = listed ?? (await aws.run(() => deps.fleet.states(ids)));
+      listed = undefined;
       const gone = ids.filter((id) => states.get(id) !== 'running');
       for (const id of gone) skipped.add(id);
       if (gone.length > 0)
@@ -359,6 +363,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
               if (!(error instanceof InstancesRejected)) throw error;
               // One id gone between the wave's check and this send fails the whole batch in SSM:
               // the rest goes without it. An id SSM rejects while it runs is not ours to drop.
+              listed = undefined;
               if ((await skipNotRunning(sendable(batch))) === 0) throw error;
               await save();
               if (sendable(batch).length === 0) break;
@@ -468,8 +473,9 @@ const clockSkewMarginMs = 15 * 60_000;
 // clock (its transition times are whole seconds) against ours.
 const defaultPlanTtlMs = 15 * 60_000;
 const planClockMarginMs = 60_000;
-// EC2 is asked about instances under running commands at most this often (and every poll when slower).
-const minGoneCheckMs = 5000;
+// EC2 is asked about instances under running commands at most this often (every poll when that is
+// slower): a terminated one is noticed within seconds of it, against a command timeout of minutes.
+const minGoneCheckMs = 15_000;
 const noErrors = { kind: 'count', value: 0 } as const;
 
 function documentFor(

@@ -231,10 +231,13 @@ describe('instances terminated during a deploy', () => {
         },
       )
       .toHaveLength(4);
-    // SSM keeps the first one InProgress for the next ten minutes, as it may for a while in AWS;
-    // the second it ends Undeliverable at once.
+    // SSM keeps the first one InProgress for the next ten minutes, as it may for a while in AWS:
+    // fleetbot learns it from EC2, and the progress counts it failed while SSM still says nothing.
     simulator.control.setTerminationNotice(accountId, 10 * 60_000);
     await terminate(unnoticed.id);
+    await slack.waitFor(() => messageText(planned.ts).includes('succeeded 2 · failed 1 ·'), 60_000);
+    expect(simulator.control.invocations(accountId, unnoticed.id)).toMatchObject([{ status: 'InProgress' }]);
+    // The second one SSM ends Undeliverable at once.
     simulator.control.setTerminationNotice(accountId, 0);
     await terminate(noticed.id);
 
