@@ -141,11 +141,15 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
     list: () => describe([]),
     async states(instanceIds) {
       const states = new Map<string, InstanceState>();
-      // A filter rather than InstanceIds: an id EC2 no longer knows would fail the whole call.
+      // A filter rather than InstanceIds: an id EC2 no longer knows would fail the whole call. No
+      // fleet tag filters: an instance retagged mid-rollout still exists.
       for (let i = 0; i < instanceIds.length; i += filterValuesPerCall) {
-        const ids = instanceIds.slice(i, i + filterValuesPerCall);
-        for (const instance of await describe([{ Name: 'instance-id', Values: [...ids] }]))
-          states.set(instance.id, instance.state);
+        const Filters = [{ Name: 'instance-id', Values: instanceIds.slice(i, i + filterValuesPerCall) }];
+        for await (const page of paginateDescribeInstances({ client: ec2 }, { Filters }))
+          for (const r of page.Reservations ?? [])
+            for (const instance of r.Instances ?? [])
+              if (instance.InstanceId)
+                states.set(instance.InstanceId, (instance.State?.Name ?? 'pending') as InstanceState);
       }
       return states;
     },

@@ -203,7 +203,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     const sendable = (batch: { instanceIds: string[] }) => batch.instanceIds.filter((id) => !skipped.has(id));
     const save = () =>
       persist({ ...record, batches, ...(skipped.size > 0 ? { skipped: [...skipped].sort() } : {}) });
-    // The listing this attempt started with is as fresh as a check for the first wave it sends.
+    // The listing this attempt started with is as fresh as a check for a wave sent on its first tick.
     let listed: Map<string, InstanceState> | undefined = new Map(fleet.map((i) => [i.id, i.state]));
     /** One DescribeInstances (per 200 ids) for the lot; returns how many it skipped. */
     const skipNotRunning = async (ids: string[]) => {
@@ -265,7 +265,8 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     // Undeliverable ids that EC2 still lists as running: looked up once, not on every tick.
     const undeliverableRunning = new Set<string>();
     const goneCheckMs = Math.max(settings.pollMs, minGoneCheckMs);
-    let lastGoneCheck = Number.NEGATIVE_INFINITY;
+    // The listing has just seen them all: the first look is due one interval from now.
+    let lastGoneCheck = Date.now();
 
     for (;;) {
       if (!halted && (await deps.isCancelled(job.id))) halted = 'cancelled';
@@ -376,6 +377,8 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
 
       current = render(title, job.id, batches, statuses, total, skipped.size, record.startedAt, halted);
       show();
+      // From the next tick on, the listing is too old to stand for a check.
+      listed = undefined;
       const running = batches.some((b) => b.state === 'sent');
       const waiting = batches.some((b) => b.state === 'planned');
       if (!running && (!waiting || halted)) break;

@@ -113,7 +113,8 @@ export function startWorkers(
       try {
         if (job.name === 'scheduled') {
           const data = parsed(schedulePayload, job.data, 'scheduled rollout');
-          if (!isAdmin(deps.access, data.createdBy, data.channel))
+          // The schedule was made in an admin channel; its reports may go to any channel.
+          if (!isAdmin({ ...deps.access, slackChannelIds: [] }, data.createdBy, ''))
             throw new RolloutRejected(`scheduled by ${shown(data.createdBy)}, who is not a fleet admin`);
           return await processScheduled(
             {
