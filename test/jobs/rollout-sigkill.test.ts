@@ -340,7 +340,7 @@ describe('worker processes killed with SIGKILL during deploys', () => {
       );
       expect(duplicates).toBe(0);
       expect(lostBatches).toBe(0);
-      // About 100 s alone and over 170 s on a busy 2-core machine for 20 kills; every kill must land.
+      // 20 kills take about 120 s alone and 330 s with both cores busy; every kill must land.
     },
     Math.max(900_000, totalKills * 50_000),
   );
