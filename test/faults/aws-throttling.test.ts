@@ -1,4 +1,4 @@
-import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { Queue } from 'bullmq';
 import type { Message } from 'grammy/types';
@@ -15,6 +15,7 @@ import {
   typedCommand,
 } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
+import { launchInstances } from '../support/fleet.js';
 import { expectPaced, pacerSlots } from '../support/pacer-slots.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
@@ -68,25 +69,9 @@ async function startFleetbot(options: {
   const fleetIds: string[] = [];
   for (let group = 0; group * 50 < options.fleetSize; group++) {
     const count = Math.min(50, options.fleetSize - group * 50);
-    const res = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        InstanceType: 't3.small',
-        MinCount: count,
-        MaxCount: count,
-        TagSpecifications: [
-          {
-            ResourceType: 'instance',
-            Tags: [
-              { Key: 'app', Value: 'fleetbot' },
-              { Key: 'env', Value: 'dev' },
-              { Key: 'user', Value: String(31000 + group) },
-            ],
-          },
-        ],
-      }),
+    fleetIds.push(
+      ...(await launchInstances(ec2, count, { app: 'fleetbot', env: 'dev', user: String(31000 + group) })),
     );
-    fleetIds.push(...(res.Instances ?? []).map((i) => i.InstanceId ?? ''));
   }
   ec2.destroy();
   const ssm = new SSMClient(aws);

@@ -1,4 +1,4 @@
-import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -15,6 +15,7 @@ import {
   typedCommand,
 } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
+import { launchInstances } from '../support/fleet.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
 /**
@@ -55,25 +56,9 @@ beforeAll(async () => {
   };
   process.env.AWS_ACCESS_KEY_ID = 'testing';
   process.env.AWS_SECRET_ACCESS_KEY = 'testing';
-  const launched = await new EC2Client(aws).send(
-    new RunInstancesCommand({
-      ImageId: 'ami-12c6146b',
-      InstanceType: 't3.small',
-      MinCount: 20,
-      MaxCount: 20,
-      TagSpecifications: [
-        {
-          ResourceType: 'instance',
-          Tags: [
-            { Key: 'app', Value: 'fleetbot' },
-            { Key: 'env', Value: 'dev' },
-            { Key: 'user', Value: '40000' },
-          ],
-        },
-      ],
-    }),
-  );
-  instanceIds = (launched.Instances ?? []).map((i) => i.InstanceId ?? '').sort();
+  instanceIds = (
+    await launchInstances(new EC2Client(aws), 20, { app: 'fleetbot', env: 'dev', user: '40000' })
+  ).sort();
   // The fleet above is running at once; members' servers boot as EC2 ones do.
   simulator.control.setBootTiming(accountId, { pendingMs: 800, initializingMs: 1200 });
   const ssm = new SSMClient(aws);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { DescribeInstancesCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, onTestFailed } from 'vitest';
 import { openQueues, type Queues } from '../../src/jobs/queues.js';
@@ -15,6 +15,7 @@ import {
   typedCommand,
 } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
+import { launchInstances } from '../support/fleet.js';
 import {
   type FleetbotProcess,
   logEntries,
@@ -85,26 +86,14 @@ beforeAll(async () => {
       );
   ssm.destroy();
   for (let wave = 0; wave < fleetSize / 50; wave++) {
-    const launched = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        InstanceType: 't3.small',
-        MinCount: 50,
-        MaxCount: 50,
-        TagSpecifications: [
-          {
-            ResourceType: 'instance',
-            Tags: Object.entries({
-              app: 'fleetbot',
-              env: 'dev',
-              user: String(60000 + wave),
-              wave: 'w200',
-            }).map(([Key, Value]) => ({ Key, Value })),
-          },
-        ],
-      }),
+    fleet.push(
+      ...(await launchInstances(ec2, 50, {
+        app: 'fleetbot',
+        env: 'dev',
+        user: String(60000 + wave),
+        wave: 'w200',
+      })),
     );
-    fleet.push(...(launched.Instances ?? []).map((i) => i.InstanceId ?? ''));
   }
   fleet = fleet.sort();
   // Deploys take a while on each instance, so a restart can land between waves; checks answer at once.

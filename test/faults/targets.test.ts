@@ -1,4 +1,4 @@
-import { EC2Client, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { main, type Running } from '../../src/main.js';
 import { testAccountId } from '../peers/aws-account.js';
@@ -11,6 +11,7 @@ import {
   sendSlashCommand,
   typedCommand,
 } from '../peers/slack-signer.js';
+import { launchInstances } from '../support/fleet.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
 /**
@@ -84,25 +85,8 @@ beforeEach(() => {
 async function serversOf(userIds: readonly number[]): Promise<{ id: string; userId: string }[]> {
   const servers = [];
   for (const userId of userIds) {
-    const res = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        InstanceType: 't3.small',
-        MinCount: 1,
-        MaxCount: 1,
-        TagSpecifications: [
-          {
-            ResourceType: 'instance',
-            Tags: [
-              { Key: 'app', Value: 'fleetbot' },
-              { Key: 'env', Value: 'dev' },
-              { Key: 'user', Value: String(userId) },
-            ],
-          },
-        ],
-      }),
-    );
-    servers.push({ id: res.Instances?.[0]?.InstanceId ?? '', userId: String(userId) });
+    const [id] = await launchInstances(ec2, 1, { app: 'fleetbot', env: 'dev', user: String(userId) });
+    servers.push({ id: id ?? '', userId: String(userId) });
   }
   return servers.sort((a, b) => (a.id < b.id ? -1 : 1));
 }

@@ -1,10 +1,11 @@
-import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openQueues, type Queues, type RolloutPayload } from '../../src/jobs/queues.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
+import { launchInstances } from '../support/fleet.js';
 import { type FleetbotProcess, startFleetbotProcess } from '../support/fleetbot-process.js';
 
 /**
@@ -162,21 +163,6 @@ function phase(data: RolloutPayload | undefined): string {
     .join(', ');
 }
 
-async function launch(ec2: EC2Client, count: number, tags: Record<string, string>): Promise<string[]> {
-  const res = await ec2.send(
-    new RunInstancesCommand({
-      ImageId: 'ami-12c6146b',
-      InstanceType: 't3.small',
-      MinCount: count,
-      MaxCount: count,
-      TagSpecifications: [
-        { ResourceType: 'instance', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
-      ],
-    }),
-  );
-  return (res.Instances ?? []).map((i) => i.InstanceId ?? '');
-}
-
 beforeAll(async () => {
   simulator = await startAwsSimulator({ motoUrl: inject('motoUrl'), defaultAccountId: accountId });
   slack = await startFakeSlack();
@@ -186,10 +172,12 @@ beforeAll(async () => {
     credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
   });
   for (let user = 0; user < 3; user++)
-    targeted.push(...(await launch(ec2, 20, { app: 'fleetbot', env: 'dev', user: String(50000 + user) })));
+    targeted.push(
+      ...(await launchInstances(ec2, 20, { app: 'fleetbot', env: 'dev', user: String(50000 + user) })),
+    );
   targeted = targeted.sort();
   // Another environment's instances: never part of these deploys.
-  untargeted = await launch(ec2, 4, { app: 'fleetbot', env: 'prod', user: '50009' });
+  untargeted = await launchInstances(ec2, 4, { app: 'fleetbot', env: 'prod', user: '50009' });
   simulator.control.scriptRunCommand(accountId, '*', { status: 'Success', afterMs: 400 });
   simulator.control.injectFault(accountId, {
     kind: 'latency',
