@@ -173,7 +173,6 @@ describe('fifty members at once, two workers', () => {
     // Boots long enough that many provisions wait at once, as with real EC2.
     simulator.control.setBootTiming(accountId, { pendingMs: 4000, initializingMs: 4000 });
     simulator.control.resetCalls(accountId);
-    const started = Date.now();
     const messages = await Promise.all(
       members.map(async (userId) => {
         const before = fake.chat(token, userId).sent.length;
@@ -192,7 +191,6 @@ describe('fifty members at once, two workers', () => {
         ),
       90_000,
     );
-    const elapsedMs = Date.now() - started;
 
     for (const userId of members) expect(await liveInstances(userId)).toHaveLength(1);
     const launches = simulator.control.calls(accountId, 'RunInstances').map((c) => c.at);
@@ -200,12 +198,14 @@ describe('fifty members at once, two workers', () => {
     // At most 2 launches per second across both workers, as EC2 meters them: read from the slots the
     // shared pacer handed out, since arrival times on a loaded machine bunch up after a stall.
     expectPaced(launches, pacerSlots(logs.lines, `${prefix}:pace:run-instances`), 2);
-    // One batched DescribeInstanceStatus per tick per worker, not one per instance per tick.
-    const polls = simulator.control.calls(accountId, 'DescribeInstanceStatus').length;
-    expect(polls).toBeLessThanOrEqual(Math.ceil((2 * elapsedMs) / pollMs) + 10);
+    // One batched DescribeInstanceStatus per tick per worker, not one per instance per tick: read as
+    // how many instances each call carried (a call per instance would carry exactly one), so the check
+    // counts calls and never depends on how fast a loaded machine ticks.
     const instancesPerPoll = simulator.control
       .calls(accountId, 'DescribeInstanceStatus')
       .map((c) => Object.keys(c.params).filter((k) => k.startsWith('InstanceId.')).length);
+    const checked = instancesPerPoll.reduce((sum, n) => sum + n, 0);
+    expect(checked / instancesPerPoll.length).toBeGreaterThan(3);
     expect(Math.max(...instancesPerPoll)).toBeGreaterThan(10);
   }, 180_000);
 });
