@@ -36,6 +36,7 @@ import { createMembers } from './store/members.js';
 import { createPlans } from './store/plans.js';
 import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
 import { type RedisUse, reconnectDelay, redisOptions, watchRedis } from './store/redis.js';
+import { createSeenUpdates } from './store/seen-updates.js';
 
 /**
  * The composition root: the only module that reads the environment, opens Redis and builds SDK
@@ -120,15 +121,24 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       );
       const dispatch = bot.dispatch;
       if (config.telegram) {
+        const seen = createSeenUpdates(requestsRedis, config.redis.prefix);
         const telegram = createTelegramAdapter({
           ...config.telegram,
           roleOf,
           dispatch,
           meter: metrics,
           log: log.child({ chat: 'telegram' }),
+          firstDelivery: (updateId) => seen.first('telegram', updateId),
+          onManagedBot: async (event) => bot.onManagedBot({ ...event, caller: await event.caller }),
+          menus: bot.menus,
+          memberIds: async () => [
+            ...new Set([...config.access.telegramUserIds, ...(await members.list()).map((m) => m.userId)]),
+          ],
         });
         await telegram.start();
         bot.settings.botUsername = telegram.bot.botInfo.username;
+        bot.telegram.menus = telegram.menus;
+        bot.telegram.managedBots = telegram.managedBots();
         ports.telegramWebhook = telegram.webhookPort();
         stops.unshift(() => telegram.stop());
       }

@@ -16,7 +16,8 @@ export type ChatAction = 'sent' | 'edited' | 'deleted';
 export type JobOutcome = 'completed' | 'failed';
 
 /** What a chat adapter counts. */
-export type ChatMeter = Pick<Metrics, 'chatMessage' | 'chatRateLimited'>;
+export type ChatMeter = Pick<Metrics, 'chatMessage' | 'chatRateLimited'> &
+  Partial<Pick<Metrics, 'chatDuplicateDropped'>>;
 
 /** What the job gauge needs from a queue; a BullMQ `Queue` fits. */
 export interface CountedQueue {
@@ -32,6 +33,8 @@ export interface Metrics {
   awsCall(labels: { service: string; operation: string; outcome: AwsOutcome }): void;
   chatMessage(platform: string, action: ChatAction): void;
   chatRateLimited(platform: string): void;
+  /** An update delivered again (same update id) and dropped unhandled. */
+  chatDuplicateDropped(platform: string): void;
   secretStored(kind: string): void;
   /** Queues whose counts `fleetbot_jobs` reports on each scrape. */
   observeQueues(queues: readonly CountedQueue[]): void;
@@ -118,6 +121,12 @@ export function createMetrics(): Metrics {
     labelNames: ['platform'] as const,
     registers,
   });
+  const chatDuplicates = new Counter({
+    name: 'fleetbot_chat_duplicate_updates_total',
+    help: 'Chat updates delivered again with an id already handled, dropped without effect.',
+    labelNames: ['platform'] as const,
+    registers,
+  });
   const secretsStored = new Counter({
     name: 'fleetbot_secrets_stored_total',
     help: 'Secrets written to SSM Parameter Store, by kind (never the value).',
@@ -141,6 +150,9 @@ export function createMetrics(): Metrics {
     },
     chatRateLimited(platform) {
       chatRateLimited.inc({ platform });
+    },
+    chatDuplicateDropped(platform) {
+      chatDuplicates.inc({ platform });
     },
     secretStored(kind) {
       secretsStored.inc({ kind });

@@ -4,10 +4,13 @@ import type { Fleet } from '../aws/fleet.js';
 import type { RunCommand } from '../aws/run-command.js';
 import { createSecretStore } from '../aws/secret-store.js';
 import type { Config } from '../config.js';
-import { createRoleOf } from '../core/caller.js';
+import { type Caller, createRoleOf } from '../core/caller.js';
+import type { Reply } from '../core/chat.js';
+import type { ManagedBotReport } from '../core/managed-bots.js';
 import type { Queues } from '../jobs/queues.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { createAssistantBots } from '../store/assistant-bots.js';
 import type { AuditTrail } from '../store/audit.js';
 import type { Members } from '../store/members.js';
 import { createPendingSecrets } from '../store/pending-secrets.js';
@@ -16,6 +19,7 @@ import { createPacer, createWindowLimit } from '../store/rate-limits.js';
 import { allCommands } from './commands/index.js';
 import type { BotDeps } from './deps.js';
 import { createDispatcher, type Dispatch } from './dispatch.js';
+import { adoptAssistantBot } from './intake/assistant-bot.js';
 import { takeSecret } from './intake/intake.js';
 import { createLiveChecks } from './intake/live-checks.js';
 import { createRegistry } from './registry.js';
@@ -24,6 +28,17 @@ export interface Bot {
   dispatch: Dispatch;
   /** Filled in once the Telegram bot knows its own username (for invite links). */
   settings: BotDeps['settings'];
+  /** Filled in by the Telegram adapter once it started. */
+  telegram: BotDeps['telegram'];
+  /** Telegram reported a managed bot of this caller (created with the button, or a new token). */
+  onManagedBot(event: ManagedBotReport & { caller: Caller; reply: Reply }): Promise<void>;
+  /** The commands each audience sees in a platform's command menu. */
+  menus: Record<'guest' | 'member', MenuEntry[]>;
+}
+
+export interface MenuEntry {
+  command: string;
+  description: string;
 }
 
 /**
@@ -60,6 +75,7 @@ export function createBot(
     rollout: config.rollout,
     reportChannelId: config.provisioning.alertChannelId,
   };
+  const telegram: BotDeps['telegram'] = {};
   const roleOf = createRoleOf(config.access, (id) => clients.members.isMember(id));
   const deps: BotDeps = {
     registry: createRegistry<BotDeps>(allCommands),
@@ -70,6 +86,9 @@ export function createBot(
     runCommand: clients.runCommand,
     plans: createPlans(redis, prefix),
     auditTrail: clients.auditTrail,
+    // Keyed with our own token: a digest nobody without it can check a guessed token against.
+    assistantBots: createAssistantBots(redis, prefix, config.telegram?.token ?? 'no-telegram'),
+    telegram,
     secrets,
     pending: createPendingSecrets(redis, prefix),
     intake: {
@@ -90,19 +109,7 @@ export function createBot(
       log: log.child({ part: 'intake' }),
       now: () => new Date(),
       metrics: clients.metrics,
-      // A running assistant read the old value at boot; offer to restart it.
-      async afterStored(caller, reply) {
-        const instance = await clients.fleet.findForUser(caller.userId);
-        if (instance?.state === 'running')
-          await reply.confirm(
-            'Your server still uses the old value. Restart your assistant so it reads the new one?',
-            '/restart',
-            {
-              confirm: 'Restart',
-              cancel: 'Later',
-            },
-          );
-      },
+      fleet: clients.fleet,
     },
     settings,
     now: () => new Date(),
@@ -114,5 +121,33 @@ export function createBot(
       await takeSecret({ caller, value: text, kind, original, reply }, deps.intake);
     },
   });
-  return { dispatch, settings };
+  const menuOf = (role: 'guest' | 'user'): MenuEntry[] =>
+    deps.registry
+      .visibleTo({ platform: 'telegram', userId: '', displayName: '', role })
+      // Telegram menus take only a-z, 0-9 and _; those commands stay typable and listed by /help.
+      .filter((c) => /^[a-z0-9_]{1,32}$/.test(c.name))
+      .map((c) => ({ command: c.name, description: c.summary.slice(0, 256) }));
+  return {
+    dispatch,
+    settings,
+    telegram,
+    menus: { guest: menuOf('guest'), member: menuOf('user') },
+    async onManagedBot({ caller, bot, report, reply }) {
+      const managedBots = telegram.managedBots;
+      if (!managedBots) return;
+      try {
+        await adoptAssistantBot(caller, { bot, report }, reply, { ...deps, managedBots });
+      } catch (error) {
+        log.error(
+          { user: caller.userId, managedBot: bot.botId, err: String(error) },
+          'managed bot not adopted',
+        );
+        await reply
+          .send(
+            `Your assistant's bot @${bot.username} exists, but I could not store its token just now. Send /rotate telegram-bot-token in a minute.`,
+          )
+          .catch(() => undefined);
+      }
+    },
+  };
 }

@@ -1,8 +1,11 @@
 import type { Fleet } from '../aws/fleet.js';
 import type { RunCommand } from '../aws/run-command.js';
 import type { SecretStore } from '../aws/secret-store.js';
+import type { CommandMenus } from '../core/chat.js';
+import type { ManagedBots } from '../core/managed-bots.js';
 import type { SecretKindName } from '../core/secret-kinds.js';
 import type { Queues } from '../jobs/queues.js';
+import type { AssistantBots } from '../store/assistant-bots.js';
 import type { AuditTrail } from '../store/audit.js';
 import type { Members } from '../store/members.js';
 import type { PendingSecrets } from '../store/pending-secrets.js';
@@ -24,6 +27,12 @@ export interface BotDeps {
   runCommand: RunCommand;
   plans: Plans;
   auditTrail: AuditTrail;
+  assistantBots: AssistantBots;
+  /**
+   * What the Telegram adapter offers once it started: command menus, and managed bots when Telegram
+   * lets fleetbot's bot manage bots (getMe `can_manage_bots`). Empty without Telegram.
+   */
+  telegram: { menus?: CommandMenus; managedBots?: ManagedBots };
   settings: {
     inviteTtlMs: number;
     setTimeoutMs: number;

@@ -2,16 +2,19 @@ import { createServer, type Server } from 'node:http';
 import { autoRetry } from '@grammyjs/auto-retry';
 import { type RunnerHandle, run, sequentialize } from '@grammyjs/runner';
 import { Api, Bot, type Context, GrammyError, HttpError, InlineKeyboard, webhookCallback } from 'grammy';
-import type { UserFromGetMe } from 'grammy/types';
+import type { BotCommand, ReplyKeyboardMarkup, UserFromGetMe } from 'grammy/types';
 import type { Caller, RoleOf } from '../core/caller.js';
 import {
   type ChatAddress,
   ChatUnavailable,
+  type CommandMenus,
   createReply,
   deletable,
   type Outbox,
   type OutgoingMessage,
+  type Reply,
 } from '../core/chat.js';
+import type { ManagedBotReport, ManagedBots } from '../core/managed-bots.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import type { ChatAction, ChatMeter } from '../metrics.js';
@@ -69,7 +72,29 @@ function unavailable(error: unknown): unknown {
   return error;
 }
 
-function keyboard(message: OutgoingMessage): InlineKeyboard | undefined {
+type Markup = InlineKeyboard | ReplyKeyboardMarkup;
+
+function keyboard(message: OutgoingMessage): Markup | undefined {
+  if (message.createBot) {
+    const { label, suggestion } = message.createBot;
+    return {
+      keyboard: [
+        [
+          {
+            text: label,
+            // One request per message, so a fixed id is unique within it.
+            request_managed_bot: {
+              request_id: 1,
+              suggested_name: suggestion.name,
+              suggested_username: suggestion.username,
+            },
+          },
+        ],
+      ],
+      one_time_keyboard: true,
+      resize_keyboard: true,
+    };
+  }
   if (!message.buttons?.length) return undefined;
   const kb = new InlineKeyboard();
   for (const b of message.buttons) kb.text(b.label, b.command);
@@ -100,8 +125,10 @@ export function telegramOutbox(api: Api): Outbox {
     },
     async edit(ref, message) {
       try {
+        // Only inline keyboards can be edited in; a reply keyboard stays with the message that sent it.
+        const markup = keyboard(message);
         await api.editMessageText(ref.chatId, Number(ref.messageId), fitText(message.text, maxText), {
-          reply_markup: keyboard(message) ?? { inline_keyboard: [] },
+          reply_markup: markup instanceof InlineKeyboard ? markup : { inline_keyboard: [] },
         });
       } catch (error) {
         // Progress may repeat a state; Telegram refuses an identical edit, which is not a failure.
@@ -123,11 +150,27 @@ export interface TelegramOptions {
   /** Skips getMe at start (tests that already know the bot). */
   botInfo?: UserFromGetMe;
   meter?: ChatMeter;
+  /** True the first time an update id is seen; a repeat delivery is dropped. */
+  firstDelivery?: (updateId: string) => Promise<boolean>;
+  /** Telegram reported a managed bot of this caller: just created with the button, or a new token. */
+  onManagedBot?: (event: ManagedBotEvent) => Promise<void>;
+  /** The command menus: guests' as the default, members' per private chat. */
+  menus?: { guest: BotCommand[]; member: BotCommand[] };
+  /** Whose private chats get the member menu at start (members keep theirs across restarts anyway). */
+  memberIds?: () => Promise<string[]>;
+}
+
+export interface ManagedBotEvent extends ManagedBotReport {
+  caller: Promise<Caller>;
+  reply: Reply;
 }
 
 export interface TelegramAdapter {
   bot: Bot;
   outbox: Outbox;
+  menus: CommandMenus;
+  /** Set at start when getMe says fleetbot's bot may manage bots (`can_manage_bots`). */
+  managedBots(): ManagedBots | undefined;
   /** The port the webhook server listens on (useful when configured as 0). */
   webhookPort(): number | undefined;
   start(): Promise<void>;
@@ -158,9 +201,22 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     userId: String(ctx.from?.id),
   });
 
+  // Each update has one effect: a second delivery of the same update_id is dropped before anything
+  // runs. If the ids cannot be checked (Redis away), the update is handled: the dispatcher answers it.
+  bot.use(async (ctx, next) => {
+    const updateId = String(ctx.update.update_id);
+    const first = options.firstDelivery ? await options.firstDelivery(updateId).catch(() => true) : true;
+    if (!first) {
+      log.info({ update: updateId }, 'duplicate update dropped');
+      options.meter?.chatDuplicateDropped?.('telegram');
+      return;
+    }
+    await next();
+  });
   // Updates run concurrently (one member's slow live check must not hold up everyone else), but
-  // in order within a chat: `/set` and the value that follows it must not overtake each other.
-  bot.use(sequentialize((ctx) => ctx.chat?.id.toString()));
+  // in order within a chat: `/set` and the value that follows it must not overtake each other. A
+  // managed bot's report has no chat; it belongs to its creator's private chat, whose id is theirs.
+  bot.use(sequentialize((ctx) => (ctx.chat?.id ?? ctx.update.managed_bot?.user.id)?.toString()));
   const dm = bot.chatType('private');
   // Edited messages count as new ones: editing a message to paste a secret must not bypass intake.
   dm.on(['message:text', 'edited_message:text'], async (ctx) => {
@@ -190,6 +246,31 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       updateId: String(ctx.update.update_id),
     });
   });
+  // A bot created with the one-tap button is reported twice, as an update and as a service message in
+  // the creator's chat; both go to one handler, which stores the token once.
+  const managedBot = async (
+    report: ManagedBotEvent['report'],
+    creator: { id: number; is_bot: boolean; username?: string; first_name: string },
+    created: { id: number; username?: string },
+  ) => {
+    if (!options.onManagedBot || creator.is_bot) return;
+    const who = {
+      userId: String(creator.id),
+      displayName: creator.username ? `@${creator.username}` : creator.first_name,
+    };
+    await options.onManagedBot({
+      caller: callerOf(who),
+      bot: { botId: created.id, username: created.username ?? String(created.id) },
+      report,
+      reply: createReply(outbox, { platform: 'telegram', chatId: who.userId, userId: who.userId }),
+    });
+  };
+  bot.on('managed_bot', (ctx) =>
+    managedBot('updated', ctx.update.managed_bot.user, ctx.update.managed_bot.bot),
+  );
+  dm.on('message:managed_bot_created', (ctx) =>
+    ctx.from ? managedBot('created', ctx.from, ctx.msg.managed_bot_created.bot) : undefined,
+  );
   dm.on('message', async (ctx) => {
     // Media, stickers, contacts…: a caption can still hold a pasted secret.
     const caption = ctx.msg.caption ?? '';
@@ -243,14 +324,41 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     log.error({ update: err.ctx.update.update_id, err: err.error }, 'telegram update failed'),
   );
 
+  const menus: CommandMenus = {
+    async member(userId) {
+      if (options.menus)
+        await bot.api.setMyCommands(options.menus.member, {
+          scope: { type: 'chat', chat_id: Number(userId) },
+        });
+    },
+    async guest(userId) {
+      await bot.api.deleteMyCommands({ scope: { type: 'chat', chat_id: Number(userId) } });
+    },
+  };
+  // Members keep their menu across restarts; setting them all again brings a changed list to everyone.
+  const refreshMenus = async () => {
+    if (!options.menus) return;
+    await bot.api.setMyCommands(options.menus.guest);
+    let failed = 0;
+    // One by one: a member who never opened a chat with the bot has none to set a menu for yet.
+    for (const userId of (await options.memberIds?.()) ?? [])
+      await menus.member(userId).catch(() => failed++);
+    if (failed > 0) log.info({ failed }, 'member menus not set for members without a chat yet');
+  };
+
   let server: Server | undefined;
   let runner: RunnerHandle | undefined;
+  let managedBots: ManagedBots | undefined;
   return {
     bot,
     outbox,
+    menus,
+    managedBots: () => managedBots,
     webhookPort: () => serverPort(server),
     async start() {
       await bot.init();
+      if (bot.botInfo.can_manage_bots) managedBots = telegramManagedBots(bot.api);
+      void refreshMenus().catch((err: unknown) => log.warn({ err: String(err) }, 'command menus not set'));
       if (options.mode === 'webhook' && options.webhook) {
         const { url, secret, host, port } = options.webhook;
         const path = new URL(url).pathname;
@@ -280,6 +388,17 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       } else if (runner?.isRunning()) {
         await runner.stop();
       }
+    },
+  };
+}
+
+/** The managed-bot methods of Bot API 9.6, through fleetbot's own bot. */
+function telegramManagedBots(api: Api): ManagedBots {
+  return {
+    token: (botId) => api.getManagedBotToken(botId),
+    replaceToken: (botId) => api.replaceManagedBotToken(botId),
+    async restrictAccess(botId, addedUserIds) {
+      await api.setManagedBotAccessSettings(botId, true, { added_user_ids: [...addedUserIds] });
     },
   };
 }

@@ -4,6 +4,8 @@
  * process that holds its MessageRef (that is how workers report progress in place).
  */
 
+import type { BotSuggestion } from './managed-bots.js';
+
 export type ChatPlatform = 'telegram' | 'slack' | 'console';
 
 /** A button press is replayed as this command line, so it passes the same checks as typed text. */
@@ -16,6 +18,19 @@ export interface Button {
 export interface OutgoingMessage {
   text: string;
   buttons?: Button[];
+  /**
+   * A button that lets the member create their assistant's bot in one tap (Telegram managed bots);
+   * platforms without it show the text only.
+   */
+  createBot?: { label: string; suggestion: BotSuggestion };
+}
+
+/** The command menu a chat platform shows each person (Telegram's setMyCommands). */
+export interface CommandMenus {
+  /** This member sees the member commands in their private chat. */
+  member(userId: string): Promise<void>;
+  /** Back to the guest menu, after a membership ends. */
+  guest(userId: string): Promise<void>;
 }
 
 /** Where a conversation happens: enough to post into it again later, from another process. */

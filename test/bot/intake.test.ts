@@ -18,6 +18,7 @@ import { type TestAws, type TestBot, testAws, testBot, testConfig } from '../sup
 import { runAs } from '../support/memory-chat.js';
 import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { redisKeysMatching } from '../support/redis-sweep.js';
 
 const ourToken = `7100000001:${'Q'.repeat(35)}`;
 const assistantToken = `7200000002:${'a1B2c3D4e5'.repeat(3)}AbCdE`;
@@ -332,7 +333,14 @@ describe('membership by invite', () => {
     expect(await redis.keys(`${prefix}:invite:*`)).not.toContainEqual(expect.stringContaining(code ?? '-'));
 
     const joined = await send(newcomer, `/start ${code}`);
-    expect(joined.reply.text).toContain('Welcome, you are a member now.');
+    // This bot may not manage bots (getMe can_manage_bots is false): the token is pasted, no button.
+    expect(joined.reply.text).toBe(
+      'Welcome, you are a member now. Send your secrets here (I delete them at once), or /help to see what you can do.',
+    );
+    expect(fake.chat(ourToken, newcomer).replyKeyboard).toBeUndefined();
+    expect((await send(newcomer, '/set telegram-bot-token')).reply.text).toMatch(
+      /^Send your telegram-bot-token \(.*@BotFather\)\) as your next message/,
+    );
     expect((await send(newcomer, '/whoami')).reply.text).toContain('role: member');
     const again = await send(other, `/start ${code}`);
     expect(again.reply.text).toContain('This invite code is not valid');
@@ -417,31 +425,7 @@ describe('the secret never rests elsewhere', () => {
     expect(logs.lines.length).toBeGreaterThan(0);
     expect(logs.lines.filter(leaks)).toEqual([]);
 
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) {
-        const type = await redis.type(key);
-        const content =
-          type === 'string'
-            ? await redis.get(key)
-            : type === 'hash'
-              ? JSON.stringify(await redis.hgetall(key))
-              : type === 'list'
-                ? JSON.stringify(await redis.lrange(key, 0, -1))
-                : type === 'set'
-                  ? JSON.stringify(await redis.smembers(key))
-                  : type === 'zset'
-                    ? JSON.stringify(await redis.zrange(key, 0, -1))
-                    : type === 'stream'
-                      ? JSON.stringify(await redis.xrange(key, '-', '+'))
-                      : '';
-        if (leaks(key) || leaks(content ?? '')) found.push(key);
-      }
-    } while (cursor !== '0');
-    expect(found).toEqual([]);
+    expect(await redisKeysMatching(redis, leaks)).toEqual([]);
 
     // What the bot sent to Telegram: every call's parameters (the user's own message is Telegram's, not ours).
     const botCalls = fake.calls(ourToken).filter((c) => c.method !== 'getUpdates');

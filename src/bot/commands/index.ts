@@ -1,5 +1,6 @@
 import type { BotDeps } from '../deps.js';
 import type { AnyCommand } from '../registry.js';
+import { access, rotate } from './assistant-bot.js';
 import { audit } from './audit.js';
 import { cancelled } from './cancelled.js';
 import { destroyFor, destroyForConfirmed, fleet, provisionFor, session } from './fleet.js';
@@ -21,6 +22,8 @@ export const allCommands: AnyCommand<BotDeps>[] = [
   whoami,
   set,
   secrets,
+  rotate,
+  access,
   forget,
   forgetConfirmed,
   provision,

@@ -39,6 +39,10 @@ export const revoke = defineCommand<BotDeps, typeof userIdArg>({
   requires: 'admin',
   async run({ args: userId, reply }, deps) {
     const revoked = await deps.members.revoke(userId);
+    if (revoked)
+      await deps.telegram.menus
+        ?.guest(userId)
+        .catch((err: unknown) => deps.intake.log.warn({ err: String(err) }, 'could not reset the menu'));
     await reply.whisper(
       revoked
         ? `Telegram user ${userId} is no longer a member.`

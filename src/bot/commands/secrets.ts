@@ -5,8 +5,9 @@ import { noArgs } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
 import { kindList, takeSecret } from '../intake/intake.js';
+import { createBotButton } from './assistant-bot.js';
 
-const kindArg = z
+export const kindArg = z
   .string()
   .trim()
   .refine(
@@ -41,9 +42,15 @@ export const set = defineCommand<BotDeps, typeof setArgs>({
     }
     await deps.pending.expect(caller.userId, kind, deps.settings.setTimeoutMs);
     const minutes = Math.round(deps.settings.setTimeoutMs / 60_000);
-    await reply.send(
-      `Send your ${kind} (${findKind(kind)?.purpose}) as your next message, within ${minutes} minute${minutes === 1 ? '' : 's'}. I delete it as soon as it arrives.`,
-    );
+    const paste = `Send your ${kind} (${findKind(kind)?.purpose}) as your next message, within ${minutes} minute${minutes === 1 ? '' : 's'}. I delete it as soon as it arrives.`;
+    const oneTap =
+      kind === 'telegram-bot-token' &&
+      createBotButton(
+        caller,
+        deps,
+        `Tap "Create my assistant bot" below: Telegram creates the bot with you and I fetch its token myself, so it never appears in this chat. Or: ${paste}`,
+      );
+    await reply.send(oneTap || paste);
   },
 });
 
@@ -54,11 +61,18 @@ export const secrets = defineCommand<BotDeps, typeof noArgs>({
   args: noArgs,
   requires: 'user',
   async run({ caller, reply }, deps) {
-    const stored = await deps.secrets.list(caller.userId);
+    const [stored, assistantBot] = await Promise.all([
+      deps.secrets.list(caller.userId),
+      deps.assistantBots.get(caller.userId),
+    ]);
     const lines = secretKinds.map((kind) => {
       const s = stored.find((x) => x.kind === kind.name);
+      const bot =
+        kind.name === 'telegram-bot-token' && assistantBot
+          ? ` (of @${assistantBot.username}, created here: /rotate replaces it)`
+          : '';
       return s
-        ? `• ${kind.name}: stored, last changed ${s.lastChanged ? formatUtc(s.lastChanged) : 'unknown'}`
+        ? `• ${kind.name}: stored${bot}, last changed ${s.lastChanged ? formatUtc(s.lastChanged) : 'unknown'}`
         : `• ${kind.name}: not stored`;
     });
     await reply.send(['Your secrets:', ...lines].join('\n'));
@@ -71,9 +85,13 @@ export const forget = defineCommand<BotDeps, typeof kindArg>({
   usage: '<kind>',
   args: kindArg,
   requires: 'user',
-  async run({ args: kind, reply }) {
+  async run({ caller, args: kind, reply }, deps) {
+    const needed =
+      deps.settings.requiredSecrets.includes(kind) && (await deps.fleet.findForUser(caller.userId));
     await reply.confirm(
-      `Delete your stored ${kind}? Your assistant cannot use it any more until you send a new one.`,
+      needed
+        ? `Delete your stored ${kind}? Your assistant needs it: it keeps running until its next start (a /restart, a deploy, a reboot), then it stops until you send a new one.`
+        : `Delete your stored ${kind}? Your assistant cannot use it any more until you send a new one.`,
       `/forget-confirmed ${kind}`,
       { confirm: 'Delete it' },
     );
@@ -89,6 +107,8 @@ export const forgetConfirmed = defineCommand<BotDeps, typeof kindArg>({
   hidden: true,
   async run({ caller, args: kind, reply }, deps) {
     const removed = await deps.secrets.remove(caller.userId, kind);
+    // The managed bot's token is stored again the next time Telegram reports it.
+    if (kind === 'telegram-bot-token') await deps.assistantBots.forgetStoredToken(caller.userId);
     deps.intake.log.info({ user: caller.userId, kind, removed }, 'secret forgotten');
     await reply.send(removed ? `Deleted your ${kind}.` : `You had no ${kind} stored; nothing changed.`);
   },

@@ -50,23 +50,28 @@ export const stop = defineCommand<BotDeps, typeof noArgs>({
 
 export const restart = defineCommand<BotDeps, typeof noArgs>({
   name: 'restart',
-  summary: 'restart your assistant (it reads its secrets again)',
+  summary: 'restart your assistant; it reads your current secrets as it starts',
   args: noArgs,
   requires: 'user',
   async run({ caller, reply, audit }, deps) {
     const instance = await ownInstance(caller.userId, deps);
     if (instance.state !== 'running')
       throw new UserError(`Your server is ${instance.state}; /start it first.`);
-    const commandId = await deps.runCommand.send(
-      [instance.id],
-      deps.settings.restartDocument,
-      { service: [deps.settings.serviceName] },
-      `restart:${caller.userId}`,
-    );
+    const commandId = await restartAssistant(instance, caller.userId, deps);
     audit({ commandIds: commandId, outcome: `restart on ${instance.id}` });
     await reply.send(`Restarting your assistant on ${instance.id} (command ${commandId}).`);
   },
 });
+
+/** Restarts the assistant's unit, whose start reads the member's secrets from Parameter Store again. */
+export function restartAssistant(instance: FleetInstance, userId: string, deps: BotDeps): Promise<string> {
+  return deps.runCommand.send(
+    [instance.id],
+    deps.settings.restartDocument,
+    { service: [deps.settings.serviceName] },
+    `restart:${userId}`,
+  );
+}
 
 export const destroy = defineCommand<BotDeps, typeof noArgs>({
   name: 'destroy',
@@ -111,6 +116,7 @@ export const forgetAllConfirmed = defineCommand<BotDeps, typeof noArgs>({
   async run({ caller, reply, audit }, deps) {
     let removed = 0;
     for (const kind of secretKinds) if (await deps.secrets.remove(caller.userId, kind.name)) removed++;
+    await deps.assistantBots.forgetStoredToken(caller.userId);
     audit({ outcome: `removed ${removed}` });
     await reply.send(
       removed > 0

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { inviteCodePattern } from '../../core/invite-code.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
+import { createBotButton } from './assistant-bot.js';
 import { helpText } from './help.js';
 import { requestProvision } from './provisioning.js';
 import { stoppedServer } from './server.js';
@@ -45,8 +46,20 @@ export const start = defineCommand<BotDeps, typeof args>({
       return;
     }
     const welcome = outcome === 'joined' ? 'Welcome, you are a member now.' : 'You are already a member.';
+    if (outcome === 'joined')
+      await deps.telegram.menus
+        ?.member(caller.userId)
+        .catch((err: unknown) => deps.intake.log.warn({ err: String(err) }, 'could not set the member menu'));
+    const hasBotToken = (await deps.secrets.list(caller.userId)).some((s) => s.kind === 'telegram-bot-token');
+    const oneTap =
+      !hasBotToken &&
+      createBotButton(
+        caller,
+        deps,
+        `${welcome} First, tap "Create my assistant bot" below: Telegram creates your assistant's own bot with you, and I fetch its token myself. Then send your other secrets here (I delete them at once), or /help to see what you can do.`,
+      );
     await reply.whisper(
-      `${welcome} Send your secrets here (I delete them at once), or /help to see what you can do.`,
+      oneTap || `${welcome} Send your secrets here (I delete them at once), or /help to see what you can do.`,
     );
   },
 });

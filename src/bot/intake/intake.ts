@@ -1,3 +1,4 @@
+import type { Fleet, FleetInstance } from '../../aws/fleet.js';
 import type { SecretStore } from '../../aws/secret-store.js';
 import { SecretStoreError } from '../../aws/secret-store.js';
 import type { Caller } from '../../core/caller.js';
@@ -24,8 +25,8 @@ export interface IntakeDeps {
   liveChecks: LiveChecks;
   log: Logger;
   now(): Date;
-  /** Runs after a secret was stored (e.g. offer to restart a server that still uses the old one). */
-  afterStored?(caller: Caller, reply: Reply): Promise<void>;
+  /** The member's server: every store while one exists binds the parameter to it. */
+  fleet: Pick<Fleet, 'findForUser'>;
   metrics?: Pick<Metrics, 'secretStored'>;
 }
 
@@ -99,26 +100,73 @@ export async function takeSecret(request: IntakeRequest, deps: IntakeDeps): Prom
     return 'rejected';
   }
 
-  try {
-    await deps.putPacer.wait();
-    await deps.secrets.put(caller.userId, kind.name as SecretKindName, value);
-  } catch (error) {
-    const reason = error instanceof SecretStoreError ? error.reason : 'unavailable';
-    log.warn({ kind: kind.name, fingerprint: print, reason }, 'secret not stored');
-    await answer(
-      reason === 'throttled'
-        ? 'AWS is busy right now and nothing was saved. Send it again in a minute.'
-        : 'I could not save it to the secret store, so nothing was saved. An admin has the details; try again later.',
-    );
+  const stored = await storeSecret(deps, caller.userId, kind.name as SecretKindName, value);
+  if (!stored.ok) {
+    await answer(storeFailureText[stored.reason]);
     return 'failed';
   }
-  log.info({ kind: kind.name, fingerprint: print }, 'secret stored');
-  deps.metrics?.secretStored(kind.name);
   const when = deps.now().toISOString().replace('T', ' ').slice(0, 16);
   const note = 'unverified' in check ? `\nNot checked live: ${check.unverified}.` : '';
   await answer(
-    `Stored your ${kind.name} (${print}) at ${when} UTC.${deleted ? ' I deleted your message.' : ''}${note}`,
+    `Stored your ${kind.name} (${stored.fingerprint}) at ${when} UTC.${deleted ? ' I deleted your message.' : ''}${note}`,
   );
-  await deps.afterStored?.(caller, request.reply);
+  await offerRestart(stored.server, request.reply);
   return 'stored';
+}
+
+export type StoreOutcome =
+  | { ok: true; fingerprint: string; server?: FleetInstance }
+  | { ok: false; reason: 'throttled' | 'unavailable' | 'unbound' };
+
+export const storeFailureText: Record<Exclude<StoreOutcome, { ok: true }>['reason'], string> = {
+  throttled: 'AWS is busy right now and nothing was saved. Send it again in a minute.',
+  unavailable:
+    'I could not save it to the secret store, so nothing was saved. An admin has the details; try again later.',
+  unbound:
+    'I saved it, but could not give your server access to it yet, so your assistant cannot use it. Send it again in a minute.',
+};
+
+/**
+ * The one way a secret is written: paced, stored, then bound to the member's server (if one exists)
+ * before anybody is told it is stored, so the server can always read what it was told about.
+ */
+export async function storeSecret(
+  deps: IntakeDeps,
+  userId: string,
+  kind: SecretKindName,
+  value: string,
+): Promise<StoreOutcome> {
+  const print = fingerprint(value);
+  const log = deps.log.child({ user: userId, kind, fingerprint: print });
+  try {
+    await deps.putPacer.wait();
+    await deps.secrets.put(userId, kind, value);
+  } catch (error) {
+    const reason =
+      error instanceof SecretStoreError && error.reason === 'throttled' ? 'throttled' : 'unavailable';
+    log.warn({ reason, err: String(error) }, 'secret not stored');
+    return { ok: false, reason };
+  }
+  log.info('secret stored');
+  deps.metrics?.secretStored(kind);
+  let server: FleetInstance | undefined;
+  try {
+    server = await deps.fleet.findForUser(userId);
+    if (server) await deps.secrets.bindToInstance(userId, [kind], server.arn);
+  } catch (error) {
+    log.warn({ err: String(error) }, 'secret stored but not bound to the server');
+    return { ok: false, reason: 'unbound' };
+  }
+  if (server) log.info({ instance: server.id }, 'secret bound to the server');
+  return { ok: true, fingerprint: print, server };
+}
+
+/** A running assistant read the old value when it started; a restart reads the new one. */
+export async function offerRestart(server: FleetInstance | undefined, reply: Reply): Promise<void> {
+  if (server?.state === 'running')
+    await reply.confirm(
+      'Your server still uses the old value. Restart your assistant so it reads the new one?',
+      '/restart',
+      { confirm: 'Restart', cancel: 'Later' },
+    );
 }

@@ -10,6 +10,7 @@ import {
   requiredInt,
 } from './params.js';
 import { formatText, textLength } from './parse-mode.js';
+import { checkPlacement, readInlineOnly, readReplyMarkup } from './reply-markup.js';
 import { badRequest } from './responses.js';
 import {
   type BotState,
@@ -22,21 +23,8 @@ import {
 } from './state.js';
 
 const maxTextLength = 4096;
-const maxCallbackDataBytes = 64;
 /** Bots may delete messages younger than 48 hours, no older. */
 const deleteWindowSeconds = 48 * 3600;
-const buttonActions = [
-  'url',
-  'callback_data',
-  'web_app',
-  'login_url',
-  'switch_inline_query',
-  'switch_inline_query_current_chat',
-  'switch_inline_query_chosen_chat',
-  'copy_text',
-  'callback_game',
-  'pay',
-];
 
 export const seconds = (ms: number) => Math.floor(ms / 1000);
 
@@ -47,7 +35,13 @@ export function sendMessage({ bot, params, now }: MethodContext): Message {
   const { text, entities } = readText(params, raw);
   if (!text) throw badRequest('message text is empty');
   if (textLength(text) > maxTextLength) throw badRequest('message is too long');
-  const markup = readInlineKeyboard(params);
+  const markup = readReplyMarkup(params);
+  if (markup.client) {
+    checkPlacement(markup.client, {
+      privateChat: chat.chat.type === 'private',
+      canManageBots: bot.me.can_manage_bots === true,
+    });
+  }
   const replyTo = readReplyTarget(chat, params);
   const message = {
     message_id: chat.nextMessageId++,
@@ -57,10 +51,13 @@ export function sendMessage({ bot, params, now }: MethodContext): Message {
     text,
     ...(entities.length > 0 ? { entities } : {}),
     ...(replyTo ? { reply_to_message: replyTo } : {}),
-    ...(markup ? { reply_markup: markup } : {}),
+    ...(markup.inline ? { reply_markup: markup.inline } : {}),
   } as Message;
   storeMessage(chat, message, true);
   chat.sent.push(clone(message));
+  if (markup.client) {
+    chat.replyKeyboards.push({ messageId: message.message_id, markup: markup.client, at: now() });
+  }
   return clone(message);
 }
 
@@ -72,7 +69,7 @@ export function editMessageText({ bot, params, now }: MethodContext): Message {
   if (!text) throw badRequest('message text is empty');
   if (textLength(text) > maxTextLength) throw badRequest('MESSAGE_TOO_LONG');
   if (!('text' in message)) throw badRequest('there is no text in the message to edit');
-  const markup = readInlineKeyboard(params);
+  const markup = readInlineOnly(params);
   const current = message as Message & { entities?: MessageEntity[]; reply_markup?: InlineKeyboardMarkup };
   if (current.text === text && same(current.entities ?? [], entities) && same(current.reply_markup, markup)) {
     throw notModified();
@@ -87,8 +84,8 @@ export function editMessageText({ bot, params, now }: MethodContext): Message {
 }
 
 export function editMessageReplyMarkup({ bot, params, now }: MethodContext): Message {
+  const markup = readInlineOnly(params);
   const { chat, message } = editable(bot, params);
-  const markup = readInlineKeyboard(params);
   const current = message as Message & { reply_markup?: InlineKeyboardMarkup };
   if (same(current.reply_markup, markup)) throw notModified();
   const edited = { ...current, edit_date: seconds(now()) } as Record<string, unknown>;
@@ -138,6 +135,8 @@ function editable(bot: BotState, params: Params) {
   const stored = liveMessage(chat, messageId);
   if (!stored) throw badRequest('message to edit not found');
   if (!stored.fromBot) throw badRequest("message can't be edited");
+  // A message that came with a reply keyboard (or its removal, or force_reply) is never editable.
+  if (chat.replyKeyboards.some((k) => k.messageId === messageId)) throw badRequest("message can't be edited");
   return { chat, message: stored.message };
 }
 
@@ -174,37 +173,6 @@ function readText(params: Params, raw: string) {
     optionalString(params, 'parse_mode'),
     Array.isArray(entities) ? (entities as MessageEntity[]) : undefined,
   );
-}
-
-/**
- * Only inline keyboards travel with the message; reply keyboards and force_reply are client-side and
- * never come back in `reply_markup`, so they are validated loosely and otherwise only recorded as params.
- */
-export function readInlineKeyboard(params: Params): InlineKeyboardMarkup | undefined {
-  const markup = optionalJson(params, 'reply_markup', "can't parse reply keyboard markup JSON object");
-  if (markup === undefined) return undefined;
-  if (!isRecord(markup)) throw badRequest('object expected as reply markup');
-  if (!('inline_keyboard' in markup)) return undefined;
-  const rows = markup.inline_keyboard;
-  if (!Array.isArray(rows) || !rows.every(Array.isArray)) {
-    throw badRequest('field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays');
-  }
-  for (const row of rows as unknown[][]) {
-    for (const button of row) {
-      if (!isRecord(button) || typeof button.text !== 'string') throw badRequest('can\'t find field "text"');
-      if (button.callback_data !== undefined) {
-        const bytes = Buffer.byteLength(String(button.callback_data), 'utf8');
-        if (bytes < 1 || bytes > maxCallbackDataBytes) throw badRequest('BUTTON_DATA_INVALID');
-      }
-      if (button.url !== undefined && !URL.canParse(String(button.url)))
-        throw badRequest('BUTTON_URL_INVALID');
-      if (!buttonActions.some((action) => button[action] !== undefined)) {
-        throw badRequest('text buttons are unallowed in the inline keyboard');
-      }
-    }
-  }
-  const nonEmpty = (rows as unknown[][]).filter((row) => row.length > 0);
-  return nonEmpty.length > 0 ? ({ inline_keyboard: nonEmpty } as InlineKeyboardMarkup) : undefined;
 }
 
 function readReplyTarget(chat: ChatState, params: Params): Message | undefined {

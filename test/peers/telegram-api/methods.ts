@@ -1,4 +1,7 @@
-import type { BotCommand, ChatFullInfo, WebhookInfo } from 'grammy/types';
+import type { ChatFullInfo, Update, WebhookInfo } from 'grammy/types';
+import { commandMethods } from './commands-menu.js';
+import type { BotDirectory } from './directory.js';
+import { managedBotMethods } from './managed-bots.js';
 import {
   deleteMessage,
   deleteMessages,
@@ -6,17 +9,10 @@ import {
   editMessageText,
   sendMessage,
 } from './message-methods.js';
-import {
-  clamp,
-  isRecord,
-  optionalBool,
-  optionalInt,
-  optionalJson,
-  optionalString,
-  type Params,
-} from './params.js';
+import { clamp, optionalBool, optionalInt, optionalJson, optionalString, type Params } from './params.js';
 import { badRequest, conflict, Described } from './responses.js';
 import { type BotState, clone, requireChat } from './state.js';
+import type { NewUpdate } from './updates.js';
 
 export interface MethodContext {
   bot: BotState;
@@ -26,6 +22,10 @@ export interface MethodContext {
   now(): number;
   /** Lets the webhook pump notice a new, changed or removed webhook. */
   webhookChanged(bot: BotState): void;
+  /** Queues an update for a bot (getUpdates or its webhook); undefined when allowed_updates filters it. */
+  publish(bot: BotState, update: NewUpdate): Update | undefined;
+  /** Every bot by token, for methods that create bots or change their tokens. */
+  directory: BotDirectory;
 }
 
 export type MethodHandler = (ctx: MethodContext) => unknown;
@@ -73,7 +73,10 @@ async function getUpdates({ bot, params, signal }: MethodContext) {
     }
   }
   if (bot.webhook) return [];
-  return clone(bot.queue.take(limit));
+  const batch = bot.queue.take(limit);
+  // A replayed update goes out once, below the confirmed offset or not.
+  bot.queue.handedOut(batch);
+  return clone(batch);
 }
 
 function setAllowedUpdates(bot: BotState, params: Params): void {
@@ -159,39 +162,6 @@ function sendChatAction({ bot, params, now }: MethodContext): true {
   return true;
 }
 
-/** Commands are kept per scope and language, as the real server does. */
-function commandsKey(params: Params): string {
-  const scope = optionalJson(params, 'scope', "can't parse BotCommandScope JSON object");
-  return JSON.stringify([
-    isRecord(scope) ? scope : { type: 'default' },
-    optionalString(params, 'language_code') ?? '',
-  ]);
-}
-
-function setMyCommands({ bot, params }: MethodContext): true {
-  const commands = optionalJson(params, 'commands', "can't parse commands JSON array");
-  if (!Array.isArray(commands)) throw badRequest('parameter "commands" is required');
-  if (commands.length > 100) throw badRequest('too many commands specified');
-  for (const command of commands) {
-    if (
-      !isRecord(command) ||
-      typeof command.command !== 'string' ||
-      !/^[a-z0-9_]{1,32}$/.test(command.command)
-    ) {
-      throw badRequest('BOT_COMMAND_INVALID');
-    }
-    if (
-      typeof command.description !== 'string' ||
-      command.description.length < 1 ||
-      command.description.length > 256
-    ) {
-      throw badRequest('BOT_COMMAND_DESCRIPTION_INVALID');
-    }
-  }
-  bot.commands.set(commandsKey(params), clone(commands as BotCommand[]));
-  return true;
-}
-
 function getChat({ bot, params }: MethodContext): ChatFullInfo {
   const { chat } = requireChat(bot, params);
   return {
@@ -221,14 +191,7 @@ export const methods: ReadonlyMap<string, MethodHandler> = new Map<string, Metho
   ['deletemessages', deleteMessages],
   ['answercallbackquery', answerCallbackQuery],
   ['sendchataction', sendChatAction],
-  ['setmycommands', setMyCommands],
-  ['getmycommands', ({ bot, params }) => clone(bot.commands.get(commandsKey(params)) ?? [])],
-  [
-    'deletemycommands',
-    ({ bot, params }) => {
-      bot.commands.delete(commandsKey(params));
-      return true;
-    },
-  ],
   ['getchat', getChat],
+  ...commandMethods,
+  ...managedBotMethods,
 ]);

@@ -1,7 +1,24 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Chat, Message, Update, UserFromGetMe } from 'grammy/types';
+import type {
+  BotCommand,
+  BotCommandScope,
+  Chat,
+  Message,
+  ReplyKeyboardMarkup,
+  Update,
+  UserFromGetMe,
+} from 'grammy/types';
+import { commandsFor, type MenuViewer, menuFor } from './commands-menu.js';
+import { createBotDirectory } from './directory.js';
+import {
+  type CreatedBot,
+  type ManagedBotCreation,
+  type ManagedBotView,
+  managedBotViews,
+  userCreatesManagedBot,
+} from './managed-bots.js';
 import { methods } from './methods.js';
 import { type Params, readParams } from './params.js';
 import {
@@ -18,9 +35,9 @@ import {
   type CallbackAnswer,
   type ChatActionRecord,
   clone,
-  createBotState,
   type EditRecord,
   type RecordedCall,
+  type SentReplyKeyboard,
   type WebhookDelivery,
 } from './state.js';
 import { isAllowed, type NewUpdate, updateTypeOf } from './updates.js';
@@ -63,6 +80,10 @@ export interface ChatView {
   /** Ids of deleted messages, the bot's and the user's, in deletion order. */
   deleted: number[];
   actions: ChatActionRecord[];
+  /** Reply keyboards, their removals and force_replies the bot sent, with the message each came with. */
+  replyKeyboards: SentReplyKeyboard[];
+  /** The reply keyboard the user's client shows now, if any. */
+  replyKeyboard: ReplyKeyboardMarkup | undefined;
 }
 
 export type MessageMatch = string | RegExp | ((message: Message) => boolean);
@@ -80,6 +101,23 @@ export interface FakeTelegram {
   pressButton(token: string, press: ButtonPress): string;
   /** Any update shape; `undefined` when the bot's allowed_updates filters it out, as Telegram would. */
   injectUpdate(token: string, update: NewUpdate): Update | undefined;
+  /**
+   * Delivers an update already created once more, same update_id, same body: as another webhook POST, or
+   * in the next getUpdates answer even below the confirmed offset. Throws for an update never created.
+   */
+  redeliver(token: string, updateId: number): Update;
+  /**
+   * The user taps the request_managed_bot button on the reply keyboard their private chat with the
+   * manager shows and confirms the dialog. The new bot is registered (getMe works with its token); the
+   * manager gets a `managed_bot` update, then the user's `managed_bot_created` service message.
+   */
+  createManagedBot(managerToken: string, creation: ManagedBotCreation): CreatedBot;
+  /** The bots this one manages, in creation order. */
+  managedBots(managerToken: string): ManagedBotView[];
+  /** The command list set for exactly this scope (default: the default scope) and language. */
+  commandsFor(token: string, scope?: BotCommandScope, languageCode?: string): BotCommand[];
+  /** The command menu this chat shows, by Telegram's scope lookup order; private chats need no viewer. */
+  menuFor(token: string, chatId: number, viewer?: MenuViewer): BotCommand[];
   chat(token: string, chatId: number): ChatView;
   /** Requests the bot made, optionally of one method (case-insensitive); in-flight ones lack `response`. */
   calls(token: string, method?: string): RecordedCall[];
@@ -103,7 +141,7 @@ export interface FakeTelegram {
 
 export async function startFakeTelegram(options: FakeTelegramOptions = {}): Promise<FakeTelegram> {
   const now = options.now ?? Date.now;
-  const bots = new Map<string, BotState>();
+  const directory = createBotDirectory(options.botInfo);
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const changed = () => events.emit('change');
@@ -160,7 +198,7 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
       if (fault) throw fault;
       const handler = methods.get(method.toLowerCase());
       if (!handler) throw notFound('method not found');
-      const pending = handler({ bot, params, signal, now, webhookChanged: pump.kick });
+      const pending = handler({ bot, params, signal, now, webhookChanged: pump.kick, publish, directory });
       // Handlers mutate state before their first await (getUpdates confirms, then parks): let waiters see it.
       changed();
       const result = await pending;
@@ -185,7 +223,7 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
     res.on('close', () => gone.abort());
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const route = /^\/bot([^/]+)\/([^/]*)$/.exec(url.pathname);
-    const bot = route ? bots.get(decodeURIComponent(route[1] ?? '')) : undefined;
+    const bot = route ? directory.live(decodeURIComponent(route[1] ?? '')) : undefined;
     if (!route || !bot) {
       req.resume();
       return send(res, (route ? unauthorized() : notFound()).toResponse());
@@ -216,7 +254,7 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
   const port = (server.address() as AddressInfo).port;
 
   function botOf(token: string): BotState {
-    const bot = bots.get(token);
+    const bot = directory.find(token);
     if (!bot) throw new Error('fake telegram: unknown bot token, register it with addBot first');
     return bot;
   }
@@ -264,6 +302,8 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
         edits: [],
         deleted: [],
         actions: [],
+        replyKeyboards: [],
+        replyKeyboard: undefined,
       };
     const live = [...state.messages.values()]
       .filter((m) => !m.deleted)
@@ -276,6 +316,8 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
       edits: state.edits,
       deleted: state.deleted,
       actions: state.actions,
+      replyKeyboards: state.replyKeyboards,
+      replyKeyboard: shownKeyboard(state.replyKeyboards),
     });
   }
 
@@ -284,40 +326,23 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
   return {
     apiRoot: `http://127.0.0.1:${port}`,
     port,
-    addBot(token, botInfo) {
-      const existing = bots.get(token);
-      if (existing) {
-        Object.assign(existing.me, botInfo);
-        return clone(existing.me);
-      }
-      // Like Telegram, the bot's id is the token's numeric prefix when it has one.
-      const tokenId = /^(\d+):/.exec(token)?.[1];
-      const id =
-        botInfo?.id ?? (tokenId ? Number(tokenId) : (options.botInfo?.id ?? 7_000_000_000 + bots.size));
-      const me: UserFromGetMe = {
-        first_name: 'Fake Bot',
-        username: `fake_${id}_bot`,
-        can_join_groups: true,
-        can_read_all_group_messages: false,
-        supports_inline_queries: false,
-        can_connect_to_business: false,
-        has_main_web_app: false,
-        has_topics_enabled: false,
-        allows_users_to_create_topics: false,
-        can_manage_bots: false,
-        supports_join_request_queries: false,
-        ...options.botInfo,
-        ...botInfo,
-        id,
-        is_bot: true,
-      };
-      bots.set(token, createBotState(token, me));
-      return clone(me);
-    },
+    addBot: (token, botInfo) => clone(directory.add(token, botInfo).me),
     sendUserMessage: (token, message) => userSendsMessage(botOf(token), userSide, message),
     editUserMessage: (token, edit) => userEditsMessage(botOf(token), userSide, edit),
     pressButton: (token, press) => userPressesButton(botOf(token), userSide, press),
     injectUpdate: (token, update) => publish(botOf(token), update),
+    redeliver(token, updateId) {
+      const bot = botOf(token);
+      const update = bot.queue.replay(updateId);
+      if (bot.webhook) pump.kick(bot);
+      changed();
+      return update;
+    },
+    createManagedBot: (token, creation) =>
+      userCreatesManagedBot(botOf(token), { now, publish, directory }, creation),
+    managedBots: (token) => managedBotViews(botOf(token)),
+    commandsFor: (token, scope, languageCode) => commandsFor(botOf(token), scope, languageCode),
+    menuFor: (token, chatId, viewer) => menuFor(botOf(token), chatId, viewer),
     chat,
     calls(token, method) {
       const all = botOf(token).calls;
@@ -366,6 +391,12 @@ export async function startFakeTelegram(options: FakeTelegramOptions = {}): Prom
       return closed;
     },
   };
+}
+
+/** The latest keyboard or removal wins; force_reply leaves the keyboard as it is. */
+function shownKeyboard(sent: SentReplyKeyboard[]): ReplyKeyboardMarkup | undefined {
+  const last = [...sent].reverse().find((k) => 'keyboard' in k.markup || 'remove_keyboard' in k.markup);
+  return last && 'keyboard' in last.markup ? last.markup : undefined;
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,5 +1,8 @@
-import type { BotCommand, Chat, InlineKeyboardMarkup, Message, User, UserFromGetMe } from 'grammy/types';
+import type { Chat, InlineKeyboardMarkup, Message, User, UserFromGetMe } from 'grammy/types';
+import type { StoredCommands } from './commands-menu.js';
+import type { ManagedBot } from './managed-bots.js';
 import { optionalString, type Params } from './params.js';
+import type { ClientMarkup } from './reply-markup.js';
 import { type ApiResponse, type BotApiError, badRequest } from './responses.js';
 import { createUpdateQueue, type UpdateQueue } from './updates.js';
 
@@ -19,6 +22,13 @@ export interface EditRecord {
   method: 'editMessageText' | 'editMessageReplyMarkup';
   text: string | undefined;
   replyMarkup: InlineKeyboardMarkup | undefined;
+  at: number;
+}
+
+/** A reply keyboard, its removal or a force-reply the bot sent; Telegram keeps these off the Message. */
+export interface SentReplyKeyboard {
+  messageId: number;
+  markup: ClientMarkup;
   at: number;
 }
 
@@ -68,6 +78,7 @@ export interface ChatState {
   edits: EditRecord[];
   deleted: number[];
   actions: ChatActionRecord[];
+  replyKeyboards: SentReplyKeyboard[];
 }
 
 export interface ArmedFault {
@@ -92,7 +103,10 @@ export interface BotState {
   poll: AbortController | undefined;
   calls: RecordedCall[];
   faults: ArmedFault[];
-  commands: Map<string, BotCommand[]>;
+  /** Command lists by scope and language, see commands-menu.ts. */
+  commands: Map<string, StoredCommands>;
+  /** Bots this bot manages (Bot API 9.6), by their id. */
+  managed: Map<number, ManagedBot>;
   callbackQueries: Map<string, { answered: boolean }>;
   callbackAnswers: CallbackAnswer[];
   nextCallbackId: number;
@@ -115,6 +129,7 @@ export function createBotState(token: string, me: UserFromGetMe): BotState {
     calls: [],
     faults: [],
     commands: new Map(),
+    managed: new Map(),
     callbackQueries: new Map(),
     callbackAnswers: [],
     nextCallbackId: 1,
@@ -135,6 +150,7 @@ export function createChatState(chat: Chat): ChatState {
     edits: [],
     deleted: [],
     actions: [],
+    replyKeyboards: [],
   };
 }
 

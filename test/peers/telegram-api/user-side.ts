@@ -117,7 +117,7 @@ export function userPressesButton(bot: BotState, deps: UserSideDeps, input: Butt
   return id;
 }
 
-function rememberUser(bot: BotState, input: Partial<UserMessage> & { userId: number }): User {
+export function rememberUser(bot: BotState, input: Partial<UserMessage> & { userId: number }): User {
   const known = bot.users.get(input.userId);
   const lastName = input.lastName ?? known?.last_name;
   const username = input.username ?? known?.username;

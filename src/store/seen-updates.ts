@@ -1,0 +1,25 @@
+import type { Redis } from 'ioredis';
+
+/** Telegram may deliver an update twice (a webhook retried after a timeout, a restart before the offset was confirmed). */
+export const seenUpdateTtlSeconds = 24 * 60 * 60;
+
+/**
+ * Remembers each chat update id for a day, so every update has exactly one effect. `first` marks the
+ * id and says whether this is its first delivery, in one atomic SET NX shared by all bot processes.
+ */
+export function createSeenUpdates(redis: Redis, prefix: string) {
+  return {
+    async first(platform: string, updateId: string): Promise<boolean> {
+      const set = await redis.set(
+        `${prefix}:seen-update:${platform}:${updateId}`,
+        '1',
+        'EX',
+        seenUpdateTtlSeconds,
+        'NX',
+      );
+      return set === 'OK';
+    },
+  };
+}
+
+export type SeenUpdates = ReturnType<typeof createSeenUpdates>;
