@@ -224,6 +224,15 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
             },
             log: workerLog.child({ queue: 'rollout' }),
           },
+          restart: {
+            runCommand: jobRunCommand,
+            outboxes,
+            pollMs: config.provisioning.pollMs,
+            // The restart document gives up after 900 s (infra/fleetbot.yaml); SSM decides first.
+            timeoutMs: 960_000,
+            now: Date.now,
+            log: workerLog,
+          },
           provision: {
             fleet,
             runCommand: jobRunCommand,

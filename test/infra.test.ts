@@ -392,7 +392,8 @@ describe('infra/fleetbot.yaml', () => {
         interpolationType: 'ENV_VAR',
       });
       const pattern = new RegExp(doc.parameters?.version?.allowedPattern ?? '$^');
-      for (const ok of ['v1.2.3', '1.2.3', '0.10.0-rc.1', 'v2.0.0-build-7'])
+      // openclaw, the default assistant, numbers its releases by date: 2026.9.6.
+      for (const ok of ['v1.2.3', '1.2.3', '0.10.0-rc.1', 'v2.0.0-build-7', '2026.9.6', 'v2026.12.31-beta.1'])
         expect(pattern.test(ok), ok).toBe(true);
       for (const bad of ['1.2.3;reboot', '$(id)', '1.2', '01.2.3', '1.2.3\nx', '1.2.3-`id`', ' 1.2.3'])
         expect(pattern.test(bad), bad).toBe(false);
@@ -454,6 +455,61 @@ describe('infra/fleetbot.yaml', () => {
       });
     });
 
+    it('when the unit is not active, then the check adds its state and the secrets status line, masked, and an active one adds nothing', async () => {
+      const doc = documentContent(template, 'BootstrapCheckDocument');
+      expect(doc.parameters?.service).toMatchObject({
+        allowedPattern: servicePattern,
+        interpolationType: 'ENV_VAR',
+        default: { Ref: 'ServiceName' },
+      });
+      const dir = await mkdtemp(join(scratch, 'check-unit-'));
+      await mkdir(join(dir, 'lib'));
+      await mkdir(join(dir, 'run'));
+      await writeFile(join(dir, 'lib', 'bootstrap-done'), 'finished=2026-01-01T00:00:00Z\ninstance=i-0abc\n');
+      const bin = await fakeSystemctl(dir);
+      const paths = {
+        '/var/lib/fleetbot': join(dir, 'lib'),
+        '/var/log/fleetbot-bootstrap.log': join(dir, 'log'),
+        '/run/fleetbot': join(dir, 'run'),
+      };
+      const env = { SSM_service: 'assistant', PATH: `${bin}:${process.env.PATH}` };
+
+      const active = await runDocument(doc, dir, paths, { ...env, FAKE_STATE: 'active' });
+      expect(active).toMatchObject({
+        code: 0,
+        stdout: 'bootstrap: done\nfinished=2026-01-01T00:00:00Z\ninstance=i-0abc\n',
+      });
+
+      const line = `fleetbot-secrets: failed: openai-api-key is not stored (ParameterNotFound) near sk-${'x'.repeat(20)}`;
+      await writeFile(join(dir, 'run', 'assistant.status'), `${line}\n`);
+      const failed = await runDocument(doc, dir, paths, { ...env, FAKE_STATE: 'failed' });
+      expect(failed.code).toBe(0);
+      expect(failed.stdout.split('\n').slice(3)).toEqual([
+        'service: assistant is failed',
+        'fleetbot-secrets: failed: openai-api-key is not stored (ParameterNotFound) near [redacted]',
+        '',
+      ]);
+
+      // While the bootstrap is still running, the same report follows the log tail.
+      await rm(join(dir, 'lib', 'bootstrap-done'));
+      await writeFile(join(dir, 'log'), 'bootstrap: enabling and starting assistant.service\n');
+      const pending = await runDocument(doc, dir, paths, { ...env, FAKE_STATE: 'activating' });
+      await rm(join(dir, 'run', 'assistant.status'));
+      const noStatus = await runDocument(doc, dir, paths, { ...env, FAKE_STATE: 'activating' });
+      expect(pending.code).toBe(1);
+      expect(pending.stdout.split('\n')).toEqual([
+        'bootstrap: pending',
+        'bootstrap: enabling and starting assistant.service',
+        'service: assistant is activating',
+        'fleetbot-secrets: failed: openai-api-key is not stored (ParameterNotFound) near [redacted]',
+        '',
+      ]);
+      expect(noStatus.stdout.split('\n').slice(-2)).toEqual([
+        `service: no ${join(dir, 'run')}/assistant.status`,
+        '',
+      ]);
+    });
+
     it('when the bootstrap has not finished, then the check fails with the last 40 log lines, secrets masked, and says whether it gave up', async () => {
       const doc = documentContent(template, 'BootstrapCheckDocument');
       const dir = await mkdtemp(join(scratch, 'pending-'));
@@ -509,25 +565,89 @@ describe('infra/fleetbot.yaml', () => {
       );
 
       const dir = await mkdtemp(join(scratch, 'restart-'));
-      const bin = join(dir, 'bin');
-      await mkdir(bin);
-      const calls = join(dir, 'calls');
-      await writeFile(
-        join(bin, 'systemctl'),
-        `#!/bin/bash\nprintf '%s ' "$@" >> '${calls}'\necho >> '${calls}'\n`,
-      );
-      await chmod(join(bin, 'systemctl'), 0o700);
+      await mkdir(join(dir, 'run'));
+      await writeFile(join(dir, 'run', 'assistant.status'), 'fleetbot-secrets: ok 2026-01-01T00:00:00Z\n');
+      const bin = await fakeSystemctl(dir);
       const result = await runDocument(
         doc,
         dir,
-        {},
-        { SSM_service: 'assistant', PATH: `${bin}:${process.env.PATH}` },
+        { '/run/fleetbot': join(dir, 'run') },
+        { SSM_service: 'assistant', PATH: `${bin}:${process.env.PATH}`, FAKE_STATE: 'active' },
       );
-      expect(result.code).toBe(0);
-      expect(await readFile(calls, 'utf8')).toBe('restart -- assistant \nis-active -- assistant \n');
+      expect(result).toEqual({
+        code: 0,
+        stdout: 'restart: assistant is active\nfleetbot-secrets: ok 2026-01-01T00:00:00Z\n',
+        stderr: '',
+      });
+      expect(await readFile(join(dir, 'calls'), 'utf8')).toBe(
+        'reset-failed -- assistant \nrestart -- assistant \nis-active -- assistant \n',
+      );
+
+      const oldAgent = await runDocument(doc, dir, { '/run/fleetbot': join(dir, 'run') }, {});
+      expect(oldAgent).toMatchObject({
+        code: 1,
+        stdout: 'restart: SSM agent too old (needs >= 3.3.2746.0)\n',
+      });
+    });
+
+    it('when the restarted unit fails because a secret is gone, then the output says so first, with the secrets status line, masked', async () => {
+      const doc = documentContent(template, 'RestartDocument');
+      const dir = await mkdtemp(join(scratch, 'restart-failed-'));
+      await mkdir(join(dir, 'run'));
+      const line = 'fleetbot-secrets: failed: openai-api-key is not stored (ParameterNotFound)';
+      await writeFile(join(dir, 'run', 'assistant.status'), `${line}\n`);
+      const bin = await fakeSystemctl(dir);
+      const token = `12345678:${'A'.repeat(35)}`;
+      const env = {
+        SSM_service: 'assistant.service',
+        PATH: `${bin}:${process.env.PATH}`,
+        FAKE_STATE: 'failed',
+        FAKE_RESTART_SAYS: `Job for assistant.service failed because the control process exited with error code. ${token}`,
+      };
+      const result = await runDocument(doc, dir, { '/run/fleetbot': join(dir, 'run') }, env);
+      expect(result).toEqual({
+        code: 1,
+        stdout: [
+          'restart: failed: assistant.service is failed',
+          line,
+          'Job for assistant.service failed because the control process exited with error code. [redacted]',
+          '',
+        ].join('\n'),
+        stderr: '',
+      });
+
+      await rm(join(dir, 'run', 'assistant.status'));
+      const noStatus = await runDocument(doc, dir, { '/run/fleetbot': join(dir, 'run') }, env);
+      expect(noStatus.stdout.split('\n')[1]).toBe(`restart: no ${join(dir, 'run')}/assistant.status`);
     });
   });
 });
+
+/**
+ * systemctl as the documents use it: calls recorded, `is-active` answers $FAKE_STATE (exit 0 only when
+ * active), `restart` fails with $FAKE_RESTART_SAYS on stderr when the state is not active.
+ */
+async function fakeSystemctl(dir: string): Promise<string> {
+  const bin = join(dir, 'bin');
+  await mkdir(bin);
+  const calls = join(dir, 'calls');
+  await writeFile(
+    join(bin, 'systemctl'),
+    [
+      '#!/bin/bash',
+      `printf '%s ' "$@" >> '${calls}'`,
+      `echo >> '${calls}'`,
+      'state="${FAKE_STATE:-active}"',
+      'case "$1" in',
+      '  is-active) echo "$state"; [ "$state" = active ] ;;',
+      '  restart) if [ "$state" != active ]; then echo "${FAKE_RESTART_SAYS:-}" >&2; exit 1; fi ;;',
+      'esac',
+      '',
+    ].join('\n'),
+  );
+  await chmod(join(bin, 'systemctl'), 0o700);
+  return bin;
+}
 
 /** moto over its wire protocols, as one account. */
 function motoAccount(accountId: string) {
@@ -800,6 +920,11 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
     });
     const restartDoc = await read(stack.outputs.RestartDocumentName);
     expect(restartDoc.parameters?.service).toMatchObject({
+      allowedPattern: servicePattern,
+      default: 'assistant',
+    });
+    const checkDoc = await read(stack.outputs.BootstrapCheckDocumentName);
+    expect(checkDoc.parameters?.service).toMatchObject({
       allowedPattern: servicePattern,
       default: 'assistant',
     });

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { userParameterName } from '../core/parameter-names.js';
 import { type SecretKindName, secretKinds } from '../core/secret-kinds.js';
 
@@ -7,27 +9,63 @@ export interface UserDataOptions {
   userId: string;
   /** Which of the user's parameters the instance reads; each becomes one line of the env file. */
   kinds: readonly SecretKindName[];
-  /** The systemd unit that runs the assistant. */
+  /** The systemd unit that runs the assistant (`assistant` or `assistant.service`). */
   serviceName: string;
-  /** Owner of the env file; defaults to `assistant`. */
+  /** Owner of the env file and the user the default profile runs the assistant as; `assistant`. */
   serviceUser?: string;
-  /** Operator config, run as root after the env file is written. */
+  /** Operator config, run as root before the unit starts; the openclaw profile when not set. */
   installCommand?: string;
   version?: string;
-  /** Only tests move these; production uses the defaults below, which the readiness check reads. */
-  paths?: { envFile: string; sentinel: string; log: string };
+  /** Only tests move these; production uses `instancePaths`, which the SSM documents read too. */
+  paths?: InstancePaths;
   /** Only tests shrink these; the defaults outlast the seconds before the bot tags the parameters. */
   retry?: { firstDelaySeconds: number; maxDelaySeconds?: number; maxTotalSeconds: number };
 }
 
-export const bootstrapSentinelPath = '/var/lib/fleetbot/bootstrap-done';
-export const bootstrapLogPath = '/var/log/fleetbot-bootstrap.log';
-export const bootstrapEnvFilePath = '/etc/fleetbot/assistant.env';
+export interface InstancePaths {
+  sentinel: string;
+  log: string;
+  /** fleetbot-secrets, which the drop-in runs before every start of the unit. */
+  helper: string;
+  /** Holds `<service>.secrets.conf`: the parameter names, never a value. */
+  configDir: string;
+  /** systemd's unit directory: the drop-in goes to `<unit>.d/fleetbot-secrets.conf` below it. */
+  unitDir: string;
+  /** A tmpfs: `<service>.env` (the secrets) and `<service>.status` (the helper's last line). */
+  runDir: string;
+  /** Where the default profile is installed and run from. */
+  profile: string;
+}
+
+export const instancePaths: InstancePaths = {
+  sentinel: '/var/lib/fleetbot/bootstrap-done',
+  log: '/var/log/fleetbot-bootstrap.log',
+  helper: '/usr/local/libexec/fleetbot/read-secrets',
+  configDir: '/etc/fleetbot',
+  unitDir: '/etc/systemd/system',
+  runDir: '/run/fleetbot',
+  profile: '/usr/local/libexec/fleetbot/openclaw-profile',
+};
+export const bootstrapSentinelPath = instancePaths.sentinel;
+export const bootstrapLogPath = instancePaths.log;
+
+/** The openclaw release the default profile installs when no version is configured. */
+export const defaultOpenclawVersion = '2026.9.6';
 
 /** EC2 counts the 16 KB against the raw bytes, before base64 (the encoded form may reach 21,848 chars). */
 export const maxUserDataBytes = 16 * 1024;
 
 const defaultRetry = { firstDelaySeconds: 5, maxDelaySeconds: 60, maxTotalSeconds: 300 };
+
+const instanceFile = (name: string): string =>
+  readFileSync(new URL(`./instance/${name}`, import.meta.url), 'utf8');
+/** The helper and the profile as they are in the repository (and as their tests run them). */
+export const readSecretsScript = instanceFile('read-secrets.sh');
+export const openclawProfileScript = instanceFile('openclaw-profile.sh');
+
+/** Bounds of one helper run that its script hard-codes: `timeout --kill-after=5 20 aws ...`, 2 IMDS reads of 4 tries. */
+const helperCallSeconds = 20 + 5;
+const helperImdsSeconds = 2 * 4 * (5 + 1);
 
 /** Names the offending option and never repeats its value: a misplaced secret must not reach a log. */
 export class UserDataError extends Error {
@@ -59,36 +97,116 @@ export function envVarName(kind: SecretKindName): string {
   return kind.toUpperCase().replace(/[^A-Z0-9]/g, '_');
 }
 
+/** `assistant` and `assistant.service` both name `assistant.service`; files are named by the base. */
+export function unitNames(serviceName: string): { unit: string; base: string } {
+  const base = serviceName.replace(/\.service$/, '');
+  return { unit: `${base}.service`, base };
+}
+
+/**
+ * The helper and the profile ride in the UserData gzipped and base64-encoded: as text they would fill
+ * most of its 16 KB. The instance unpacks them byte for byte, comments included.
+ */
+export function packScript(text: string): string {
+  return (
+    gzipSync(Buffer.from(text, 'utf8'), { level: 9 })
+      .toString('base64')
+      .match(/.{1,76}/g)
+      ?.join('\n') ?? ''
+  );
+}
+
+/**
+ * Worst-case seconds of one helper run: every sleep its retry budget allows, every call at its
+ * timeout. The drop-in's TimeoutStartSec, so systemd never kills a helper that is still within budget.
+ */
+export function secretsStartTimeoutSeconds(
+  retry: { firstMs: number; maxMs: number; budgetMs: number },
+  secrets: number,
+): number {
+  let delay = retry.firstMs;
+  let waited = 0;
+  let sleeps = 0;
+  while (waited + delay <= retry.budgetMs) {
+    waited += delay;
+    sleeps++;
+    delay = Math.min(delay * 2, retry.maxMs);
+  }
+  // Each sleep follows a failed call, one more fails for good, and each secret takes one good call.
+  const calls = sleeps + 1 + secrets;
+  return Math.ceil(waited / 1000 + calls * helperCallSeconds + helperImdsSeconds + 30);
+}
+
+const heredocEnd = 'FLEETBOT_EOF';
+
 /**
  * The first-boot script of a user's instance. It holds parameter names only: the instance reads the
- * values itself, so no secret ever passes through the bot, EC2's launch request or the UserData.
+ * values itself, at every start of the assistant's unit, so no secret ever passes through the bot,
+ * EC2's launch request or the UserData, and none is written to the instance's disk.
  */
 export function renderUserData(options: UserDataOptions): string {
   const o = validate(options);
-  const reads = o.kinds
-    .map((kind) =>
-      [
-        'write_env_line',
-        shellQuote(envVarName(kind)),
-        shellQuote(userParameterName(o.parameterPrefix, o.userId, kind)),
-      ].join(' '),
-    )
+  const { unit, base } = unitNames(o.serviceName);
+  const config = [
+    '# fleetbot-secrets: parameter names only, never values. Written by the fleetbot bootstrap.',
+    `owner ${o.serviceUser}`,
+    `retry ${o.retry.firstMs} ${o.retry.maxMs} ${o.retry.budgetMs}`,
+    ...o.kinds.map(
+      (kind) => `secret ${envVarName(kind)} ${userParameterName(o.parameterPrefix, o.userId, kind)}`,
+    ),
+  ];
+  // systemd.exec(5), EnvironmentFile=: the files are read just before the process is executed, "more
+  // specifically, after all processes from a previous unit state terminated. This means you can
+  // generate these files in one unit state, and read it with this option in the next": ExecStartPre
+  // runs in the start-pre state, ExecStart in the next. The "-" matters: the file is loaded for
+  // ExecStartPre as well, and a missing one without it fails the start before the helper can write
+  // it ("Failed to load environment files ... Failed to run 'start-pre' task", systemd/systemd#24403).
+  // The helper needs IMDS and SSM, also at boot, whatever the operator's own unit says.
+  const dropIn = [
+    '# fleetbot: the secrets are read from Parameter Store before every start of this unit.',
+    '[Unit]',
+    'Wants=network-online.target',
+    'After=network-online.target',
+    '',
+    '[Service]',
+    `ExecStartPre=+${o.paths.helper} ${base}`,
+    `EnvironmentFile=-${o.paths.runDir}/${base}.env`,
+    `TimeoutStartSec=${secretsStartTimeoutSeconds(o.retry, o.kinds.length)}`,
+  ];
+  const files: { path: string; mode: string; text: string; packed?: boolean }[] = [
+    { path: o.paths.helper, mode: '0755', text: readSecretsScript, packed: true },
+    { path: `${o.paths.configDir}/${base}.secrets.conf`, mode: '0644', text: `${config.join('\n')}\n` },
+    {
+      path: `${o.paths.unitDir}/${unit}.d/fleetbot-secrets.conf`,
+      mode: '0644',
+      text: `${dropIn.join('\n')}\n`,
+    },
+  ];
+  if (!o.installCommand)
+    files.push({ path: o.paths.profile, mode: '0755', text: openclawProfileScript, packed: true });
+  const installs = files
+    .map(({ path, mode, text, packed }) => {
+      const content = packed ? `${packScript(text)}\n` : text;
+      if (content.split('\n').includes(heredocEnd))
+        throw new UserDataError('files', `${path} holds ${heredocEnd}`);
+      return `install_file ${shellQuote(path)} ${mode}${packed ? ' packed' : ''} <<'${heredocEnd}'\n${content}${heredocEnd}`;
+    })
     .join('\n');
+
   const settings = [
     ['LOG_FILE', o.paths.log],
-    ['ENV_FILE', o.paths.envFile],
     ['SENTINEL', o.paths.sentinel],
-    ['SERVICE_NAME', o.serviceName],
+    ['SERVICE_UNIT', unit],
     ['SERVICE_USER', o.serviceUser],
+    ['TELEGRAM_USER_ID', o.userId],
     ['VERSION', o.version],
-    ['INSTALL_COMMAND', o.installCommand],
-    ['RETRY_FIRST_MS', String(o.retry.firstMs)],
-    ['RETRY_MAX_MS', String(o.retry.maxMs)],
-    ['RETRY_BUDGET_MS', String(o.retry.budgetMs)],
+    ['INSTALL_COMMAND', o.installCommand || o.paths.profile],
+    ['ENV_FILE', `${o.paths.runDir}/${base}.env`],
+    ['STATUS_FILE', `${o.paths.runDir}/${base}.status`],
   ]
     .map(([name, value]) => `readonly ${name}=${shellQuote(value ?? '')}`)
     .join('\n');
-  return `${header}\n${settings}\n${body.replace('__READS__', () => reads)}`;
+  return `${header}\n${settings}\n${body.replace('__INSTALL_FILES__', () => installs)}`;
 }
 
 export function encodeUserData(script: string): string {
@@ -106,7 +224,7 @@ interface Validated {
   serviceUser: string;
   installCommand: string;
   version: string;
-  paths: { envFile: string; sentinel: string; log: string };
+  paths: InstancePaths;
   retry: { firstMs: number; maxMs: number; budgetMs: number };
 }
 
@@ -158,12 +276,9 @@ function validate(options: UserDataOptions): Validated {
       throw new UserDataError('installCommand', 'must be a non-empty shell command without NUL bytes');
   }
 
-  const paths = options.paths ?? {
-    envFile: bootstrapEnvFilePath,
-    sentinel: bootstrapSentinelPath,
-    log: bootstrapLogPath,
-  };
-  for (const [name, value] of Object.entries(paths)) {
+  const paths = options.paths ?? instancePaths;
+  for (const name of Object.keys(instancePaths) as (keyof InstancePaths)[]) {
+    const value = paths[name];
     check(`paths.${name}`, value, patterns.path, 'an absolute path of letters, digits, _ . -');
     if (value.split('/').includes('..')) throw new UserDataError(`paths.${name}`, 'must not contain ..');
   }
@@ -201,14 +316,15 @@ function validate(options: UserDataOptions): Validated {
 const header = `#!/bin/bash
 # fleetbot first-boot bootstrap. It names the parameters to read and never holds their values.
 set -euo pipefail
-# Values pass through this shell: tracing would print them into the log.
+# Nothing secret passes through this shell any more, but tracing stays off: the log ends up in chat.
 set +x
 umask 077
 `;
 
-// Plain text rather than a template so bash's own syntax needs no escaping; __READS__ is the only hole.
+// Plain text rather than a template so bash's own syntax needs no escaping; __INSTALL_FILES__ is the
+// only hole, filled with here-documents whose quoted delimiter keeps bash off their text.
 const body = String.raw`
-# Directories on the way are public (/etc, /var/lib); only the files in them are private.
+# Directories on the way are public (/etc, /usr/local); the log stays private.
 make_dir() {
   (
     umask 022
@@ -222,16 +338,10 @@ chmod 0600 "$LOG_FILE"
 exec > >(tee -a "$LOG_FILE") 2>&1
 
 FAILURE='unexpected error'
-ENV_TMP=''
-AWS_ERR=''
-PARAM_VALUE=''
 
 # The readiness check reports a line starting "bootstrap: failed" as final, so every exit path says why.
 on_exit() {
   local status=$?
-  PARAM_VALUE=''
-  if [[ -n "$ENV_TMP" ]]; then rm -f -- "$ENV_TMP"; fi
-  if [[ -n "$AWS_ERR" ]]; then rm -f -- "$AWS_ERR"; fi
   if [[ "$status" -ne 0 ]]; then
     printf 'bootstrap: failed: %s (exit %s)\n' "$FAILURE" "$status"
   fi
@@ -248,8 +358,15 @@ step() {
   printf 'bootstrap: %s\n' "$1"
 }
 
-seconds_of() {
-  printf '%d.%03d' "$(($1 / 1000))" "$(($1 % 1000))"
+# install_file PATH MODE [packed] < text: written beside the target and renamed, so systemd never
+# reads half a file; "packed" is gzip in base64. Runs as root, so the files are root's.
+install_file() {
+  local tmp
+  make_dir "$(dirname "$1")"
+  tmp="$(mktemp "$1.XXXXXX")"
+  if [[ $# -ge 3 && "$3" == packed ]]; then base64 -d | gzip -dc >"$tmp"; else cat >"$tmp"; fi
+  chmod "$2" "$tmp"
+  mv -f -- "$tmp" "$1"
 }
 
 printf 'bootstrap: started at %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -268,80 +385,39 @@ REGION="$(imds_get placement/region)"
 INSTANCE_ID="$(imds_get instance-id)"
 if [[ -z "$REGION" || -z "$INSTANCE_ID" ]]; then fail 'IMDS returned an empty region or instance id'; fi
 printf 'bootstrap: instance %s in %s\n' "$INSTANCE_ID" "$REGION"
-
-command -v aws >/dev/null 2>&1 || fail 'the aws CLI is not installed on this image'
-export AWS_PAGER=''
-AWS_ERR="$(mktemp)"
-
-# Leaves the value in PARAM_VALUE rather than on stdout, where a stray redirection would log it.
-# AccessDenied is normal at first: the bot tags the parameter with this instance's ARN after launch.
-read_parameter() {
-  local name="$1" delay_ms="$RETRY_FIRST_MS" waited_ms=0 attempt=0 reason
-  while true; do
-    attempt=$((attempt + 1))
-    if PARAM_VALUE="$(aws ssm get-parameter --name "$name" --with-decryption \
-      --query Parameter.Value --output text --region "$REGION" 2>"$AWS_ERR")"; then
-      return 0
-    fi
-    PARAM_VALUE=''
-    reason="$(tr -s '\r\n' '  ' <"$AWS_ERR" | cut -c 1-300)"
-    if [[ $((waited_ms + delay_ms)) -gt "$RETRY_BUDGET_MS" ]]; then
-      printf 'bootstrap: reading %s: attempt %d failed, giving up after %s s of waiting: %s\n' \
-        "$name" "$attempt" "$(seconds_of "$waited_ms")" "$reason"
-      return 1
-    fi
-    printf 'bootstrap: reading %s: attempt %d failed, retrying in %s s: %s\n' \
-      "$name" "$attempt" "$(seconds_of "$delay_ms")" "$reason"
-    sleep "$(seconds_of "$delay_ms")"
-    waited_ms=$((waited_ms + delay_ms))
-    delay_ms=$((delay_ms * 2))
-    if [[ "$delay_ms" -gt "$RETRY_MAX_MS" ]]; then delay_ms="$RETRY_MAX_MS"; fi
-  done
-}
-
-# printf is a builtin: the value is never an argument of a process that ps could show.
-write_env_line() {
-  local key="$1" name="$2"
-  step "reading $name"
-  read_parameter "$name" || fail "could not read $name"
-  # One value per line is what keeps one secret from smuggling in another variable.
-  if [[ -z "$PARAM_VALUE" || "$PARAM_VALUE" == *$'\n'* || "$PARAM_VALUE" == *$'\r'* ]]; then
-    PARAM_VALUE=''
-    fail "$name is empty or spans several lines"
-  fi
-  printf '%s=%s\n' "$key" "$PARAM_VALUE" >>"$ENV_TMP"
-  PARAM_VALUE=''
-}
+for tool in aws base64 gzip; do
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed on this image"
+done
 
 step "creating the service user $SERVICE_USER"
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
   useradd --system --create-home --shell /usr/sbin/nologin "$SERVICE_USER"
 fi
 
-step 'writing the env file'
-make_dir "$(dirname "$ENV_FILE")"
-# Written beside the target and renamed, so the service never starts on half a file.
-ENV_TMP="$(mktemp "$(dirname "$ENV_FILE")/.env.XXXXXX")"
-__READS__
-chown "$SERVICE_USER:" "$ENV_TMP"
-chmod 0600 "$ENV_TMP"
-mv -f -- "$ENV_TMP" "$ENV_FILE"
-ENV_TMP=''
+step "installing fleetbot-secrets and its drop-in for $SERVICE_UNIT"
+__INSTALL_FILES__
 
-if [[ -n "$INSTALL_COMMAND" ]]; then
-  step 'running the install command'
-  # Installed files must stay readable by the service user; only the env file needs umask 077.
-  (
-    umask 022
-    FLEETBOT_VERSION="$VERSION" FLEETBOT_ENV_FILE="$ENV_FILE" FLEETBOT_SERVICE_USER="$SERVICE_USER" \
-      bash -euo pipefail -c "$INSTALL_COMMAND"
-  )
-fi
+step 'running the install command'
+(
+  umask 022
+  FLEETBOT_VERSION="$VERSION" FLEETBOT_SERVICE_NAME="$SERVICE_UNIT" FLEETBOT_SERVICE_USER="$SERVICE_USER" \
+    FLEETBOT_TELEGRAM_USER_ID="$TELEGRAM_USER_ID" FLEETBOT_ENV_FILE="$ENV_FILE" \
+    bash -euo pipefail -c "$INSTALL_COMMAND"
+)
 
-step "enabling and starting $SERVICE_NAME"
+# The unit's ExecStartPre reads the secrets now, and again at every later start.
+step "enabling and starting $SERVICE_UNIT"
 systemctl daemon-reload
-systemctl enable "$SERVICE_NAME"
-systemctl restart "$SERVICE_NAME"
+systemctl enable "$SERVICE_UNIT"
+if ! systemctl restart "$SERVICE_UNIT"; then
+  STATUS="$(head -n 1 -- "$STATUS_FILE" 2>/dev/null || true)"
+  case "$STATUS" in
+    'fleetbot-secrets: failed: '*) ;;
+    '') STATUS="no status from fleetbot-secrets; see journalctl -u $SERVICE_UNIT" ;;
+    *) STATUS="$STATUS, then the assistant failed; see journalctl -u $SERVICE_UNIT" ;;
+  esac
+  fail "$SERVICE_UNIT did not start: $STATUS"
+fi
 
 step 'writing the sentinel'
 make_dir "$(dirname "$SENTINEL")"

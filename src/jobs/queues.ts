@@ -24,6 +24,15 @@ export const pingPayload = z.object({
 });
 export type PingPayload = z.infer<typeof pingPayload>;
 
+/** A member's restart command, followed until it ends so their message can say how it went. */
+export const restartPayload = z.object({
+  userId: z.string().regex(/^\d{1,16}$/),
+  instanceId: z.string().regex(/^i-[0-9a-f]{8,17}$/),
+  commandId: z.string().min(1).max(64),
+  message: messageRefSchema,
+});
+export type RestartPayload = z.infer<typeof restartPayload>;
+
 export const provisionPayload = z.object({
   userId: z.string().regex(/^\d{1,16}$/),
   mode: z.enum(['provision', 'start']),
@@ -97,6 +106,7 @@ export interface Schedule {
 
 export interface Queues {
   ping(data: PingPayload): Promise<string>;
+  followRestart(data: RestartPayload): Promise<string>;
   /** One provision (or start) per member at a time: `queued: false` means one is already running. */
   provision(data: ProvisionPayload): Promise<{ jobId: string; queued: boolean }>;
   provisionInProgress(userId: string): Promise<boolean>;
@@ -177,6 +187,15 @@ export function openQueues(connection: Redis, prefix: string, log?: Logger): Que
         jobId: `rollout-${data.planId}`,
         // Crash-safe by design: a retried job resumes from its recorded batches.
         attempts: 5,
+        backoff: { type: 'exponential', delay: 2000 },
+      });
+      return job.id ?? '';
+    },
+    async followRestart(data) {
+      // One follower per command, however often the bot is asked.
+      const job = await ops.add('restart', restartPayload.parse(data), {
+        jobId: `restart-${data.commandId}`,
+        attempts: 3,
         backoff: { type: 'exponential', delay: 2000 },
       });
       return job.id ?? '';

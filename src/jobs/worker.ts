@@ -16,15 +16,18 @@ import {
   provisionPayload,
   queueNames,
   type RolloutPayload,
+  restartPayload,
   rolloutPayload,
   rolloutRequestSchema,
   schedulePayload,
 } from './queues.js';
+import { processRestart, type RestartDeps } from './restart.js';
 import { processRollout, type RolloutDeps, RolloutRejected } from './rollout.js';
 import { processScheduled } from './scheduled.js';
 
 export interface WorkerDeps {
   ping: PingDeps;
+  restart: RestartDeps;
   provision: ProvisionDeps;
   rollout: RolloutDeps;
   /** The bot checked approvers against it; the worker checks again, since Redis is not a trusted source. */
@@ -61,6 +64,11 @@ export function startWorkers(
   const ops = new Worker(
     queueNames.ops,
     async (job: Job) => {
+      if (job.name === 'restart') {
+        const result = await processRestart(parsed(restartPayload, job.data, 'restart'), deps.restart);
+        log.info({ jobId: job.id, status: result.status }, 'restart followed');
+        return result;
+      }
       if (job.name !== 'ping') throw new UnrecoverableError(`unknown job ${job.name}`);
       const result = await processPing(parsed(pingPayload, job.data, 'ping'), deps.ping);
       log.info({ jobId: job.id, aws: result.aws }, 'ping done');

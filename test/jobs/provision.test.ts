@@ -43,11 +43,17 @@ let ssm: SSMClient;
 /** Which instances have finished bootstrapping: the check document succeeds 1.5 s after its first call. */
 const firstCheck = new Map<string, number>();
 let bootstrapMs = 1500;
+/** What the restart document answers; the real one prints the secrets helper's status line. */
+let restartOutcome: { status: 'Failed'; responseCode: number; output: string } | undefined;
 
 beforeAll(async () => {
   simulator = await startAwsSimulator({ motoUrl: inject('motoUrl'), defaultAccountId: accountId });
   simulator.control.setBootTiming(accountId, { pendingMs: 800, initializingMs: 1200 });
   simulator.control.scriptRunCommand(accountId, '*', (document, _parameters, instanceId) => {
+    if (document === 'fleetbot-restart-service')
+      return (
+        restartOutcome ?? { status: 'Success', output: 'restart: assistant is active\nfleetbot-secrets: ok' }
+      );
     if (document !== 'fleetbot-bootstrap-check') return { status: 'Success' };
     if (failingInstances.has(instanceId))
       return {
@@ -291,6 +297,32 @@ describe('lifecycle', () => {
       Parameters: { service: ['assistant'] },
     });
     expect(sent?.params.InstanceIds).toEqual([/(i-[0-9a-f]+)/.exec(reply.text)?.[1]]);
+    // A worker follows the command and edits the same message with how the start went.
+    await fake.waitFor(() => currentText(happy, reply.message_id).startsWith('Your assistant on'), 20_000);
+    expect(currentText(happy, reply.message_id)).toMatch(
+      /^Your assistant on i-[0-9a-f]+ restarted and read your current secrets\.$/,
+    );
+  });
+
+  it('when the assistant cannot read a secret as it starts, then the restart message names the secret', async () => {
+    restartOutcome = {
+      status: 'Failed',
+      responseCode: 1,
+      output: [
+        'restart: failed: assistant is failed',
+        'fleetbot-secrets: failed: openai-api-key is not stored (ParameterNotFound)',
+        'Job for assistant.service failed because the control process exited with error code.',
+      ].join('\n'),
+    };
+    try {
+      const reply = await send(happy, '/restart');
+      await fake.waitFor(() => currentText(happy, reply.message_id).startsWith('Your assistant on'), 20_000);
+      expect(currentText(happy, reply.message_id)).toMatch(
+        /^Your assistant on i-[0-9a-f]+ did not start again:\nfleetbot-secrets: failed: openai-api-key is not stored \(ParameterNotFound\)\nFix what it names \(a missing secret: \/set it\), then \/restart\.$/,
+      );
+    } finally {
+      restartOutcome = undefined;
+    }
   });
 
   it('when the member replaces a secret while the server runs, then the bot offers a restart that runs on their instance', async () => {

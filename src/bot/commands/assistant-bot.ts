@@ -32,18 +32,16 @@ export const rotate = defineCommand<BotDeps, typeof kindArg>({
     const managedBots = managedBotsOf(deps);
     if (kind === 'telegram-bot-token' && managedBots && (await deps.assistantBots.get(caller.userId))) {
       const rotated = await rotateAssistantBot(caller, { ...deps, managedBots });
-      const lines = [
-        `Replaced the token of @${rotated.bot.username}: the old one no longer works, the new one is stored (${rotated.fingerprint}).`,
-      ];
-      if (rotated.server?.state === 'running') {
-        const commandId = await restartAssistant(rotated.server, caller.userId, deps);
+      const running = rotated.server?.state === 'running';
+      await reply.send(
+        `Replaced the token of @${rotated.bot.username}: the old one no longer works, the new one is stored (${rotated.fingerprint}).${
+          rotated.server && !running ? ' Your server reads it when it next starts.' : ''
+        }`,
+      );
+      if (rotated.server && running) {
+        const commandId = await restartAssistant(rotated.server, caller.userId, reply, deps);
         audit({ commandIds: commandId, outcome: `rotated; restart on ${rotated.server.id}` });
-        lines.push(`Restarting your assistant on ${rotated.server.id} so it uses it (command ${commandId}).`);
-      } else {
-        audit({ outcome: 'rotated' });
-        if (rotated.server) lines.push('Your server reads it when it next starts.');
-      }
-      await reply.send(lines.join('\n'));
+      } else audit({ outcome: 'rotated' });
       return;
     }
     await deps.pending.expect(caller.userId, kind, deps.settings.setTimeoutMs);

@@ -1,4 +1,5 @@
 import type { FleetInstance } from '../../aws/fleet.js';
+import type { Reply } from '../../core/chat.js';
 import { UserError } from '../../core/errors.js';
 import { secretKinds } from '../../core/secret-kinds.js';
 import { noArgs } from '../args.js';
@@ -57,20 +58,34 @@ export const restart = defineCommand<BotDeps, typeof noArgs>({
     const instance = await ownInstance(caller.userId, deps);
     if (instance.state !== 'running')
       throw new UserError(`Your server is ${instance.state}; /start it first.`);
-    const commandId = await restartAssistant(instance, caller.userId, deps);
+    const commandId = await restartAssistant(instance, caller.userId, reply, deps);
     audit({ commandIds: commandId, outcome: `restart on ${instance.id}` });
-    await reply.send(`Restarting your assistant on ${instance.id} (command ${commandId}).`);
   },
 });
 
-/** Restarts the assistant's unit, whose start reads the member's secrets from Parameter Store again. */
-export function restartAssistant(instance: FleetInstance, userId: string, deps: BotDeps): Promise<string> {
-  return deps.runCommand.send(
+/**
+ * Restarts the assistant's unit, whose start reads the member's secrets from Parameter Store again,
+ * and has a worker edit the message with how the start went.
+ */
+export async function restartAssistant(
+  instance: FleetInstance,
+  userId: string,
+  reply: Reply,
+  deps: BotDeps,
+): Promise<string> {
+  const commandId = await deps.runCommand.send(
     [instance.id],
     deps.settings.restartDocument,
     { service: [deps.settings.serviceName] },
     `restart:${userId}`,
   );
+  const message = await reply.send(`Restarting your assistant on ${instance.id} (command ${commandId}).`);
+  // The restart is sent either way; without Redis only its outcome goes unreported.
+  if (message)
+    await deps.queues
+      .followRestart({ userId, instanceId: instance.id, commandId, message })
+      .catch((err: unknown) => deps.intake.log.warn({ err: String(err) }, 'restart outcome not followed'));
+  return commandId;
 }
 
 export const destroy = defineCommand<BotDeps, typeof noArgs>({
