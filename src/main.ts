@@ -129,7 +129,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           meter: metrics,
           log: log.child({ chat: 'telegram' }),
           firstDelivery: (updateId) => seen.first('telegram', updateId),
-          onManagedBot: async (event) => bot.onManagedBot({ ...event, caller: await event.caller }),
+          onManagedBot: (event) => bot.onManagedBot(event),
           menus: bot.menus,
           memberIds: async () => [
             ...new Set([...config.access.telegramUserIds, ...(await members.list()).map((m) => m.userId)]),

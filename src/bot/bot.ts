@@ -31,7 +31,7 @@ export interface Bot {
   /** Filled in by the Telegram adapter once it started. */
   telegram: BotDeps['telegram'];
   /** Telegram reported a managed bot of this caller (created with the button, or a new token). */
-  onManagedBot(event: ManagedBotReport & { caller: Caller; reply: Reply }): Promise<void>;
+  onManagedBot(event: ManagedBotReport & { caller: Caller | Promise<Caller>; reply: Reply }): Promise<void>;
   /** The commands each audience sees in a platform's command menu. */
   menus: Record<'guest' | 'member', MenuEntry[]>;
 }
@@ -132,14 +132,16 @@ export function createBot(
     settings,
     telegram,
     menus: { guest: menuOf('guest'), member: menuOf('user') },
-    async onManagedBot({ caller, bot, report, reply }) {
+    async onManagedBot({ bot, report, reply, ...event }) {
       const managedBots = telegram.managedBots;
       if (!managedBots) return;
       try {
+        // Inside the try: a role that cannot be read (Redis away) is answered like any other failure.
+        const caller = await event.caller;
         await adoptAssistantBot(caller, { bot, report }, reply, { ...deps, managedBots });
       } catch (error) {
         log.error(
-          { user: caller.userId, managedBot: bot.botId, err: String(error) },
+          { user: reply.address.chatId, managedBot: bot.botId, err: String(error) },
           'managed bot not adopted',
         );
         await reply

@@ -304,6 +304,29 @@ describe('one-tap assistant bot', () => {
     expect(fake.calls(token, 'replaceManagedBotToken')).toHaveLength(1);
     expect(fake.chat(token, member).sent.filter((m) => m.text?.includes('has a new token'))).toEqual([]);
   });
+  it('when the token changes outside fleetbot, then Telegram reports it and the new token is stored and offered a restart', async () => {
+    const before = fake.chat(token, member).sent.length;
+    // Another client of the manager bot replaces the token; Telegram sends a managed_bot update.
+    const res = await fetch(`${fake.apiRoot}/bot${token}/replaceManagedBotToken`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user_id: fake.managedBots(token)[0]?.botId }),
+    });
+    expect(res.status).toBe(200);
+    const replaced = fake.managedBots(token)[0]?.token ?? '';
+    tokens.push(replaced);
+    const [changed, offer] = (await fake.waitFor(() => {
+      const replies = fake.chat(token, member).sent.slice(before);
+      return replies.length >= 2 ? replies : undefined;
+    }, 15_000)) as Message.TextMessage[];
+    expect(changed?.text).toMatch(
+      /^Your assistant's bot @mia_assistant_bot has a new token; I stored it \(…[0-9a-f]{4}\)\.$/,
+    );
+    expect(offer?.text).toBe(
+      'Your server still uses the old value. Restart your assistant so it reads the new one?',
+    );
+    expect(await storedValue('telegram-bot-token')).toBe(replaced);
+  });
 });
 
 describe('stores while the server runs', () => {
@@ -361,7 +384,7 @@ describe('stores while the server runs', () => {
 
 describe('the managed bot token never rests elsewhere', () => {
   it('when the flow is over, then no log line, Redis key, chat message, UserData or job holds either token', async () => {
-    expect(tokens).toHaveLength(2);
+    expect(tokens).toHaveLength(3);
     const leaks = (text: string) => tokens.some((t) => text.includes(t)) || text.includes(canaryKey);
     expect(logs.lines.length).toBeGreaterThan(0);
     expect(logs.lines.filter(leaks)).toEqual([]);
