@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultOpenclawVersion, openclawProfileScript } from '../../src/aws/userdata.js';
 import { isVersion } from '../../src/core/version.js';
+import { shellcheck } from '../support/tools.js';
 
 /*
  * src/aws/instance/openclaw-profile.sh, the default install command, run against fake node, npm, dnf,
@@ -134,12 +135,6 @@ function box(options: { nodeMajor?: number; dnf?: boolean } = {}): Box {
     calls: () =>
       existsSync(join(dir, 'calls')) ? readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n') : [],
   };
-}
-
-function shellcheck(file: string): { status: number | null; output: string } {
-  const result = spawnSync('shellcheck', ['-s', 'bash', '-S', 'style', file], { encoding: 'utf8' });
-  if (result.error) throw new Error(`shellcheck could not run (is it installed?): ${result.error.message}`);
-  return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
 describe('openclaw-profile.sh', () => {

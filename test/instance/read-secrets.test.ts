@@ -18,6 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readSecretsScript } from '../../src/aws/userdata.js';
 import { looksSecret } from '../../src/core/secret-kinds.js';
 import { type MotoServer, startMoto } from '../peers/moto.js';
+import { shellcheck } from '../support/tools.js';
 import { parseSystemdEnvFile } from './systemd-env-file.js';
 
 /*
@@ -331,12 +332,7 @@ describe('fleetbot-secrets against moto with the real aws CLI', { timeout: 240_0
 
 describe('read-secrets.sh as a script', () => {
   it('when shellcheck reads it at style level, then it reports nothing', () => {
-    const result = spawnSync('shellcheck', ['-s', 'bash', '-S', 'style', helper], { encoding: 'utf8' });
-    if (result.error) throw new Error(`shellcheck could not run (is it installed?): ${result.error.message}`);
-    expect({ status: result.status, output: `${result.stdout}${result.stderr}` }).toEqual({
-      status: 0,
-      output: '',
-    });
+    expect(shellcheck(helper)).toEqual({ status: 0, output: '' });
   });
 
   it('when read, then it never traces, never echoes a value and reads with decryption, one name at a time', () => {

@@ -31,6 +31,7 @@ import {
 } from '../../src/aws/userdata.js';
 import { looksSecret, type SecretKindName } from '../../src/core/secret-kinds.js';
 import { parseSystemdEnvFile } from '../instance/systemd-env-file.js';
+import { runTool, shellcheck } from '../support/tools.js';
 
 const bothKinds: SecretKindName[] = ['telegram-bot-token', 'openai-api-key'];
 const base: UserDataOptions = {
@@ -44,12 +45,6 @@ const names = ['/fleetbot/users/123456789/telegram-bot-token', '/fleetbot/users/
 /** Backslash-continued lines joined, so each entry is one whole command. */
 function commands(script: string): string[] {
   return script.replace(/\\\n\s*/g, ' ').split('\n');
-}
-
-function run(command: string, args: string[]): { status: number | null; output: string } {
-  const result = spawnSync(command, args, { encoding: 'utf8' });
-  if (result.error) throw new Error(`${command} could not run (is it installed?): ${result.error.message}`);
-  return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
 const scratch: string[] = [];
@@ -207,7 +202,7 @@ describe('renderUserData', () => {
     expect(script).toContain(`readonly INSTALL_COMMAND=${shellQuote(installCommand)}`);
     const settings = script.slice(0, script.indexOf('# Directories on the way'));
     const file = writeScript(`${settings}\nprintf '%s' "$INSTALL_COMMAND"\n`);
-    const result = run('bash', [file]);
+    const result = runTool('bash', [file]);
     expect(result).toEqual({ status: 0, output: installCommand });
   });
 
@@ -223,16 +218,13 @@ describe('renderUserData', () => {
       }),
     ];
     for (const script of variants) {
-      expect(run('shellcheck', ['-s', 'bash', '-S', 'style', writeScript(script)])).toEqual({
-        status: 0,
-        output: '',
-      });
+      expect(shellcheck(writeScript(script))).toEqual({ status: 0, output: '' });
     }
   });
 
   it('when parsed by bash -n, then the syntax is valid', () => {
     const script = renderUserData({ ...base, installCommand: 'true', version: '1.0.0' });
-    expect(run('bash', ['-n', writeScript(script)])).toEqual({ status: 0, output: '' });
+    expect(runTool('bash', ['-n', writeScript(script)])).toEqual({ status: 0, output: '' });
   });
 
   it('when every option carries a canary, then no secret-shaped text reaches the script', () => {

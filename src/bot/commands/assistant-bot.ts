@@ -4,10 +4,10 @@ import type { OutgoingMessage } from '../../core/chat.js';
 import { UserError } from '../../core/errors.js';
 import { type ManagedBots, maxAddedUsers, suggestBot } from '../../core/managed-bots.js';
 import { findKind } from '../../core/secret-kinds.js';
+import { kindArg } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
 import { restrict, rotateAssistantBot } from '../intake/assistant-bot.js';
-import { kindArg } from './secrets.js';
 import { restartAssistant } from './server.js';
 
 /** Commands about the member's assistant bot when fleetbot created it (Telegram managed bots). */

@@ -1,19 +1,11 @@
 import { z } from 'zod';
 import { formatUtc } from '../../core/durations.js';
-import { findKind, type SecretKindName, secretKindNames, secretKinds } from '../../core/secret-kinds.js';
-import { noArgs } from '../args.js';
+import { findKind, type SecretKindName, secretKinds } from '../../core/secret-kinds.js';
+import { kindArg, noArgs } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
 import { kindList, takeSecret } from '../intake/intake.js';
 import { createBotButton } from './assistant-bot.js';
-
-export const kindArg = z
-  .string()
-  .trim()
-  .refine(
-    (v): v is SecretKindName => findKind(v) !== undefined,
-    `Name one of the kinds: ${secretKindNames.join(', ')}.`,
-  );
 
 // `/set <kind>` alone waits for the next message; `/set <kind> <value>` carries the value itself.
 const setArgs = z
