@@ -116,7 +116,13 @@ const envSchema = z.object({
   SLACK_BOT_TOKEN: optional.pipe(z.string().startsWith('xoxb-', 'must start with xoxb-').optional()),
   SLACK_SIGNING_SECRET: optional,
   SLACK_APP_TOKEN: optional.pipe(z.string().startsWith('xapp-', 'must start with xapp-').optional()),
-  SLACK_PORT: port(3000),
+  SLACK_LISTEN: listen('0.0.0.0:3000'),
+  // Slack command names are lowercase, at most 32 characters with the slash (api.slack.com/reference/manifests).
+  SLACK_COMMAND: z
+    .string()
+    .trim()
+    .default('fleetbot')
+    .pipe(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, 'must be a Slack command name without the slash')),
   SLACK_API_URL: url.optional(),
   SLACK_ADMIN_USER_IDS: csv.pipe(
     z.array(z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be Slack user ids (U…)')),
@@ -188,6 +194,8 @@ const envSchema = z.object({
   ROLLOUT_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(172_800).default(900),
   ROLLOUT_PLAN_TTL_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ROLLOUT_TWO_PERSON_RULE: z.enum(['true', 'false']).default('false'),
+  SCHEDULED_SCANS_NEED_APPROVAL: z.enum(['true', 'false']).default('true'),
+  FLEET_CACHE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
   ROLLOUT_AWS_WAIT_SECONDS: z.coerce.number().int().min(10).max(86_400).default(defaultRolloutAwsWaitSeconds),
   SSM_REQUESTS_PER_SECOND: z.coerce.number().positive().max(100).default(5),
   SSM_DEPLOY_DOCUMENT: z
@@ -226,8 +234,11 @@ export interface Config {
     botToken: string;
     signingSecret?: string;
     appToken?: string;
+    host: string;
     port: number;
     apiUrl?: string;
+    /** The one namespaced slash command (`/fleetbot jobs`) beside /deploy and /patch. */
+    command: string;
   };
   intake: {
     openAiBaseUrl?: string;
@@ -243,12 +254,16 @@ export interface Config {
     commandTimeoutSeconds: number;
     planTtlMs: number;
     twoPersonRule: boolean;
+    /** Patch-scan schedules wait for approval like installs do (false: scans are scheduled at once). */
+    scanSchedulesNeedApproval: boolean;
     /** How long one stretch of AWS throttling, 5xx or network errors may last before a rollout gives up. */
     awsWaitMs: number;
     ssmRequestsPerSecond: number;
     deployDocument: string;
     slackUpdatesPerMinute: number;
   };
+  /** How long one fleet listing (EC2 + SSM agents) serves every reader; 0 shares only in-flight reads. */
+  fleetCacheMs: number;
   /** How many audit records the Redis stream keeps (oldest trimmed first). */
   auditRetention: number;
   /** Who may do what; closed by default (empty lists allow nobody). */
@@ -333,8 +348,9 @@ export function loadConfig(
         botToken: e.SLACK_BOT_TOKEN,
         signingSecret: e.SLACK_SIGNING_SECRET,
         appToken: e.SLACK_APP_TOKEN,
-        port: e.SLACK_PORT,
+        ...e.SLACK_LISTEN,
         apiUrl: e.SLACK_API_URL,
+        command: e.SLACK_COMMAND,
       }
     : undefined;
   const dashboardListen = e.DASHBOARD_LISTEN;
@@ -368,11 +384,13 @@ export function loadConfig(
       commandTimeoutSeconds: e.ROLLOUT_COMMAND_TIMEOUT_SECONDS,
       planTtlMs: e.ROLLOUT_PLAN_TTL_MINUTES * 60_000,
       twoPersonRule: e.ROLLOUT_TWO_PERSON_RULE === 'true',
+      scanSchedulesNeedApproval: e.SCHEDULED_SCANS_NEED_APPROVAL === 'true',
       awsWaitMs: e.ROLLOUT_AWS_WAIT_SECONDS * 1000,
       ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
       deployDocument: e.SSM_DEPLOY_DOCUMENT,
       slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,
     },
+    fleetCacheMs: e.FLEET_CACHE_SECONDS * 1000,
     auditRetention: e.AUDIT_RETENTION,
     access: {
       telegramUserIds: e.TELEGRAM_ALLOWED_USER_IDS,

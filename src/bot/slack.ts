@@ -303,7 +303,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     },
     async start() {
       if (receiver instanceof ExpressReceiver) {
-        server = (await receiver.start(options.port)) as Server;
+        server = (await receiver.start({ port: options.port, host: options.host })) as Server;
         log.info({ port: this.port() }, 'slack receiver listening');
       } else {
         await app.start();

@@ -65,7 +65,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-managed-bots-test',
       SLACK_SIGNING_SECRET: signingSecret,
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: 'UADMIN',
       INSTANCE_AMI_ID: 'ami-12c6146b',
       INSTANCE_SERVICE_VERSION: 'v1.4.0',

@@ -99,7 +99,7 @@ async function startFleetbot(options: {
       SLACK_BOT_TOKEN: 'xoxb-aws-throttling',
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: 'UANN',
       TELEGRAM_BOT_TOKEN: token,
       TELEGRAM_API_ROOT: telegram.apiRoot,

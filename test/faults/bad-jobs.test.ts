@@ -42,7 +42,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-bad-jobs',
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: 'UANN,UBOB',
       DASHBOARD_PASSWORD: dashboardPassword,
       DASHBOARD_LISTEN: '127.0.0.1:0',

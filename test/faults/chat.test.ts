@@ -84,7 +84,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-chat-faults',
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: `${slackProxy.url}/api/`,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: 'UANN',
       TELEGRAM_BOT_TOKEN: botToken,
       TELEGRAM_API_ROOT: telegramProxy.url,

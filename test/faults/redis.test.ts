@@ -121,7 +121,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-redis-faults',
       SLACK_SIGNING_SECRET: signingSecret,
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: admin,
       DASHBOARD_LISTEN: '127.0.0.1:0',
       DASHBOARD_PASSWORD: 'redis-faults-dashboard',

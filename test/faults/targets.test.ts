@@ -52,7 +52,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-targets',
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: 'UANN',
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       ROLLOUT_POLL_MS: '150',

@@ -104,7 +104,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-provision-test',
       SLACK_SIGNING_SECRET: 'provision-signing-secret',
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ALERT_CHANNEL_ID: alertChannel,
       SLACK_ADMIN_USER_IDS: 'UADMIN',
       INSTANCE_AMI_ID: 'ami-12c6146b',

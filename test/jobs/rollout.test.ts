@@ -89,7 +89,7 @@ beforeAll(async () => {
       SLACK_BOT_TOKEN: 'xoxb-rollout',
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: slack.apiUrl,
-      SLACK_PORT: '0',
+      SLACK_LISTEN: '127.0.0.1:0',
       SLACK_ADMIN_USER_IDS: 'UANN,UBOB',
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       SLACK_ALERT_CHANNEL_ID: 'CREPORTS',
