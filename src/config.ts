@@ -40,7 +40,6 @@ const csv = z
       .filter((s) => s !== ''),
   );
 
-const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 const url = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const listen = (fallback: string) =>
   z
