@@ -6,6 +6,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { Redis } from 'ioredis';
 import type { DestinationStream } from 'pino';
 import { createFleet } from './aws/fleet.js';
+import { createFleetView } from './aws/fleet-view.js';
 import { createAwsProbe } from './aws/probe.js';
 import { createRunCommand } from './aws/run-command.js';
 import { createSecretStore } from './aws/secret-store.js';
@@ -22,7 +23,7 @@ import {
   parseRoles,
   roleUsage,
 } from './config.js';
-import { createRoleOf } from './core/caller.js';
+import { adminChannelsElsewhere, createRoleOf } from './core/caller.js';
 import { assertNoEviction } from './http/redis-policy.js';
 import { startHttp } from './http/server.js';
 import { createHealthPoller } from './jobs/health-poller.js';
@@ -36,7 +37,7 @@ import { createMembers } from './store/members.js';
 import { createPlans } from './store/plans.js';
 import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
 import { type RedisUse, reconnectDelay, redisOptions, watchRedis } from './store/redis.js';
-import { createSeenUpdates } from './store/seen-updates.js';
+import { createSeenUpdates, slackReplayWindowSeconds } from './store/seen-updates.js';
 
 /**
  * The composition root: the only module that reads the environment, opens Redis and builds SDK
@@ -98,6 +99,8 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
   const probeAws = createAwsProbe(ec2);
   const fleet = createFleet(ec2, { region: config.aws.region, env: config.env, ...config.instances });
   const runCommand = createRunCommand(ssm);
+  // One for the bot and the dashboard alike, so a /fleet and the fleet page share a listing too.
+  const fleetView = createFleetView(fleet, runCommand, { cacheMs: config.fleetCacheMs });
   const metrics = createMetrics();
   ec2.middlewareStack.use(awsCallMetrics(metrics));
   ssm.middlewareStack.use(awsCallMetrics(metrics));
@@ -116,7 +119,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       stops.push(() => queues.close());
       const bot = createBot(
         config,
-        { redis: requestsRedis, ssm, queues, members, fleet, runCommand, auditTrail, metrics },
+        { redis: requestsRedis, ssm, queues, members, fleet, fleetView, runCommand, auditTrail, metrics },
         botLog,
       );
       const dispatch = bot.dispatch;
@@ -143,9 +146,13 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
         stops.unshift(() => telegram.stop());
       }
       if (config.slack) {
+        const seen = createSeenUpdates(requestsRedis, config.redis.prefix);
         const slack = createSlackAdapter({
           ...config.slack,
           roleOf,
+          adminChannels: (who) => adminChannelsElsewhere(config.access, who),
+          firstDelivery: (requestId) => seen.first('slack', requestId, slackReplayWindowSeconds),
+          editBudget: slackEditBudget(requestsRedis, config),
           dispatch,
           meter: metrics,
           log: log.child({ chat: 'slack' }),
@@ -203,15 +210,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
               config.rollout.ssmRequestsPerSecond,
               workerLog,
             ),
-            editBudget: createSharedBudget(
-              createWindowLimit(
-                redis,
-                `${config.redis.prefix}:budget:slack-update`,
-                config.rollout.slackUpdatesPerMinute,
-                60_000,
-              ),
-              'workspace',
-            ),
+            editBudget: slackEditBudget(redis, config),
             isCancelled: (jobId) => plans.isCancelled(jobId),
             outboxes,
             settings: {
@@ -224,6 +223,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
             },
             log: workerLog.child({ queue: 'rollout' }),
           },
+          planExpiry: { plans, outboxes, editBudget: slackEditBudget(redis, config), log: workerLog },
           restart: {
             runCommand: jobRunCommand,
             outboxes,
@@ -273,7 +273,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
         redis: requestsRedis,
         prefix: config.redis.prefix,
         probeAws,
-        listInstances: () => fleet.list(),
+        listInstances: () => fleetView.instances(),
         recentAudit: () => auditTrail.recent(50),
         metrics,
         log: log.child({ role: 'dashboard' }),
@@ -307,6 +307,19 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       return stopping;
     },
   };
+}
+
+/** Slack's chat.update limit is per workspace: every process's edits share one budget. */
+function slackEditBudget(redis: Redis, config: Config) {
+  return createSharedBudget(
+    createWindowLimit(
+      redis,
+      `${config.redis.prefix}:budget:slack-update`,
+      config.rollout.slackUpdatesPerMinute,
+      60_000,
+    ),
+    'workspace',
+  );
 }
 
 async function runAll(stops: (() => Promise<void>)[], log: Logger): Promise<void> {

@@ -1,6 +1,7 @@
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { Redis } from 'ioredis';
 import type { Fleet } from '../aws/fleet.js';
+import type { FleetView } from '../aws/fleet-view.js';
 import type { RunCommand } from '../aws/run-command.js';
 import { createSecretStore } from '../aws/secret-store.js';
 import type { Config } from '../config.js';
@@ -16,6 +17,7 @@ import type { Members } from '../store/members.js';
 import { createPendingSecrets } from '../store/pending-secrets.js';
 import { createPlans } from '../store/plans.js';
 import { createPacer, createWindowLimit } from '../store/rate-limits.js';
+import { createSeenUpdates } from '../store/seen-updates.js';
 import { allCommands } from './commands/index.js';
 import type { BotDeps } from './deps.js';
 import { createDispatcher, type Dispatch } from './dispatch.js';
@@ -53,6 +55,8 @@ export function createBot(
     queues: Queues;
     members: Members;
     fleet: Fleet;
+    /** Built by the caller so a dashboard in the same process shares its reads. */
+    fleetView: FleetView;
     runCommand: RunCommand;
     auditTrail: AuditTrail;
     metrics?: Pick<Metrics, 'secretStored'>;
@@ -83,6 +87,7 @@ export function createBot(
     members: clients.members,
     isMember: async (userId) => (await roleOf({ platform: 'telegram', userId })) === 'user',
     fleet: clients.fleet,
+    fleetView: clients.fleetView,
     runCommand: clients.runCommand,
     plans: createPlans(redis, prefix),
     auditTrail: clients.auditTrail,
@@ -114,8 +119,10 @@ export function createBot(
     settings,
     now: () => new Date(),
   };
+  const seen = createSeenUpdates(redis, prefix);
   const dispatch = createDispatcher(deps.registry, deps, log, {
     audit: (entry) => clients.auditTrail.record(entry),
+    claimPress: (m) => seen.first('press', `${m.platform}:${m.chatId}:${m.messageId}`),
     async onText({ caller, text, reply, original }) {
       const kind = caller.role === 'user' ? await deps.pending.take(caller.userId) : undefined;
       await takeSecret({ caller, value: text, kind, original, reply }, deps.intake);

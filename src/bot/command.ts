@@ -13,6 +13,11 @@ export interface CommandInput<Args> {
   original: OriginalMessage;
   /** Adds what came of the action (job id, command ids, outcome) to its audit record. */
   audit(detail: AuditDetail): void;
+  /**
+   * For a button press: takes the message's buttons away, false when another press got there
+   * first. Typed commands always get true. Called by the dispatcher unless `claimsPress` is set.
+   */
+  claim(): Promise<boolean>;
 }
 
 export interface AuditDetail {
@@ -37,6 +42,11 @@ export interface Command<Deps, Schema extends z.ZodType<unknown, string> = z.Zod
   hidden?: boolean;
   /** The message is deleted before anything else, because its arguments may hold a secret. */
   deletesMessage?: boolean;
+  /**
+   * The command checks its own conditions (a plan still pending, another approver) before calling
+   * `claim()`, so a press it refuses leaves the buttons in place.
+   */
+  claimsPress?: boolean;
   /** Changes nothing, so an allowed run is not audited (denials always are). */
   readOnly?: boolean;
   run(input: CommandInput<z.output<Schema>>, deps: Deps): Promise<void>;

@@ -1,4 +1,5 @@
 import type { Fleet } from '../aws/fleet.js';
+import type { FleetView } from '../aws/fleet-view.js';
 import type { RunCommand } from '../aws/run-command.js';
 import type { SecretStore } from '../aws/secret-store.js';
 import type { CommandMenus } from '../core/chat.js';
@@ -24,6 +25,8 @@ export interface BotDeps {
   pending: PendingSecrets;
   intake: IntakeDeps;
   fleet: Fleet;
+  /** Fleet reads for people (`/fleet`, plans), shared with the dashboard; not for acting on. */
+  fleetView: FleetView;
   runCommand: RunCommand;
   plans: Plans;
   auditTrail: AuditTrail;
@@ -48,6 +51,7 @@ export interface BotDeps {
       defaultMaxErrors: string;
       planTtlMs: number;
       twoPersonRule: boolean;
+      scanSchedulesNeedApproval: boolean;
     };
   };
   now: () => Date;

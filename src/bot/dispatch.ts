@@ -21,6 +21,15 @@ export interface ChatRequest {
   original?: OriginalMessage;
   /** The platform's id of this update (Telegram update_id, Slack trigger_id), for the logs. */
   updateId?: string;
+  /** The request is a press of one of fleetbot's buttons on this message. */
+  pressed?: PressedButton;
+}
+
+export interface PressedButton {
+  message: MessageRef;
+  /** The message's text as the presser saw it, kept when its buttons are taken away. */
+  text: string;
+  label: string;
 }
 
 export type Outcome = 'ran' | 'text' | 'unknown' | 'denied' | 'invalid' | 'failed' | 'unavailable';
@@ -28,6 +37,10 @@ export type Outcome = 'ran' | 'text' | 'unknown' | 'denied' | 'invalid' | 'faile
 export interface DispatchOptions {
   /** Where every decision about a state-changing command is recorded. */
   audit?: (entry: Omit<AuditRecord, 'at'>) => Promise<void>;
+  /**
+   * True for the first press on a message's buttons, in every bot process (Redis SET NX).
+   */
+  claimPress?: (message: MessageRef) => Promise<boolean>;
   /** Plain text that is not a command; without a handler the caller is pointed to /help. */
   onText?: (
     request: Omit<ChatRequest, 'caller'> & { caller: Caller; original: OriginalMessage },
@@ -42,6 +55,34 @@ export const unavailableAnswers = {
   stored: `${storeDown}, so nothing was stored. I deleted your message: send it again in a minute.`,
   storedNotDeleted: `${storeDown}, so nothing was stored. ⚠️ I could not delete your message. Delete it yourself now and rotate this secret: it is still visible in this chat.`,
 };
+
+export const alreadyHandled = 'Somebody already pressed a button on that message; nothing more was done.';
+
+/**
+ * The first allowed press on a message wins: its buttons are replaced by what was pressed and by
+ * whom, once. Typed commands have no buttons to take, so they always win.
+ */
+function claimOnce(
+  pressed: PressedButton | undefined,
+  caller: Caller,
+  reply: Reply,
+  claimPress: DispatchOptions['claimPress'],
+  log: Logger,
+): () => Promise<boolean> {
+  let won: Promise<boolean> | undefined;
+  return () => {
+    if (!pressed) return Promise.resolve(true);
+    won ??= (async () => {
+      const { message } = pressed;
+      if (claimPress && !(await claimPress(message))) return false;
+      await reply
+        .edit(message, `${pressed.text}\n→ ${pressed.label} (by ${caller.displayName})`)
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'could not take the buttons away'));
+      return true;
+    })();
+    return won;
+  };
+}
 
 /** The same reply, remembering every message it posts. */
 function remembering(reply: Reply, posted: MessageRef[]): Reply {
@@ -112,11 +153,13 @@ export function createDispatcher<Deps>(
         log.warn({ command: command.name }, 'command denied');
         await audit(`denied: needs ${command.requires}, caller is ${caller.role}`);
         await reply.whisper(
-          command.requires === 'admin'
-            ? `/${command.name} is for fleet admins only.`
-            : caller.role === 'guest'
-              ? `/${command.name} is for members only. Ask an admin for an invite.`
-              : `/${command.name} is for end users in the Telegram bot.`,
+          command.requires === 'admin' && caller.adminChannels
+            ? `/${command.name} works only in the fleet admin channels (${caller.adminChannels.join(', ')}), not in this one.`
+            : command.requires === 'admin'
+              ? `/${command.name} is for fleet admins only.`
+              : caller.role === 'guest'
+                ? `/${command.name} is for members only. Ask an admin for an invite.`
+                : `/${command.name} is for end users in the Telegram bot.`,
         );
         return 'denied';
       }
@@ -128,9 +171,13 @@ export function createDispatcher<Deps>(
         return 'invalid';
       }
       const detail: AuditDetail = {};
+      const claim = claimOnce(request.pressed, caller, reply, options.claimPress, log);
       try {
+        // A press has its effect on the message only once it is allowed: a refused or late press
+        // leaves the buttons for whoever may still press them.
+        if (!command.claimsPress && !(await claim())) throw new UserError(alreadyHandled);
         await command.run(
-          { caller, args: parsed.data, reply, original, audit: (d) => Object.assign(detail, d) },
+          { caller, args: parsed.data, reply, original, audit: (d) => Object.assign(detail, d), claim },
           deps,
         );
         log.info({ command: command.name }, 'command ran');

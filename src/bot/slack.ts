@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import {
   App,
@@ -9,11 +10,19 @@ import {
   webApi,
 } from '@slack/bolt';
 import express, { type RequestHandler } from 'express';
-import type { Caller, RoleOf } from '../core/caller.js';
+import type { Caller, RoleOf, Who } from '../core/caller.js';
 import { ChatUnavailable, createReply, type Outbox, type OutgoingMessage } from '../core/chat.js';
 import type { Logger } from '../log.js';
 import type { ChatMeter } from '../metrics.js';
+import { allCommands } from './commands/index.js';
 import type { Dispatch } from './dispatch.js';
+import {
+  assertNamespace,
+  commandNamesOf,
+  defaultNamespace,
+  dispatchText,
+  slackMentions,
+} from './slack-commands.js';
 import { fitText } from './text.js';
 
 const maxText = 3000; // a section block's text limit
@@ -24,8 +33,44 @@ export function escapeSlack(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-function render(message: OutgoingMessage): { text: string; blocks?: types.KnownBlock[] } {
-  const text = fitText(escapeSlack(message.text), maxText);
+/** A message's text as Slack hands it back, before it is posted again (and escaped again). */
+function unescapeSlack(text: string): string {
+  return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+
+const maxBodyBytes = 256 * 1024;
+
+const digest = (value: string | undefined) =>
+  value ? createHash('sha256').update(value).digest('base64url') : undefined;
+
+/** Every chat.update the bot makes waits its turn in the workspace's budget (Slack's Tier 3 limit). */
+function withEditBudget(outbox: Outbox, budget: SlackOptions['editBudget']): Outbox {
+  if (!budget) return outbox;
+  return {
+    ...outbox,
+    async edit(ref, message) {
+      await budget.take();
+      await outbox.edit(ref, message);
+    },
+  };
+}
+
+// Built on first use: at import time a module in a cycle with the registry could still be undefined.
+let mentions: ((text: string, namespace: string) => string) | undefined;
+function inSlackTerms(text: string, namespace: string): string {
+  mentions ??= slackMentions(commandNamesOf(allCommands));
+  return mentions(text, namespace);
+}
+
+/**
+ * Commands are written once with bare names (`/jobs`); in Slack they are typed `/<namespace> jobs`.
+ * Button values stay bare: they go to the dispatcher, never through Slack's command box.
+ */
+function render(
+  message: OutgoingMessage,
+  namespace: string = defaultNamespace,
+): { text: string; blocks?: types.KnownBlock[] } {
+  const text = fitText(escapeSlack(inSlackTerms(message.text, namespace)), maxText);
   if (!message.buttons?.length) return { text };
   return {
     text,
@@ -196,13 +241,24 @@ export interface SlackOptions {
   signingSecret?: string;
   appToken?: string;
   apiUrl?: string;
+  /** The namespace command (`/fleetbot jobs`); the app's other commands are `/deploy` and `/patch`. */
+  command?: string;
   port: number;
   host?: string;
   roleOf: RoleOf;
+  /** For a Slack admin writing from a channel where admin rights do not count: where they do. */
+  adminChannels?: (who: Who) => readonly string[] | undefined;
   dispatch: Dispatch;
   log: Logger;
   nowMs?: () => number;
   meter?: ChatMeter;
+  /**
+   * True the first time a request is seen (Redis SET NX shared by every bot process): a replayed
+   * signed request, or a redelivered Socket Mode envelope, is acked and has no effect.
+   */
+  firstDelivery?: (requestId: string) => Promise<boolean>;
+  /** The workspace's chat.update budget, shared with the workers' progress edits. */
+  editBudget?: { take(): Promise<void> };
 }
 
 export interface SlackAdapter {
@@ -214,6 +270,9 @@ export interface SlackAdapter {
 
 export function createSlackAdapter(options: SlackOptions): SlackAdapter {
   const { roleOf, dispatch, log } = options;
+  const namespace = options.command ?? defaultNamespace;
+  // config.ts checks only the shape; a built-in name would fail much later, when the app is created.
+  assertNamespace(namespace, commandNamesOf(allCommands));
   const nowMs = options.nowMs ?? Date.now;
   const web = express();
   web.use('/slack/events', rejectFutureTimestamps(nowMs));
@@ -225,12 +284,20 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
         // Not our Web API options: their three retries would let a Slack outage of a few seconds
         // during a reconnect end the process. The socket client keeps its own patient retries.
         installerOptions: { clientOptions: { slackApiUrl: options.apiUrl } },
+        // Slack sends an envelope again when its ack did not arrive; its id stays the same.
+        customPropertiesExtractor: (args: { envelope_id?: unknown }) => ({
+          requestId: typeof args.envelope_id === 'string' ? args.envelope_id : undefined,
+        }),
       })
     : new ExpressReceiver({
         signingSecret: options.signingSecret ?? '',
         endpoints: '/slack/events',
         app: web,
         logger: slackLogger(log),
+        // Slack's payloads are a few KB; Bolt's default of 4 MB would be read before verification.
+        bodyLimit: maxBodyBytes,
+        // A request's signature covers its timestamp and body: the same signature is the same request.
+        customPropertiesExtractor: (req) => ({ requestId: digest(req.header('x-slack-signature')) }),
       });
   const app = new App({
     token: options.botToken,
@@ -239,16 +306,45 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     logger: slackLogger(log),
     logLevel: LogLevel.WARN,
   });
-  const outbox = slackOutbox(metered(app.client, options.meter), options.meter);
+  const outbox = withEditBudget(
+    slackOutbox(metered(app.client, options.meter), options.meter),
+    options.editBudget,
+  );
 
-  const callerOf = async (userId: string, name: string | undefined, channelId: string): Promise<Caller> => ({
-    platform: 'slack',
-    userId,
-    displayName: name ?? userId,
-    role: await roleOf({ platform: 'slack', userId, channelId }),
+  // Before any listener: a request seen before is acknowledged and dropped.
+  app.use(async (args) => {
+    const requestId = args.context.requestId;
+    const first =
+      typeof requestId === 'string' && options.firstDelivery
+        ? await options.firstDelivery(requestId).catch((err: unknown) => {
+            // Without Redis nothing can run anyway; the command itself then says so.
+            log.warn({ err: String(err) }, 'could not check for a replayed request');
+            return true;
+          })
+        : true;
+    if (first) {
+      await args.next();
+      return;
+    }
+    log.warn({ requestId }, 'replayed Slack request dropped');
+    options.meter?.chatDuplicateDropped?.('slack');
+    if ('ack' in args && typeof args.ack === 'function') await args.ack();
   });
 
-  // One listener for every slash command: the dispatcher knows the names, and unknown ones get an answer.
+  const callerOf = async (userId: string, name: string | undefined, channelId: string): Promise<Caller> => {
+    const who: Who = { platform: 'slack', userId, channelId };
+    const adminChannels = options.adminChannels?.(who);
+    return {
+      platform: 'slack',
+      userId,
+      displayName: name ?? userId,
+      role: await roleOf(who),
+      ...(adminChannels ? { adminChannels } : {}),
+    };
+  };
+
+  // One listener for every slash command: `/<namespace> jobs` becomes `/jobs`, and anything else (a command
+  // created by hand before the manifest) goes to the dispatcher as typed, which answers even unknown ones.
   app.command(/^\/[a-z0-9_-]+$/i, async ({ command, ack }) => {
     await ack();
     const caller = await callerOf(command.user_id, command.user_name, command.channel_id);
@@ -259,7 +355,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     });
     await dispatch({
       caller,
-      text: `${command.command} ${command.text}`,
+      text: dispatchText(namespace, command.command, command.text),
       reply,
       updateId: command.trigger_id,
     });
@@ -271,17 +367,23 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     const channelId = body.channel.id;
     const caller = await callerOf(body.user.id, body.user.name ?? body.user.username, channelId);
     const ts = body.message?.ts;
-    if (ts) {
-      // Take the buttons away first so a second press cannot run the command twice.
-      const text = `${String(body.message?.text ?? '')}\n→ ${'text' in action ? action.text.text : 'pressed'} (by ${caller.displayName})`;
-      // Through the metered client: Bolt hands listeners a client of its own.
-      await app.client.chat
-        .update({ channel: channelId, ts, text: fitText(text, maxText), blocks: [] })
-        .then(() => options.meter?.chatMessage('slack', 'edited'))
-        .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
-    }
     const reply = createReply(outbox, { platform: 'slack', chatId: channelId, userId: body.user.id });
-    await dispatch({ caller, text: action.value ?? '', reply, updateId: body.trigger_id });
+    await dispatch({
+      caller,
+      text: action.value ?? '',
+      reply,
+      updateId: body.trigger_id,
+      // The dispatcher takes the buttons away once the press is allowed, never before.
+      ...(ts
+        ? {
+            pressed: {
+              message: { platform: 'slack', chatId: channelId, messageId: ts },
+              text: unescapeSlack(String(body.message?.text ?? '')),
+              label: 'text' in action ? action.text.text : 'pressed',
+            },
+          }
+        : {}),
+    });
   });
 
   // Buttons fleetbot did not render (old messages, other apps' blocks) still need their ack, or

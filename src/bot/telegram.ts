@@ -289,21 +289,26 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     const who = personOf(ctx);
     await ctx.answerCallbackQuery();
     if (!who) return;
-    // Take the buttons away first so a second press cannot run the command twice.
     const pressed = ctx.callbackQuery.message;
-    if (pressed && 'text' in pressed) {
-      const label = findLabel(pressed.reply_markup?.inline_keyboard, ctx.callbackQuery.data);
-      await ctx
-        .editMessageText(`${pressed.text}\n\n→ ${label ?? 'pressed'}`, {
-          reply_markup: { inline_keyboard: [] },
-        })
-        .catch((err: unknown) => log.warn({ err: String(err) }, 'could not clear buttons'));
-    }
     await dispatch({
       caller: callerOf(who),
       text: ctx.callbackQuery.data,
       reply: createReply(outbox, addressOf(ctx)),
       updateId: String(ctx.update.update_id),
+      // The dispatcher takes the buttons away once the press is allowed, never before.
+      ...(pressed && 'text' in pressed
+        ? {
+            pressed: {
+              message: {
+                platform: 'telegram',
+                chatId: String(pressed.chat.id),
+                messageId: String(pressed.message_id),
+              },
+              text: pressed.text ?? '',
+              label: findLabel(pressed.reply_markup?.inline_keyboard, ctx.callbackQuery.data) ?? 'pressed',
+            },
+          }
+        : {}),
     });
   });
   bot.chatType(['group', 'supergroup']).on(['message:text', 'edited_message:text'], async (ctx) => {

@@ -16,6 +16,8 @@ export interface Caller {
   role: Role;
   /** Set when the message arrived through the local console rather than the platform itself. */
   viaConsole?: boolean;
+  /** A Slack admin writing outside the channels where admin rights count: those channels. */
+  adminChannels?: readonly string[];
 }
 
 export interface AccessPolicy {
@@ -39,6 +41,14 @@ export function resolveRole(
   if (policy.slackChannelIds.length > 0 && !policy.slackChannelIds.includes(who.channelId ?? ''))
     return 'guest';
   return 'admin';
+}
+
+/** The channels where this Slack admin's rights count, when they wrote from another one. */
+export function adminChannelsElsewhere(policy: AccessPolicy, who: Who): readonly string[] | undefined {
+  if (who.platform !== 'slack' || !policy.slackAdminIds.includes(who.userId)) return undefined;
+  if (policy.slackChannelIds.length === 0 || policy.slackChannelIds.includes(who.channelId ?? ''))
+    return undefined;
+  return policy.slackChannelIds;
 }
 
 export interface Who {

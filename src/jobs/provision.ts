@@ -19,6 +19,7 @@ import { provisionStages, renderStages, type Stage, startStages } from '../core/
 import type { SecretKindName } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
+import { stoppableEdit } from './failure-text.js';
 import { type HealthPoller, StageTimeout, type TroubleListener } from './health-poller.js';
 import { editMessage, type Outboxes } from './outboxes.js';
 import { createProgress } from './progress.js';
@@ -56,6 +57,8 @@ export interface ProvisionJob {
   timestamp: number;
   data: ProvisionPayload;
   updateData(data: ProvisionPayload): Promise<void>;
+  /** Told each stage as it begins, so a failure the processor cannot explain can still say where. */
+  onStage?(stage: Stage): void;
 }
 
 /** A provision that cannot succeed by retrying; its message is written for the member. */
@@ -100,7 +103,9 @@ export async function processProvision(
   const data = job.data;
   const log = deps.log.child({ user: data.userId, jobId: job.id, mode: data.mode });
   const stages = data.mode === 'start' ? startStages : provisionStages;
-  const progress = createProgress((text) => editMessage(deps.outboxes, data.message, { text }), {
+  // A thrown error ends this attempt's edits, so the worker's word on the failure stays the last.
+  const edits = stoppableEdit((text) => editMessage(deps.outboxes, data.message, { text }));
+  const progress = createProgress(edits.edit, {
     minIntervalMs: settings.editIntervalMs,
     log,
   });
@@ -122,6 +127,7 @@ export async function processProvision(
   });
   const show = (next: Stage) => {
     stage = next;
+    given.onStage?.(next);
     render();
   };
   const onPollTrouble = (trouble: AwsTrouble | undefined) => {
@@ -170,7 +176,10 @@ export async function processProvision(
       caught instanceof AwsWaitExpired
         ? new ProvisionFailed(gaveUpMessage(stage, caught, settings), instance?.id)
         : caught;
-    if (!(error instanceof ProvisionFailed)) throw error;
+    if (!(error instanceof ProvisionFailed)) {
+      await edits.stop();
+      throw error;
+    }
     const instanceId = error.instanceId ?? instance?.id ?? job.data.instanceId;
     log.warn({ instanceId, reason: error.userMessage }, 'provision failed');
     // The member hears first: cleaning up may itself have to wait out AWS.

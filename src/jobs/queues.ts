@@ -90,6 +90,8 @@ export const schedulePayload = z.object({
   scheduleId: z.string().regex(/^[a-z0-9-]{1,40}$/),
   request: rolloutRequestSchema,
   createdBy: z.string().min(1).max(64),
+  /** Who approved the schedule's plan; absent for scans scheduled without approval. */
+  approvedBy: z.string().min(1).max(64).optional(),
   /** Slack channel that receives each run's summary. */
   channel: z.string().regex(/^[CGD][A-Z0-9]{2,20}$/),
   /** The current run, recorded like any rollout so a crash resumes it. */
@@ -104,8 +106,14 @@ export interface Schedule {
   data: SchedulePayload;
 }
 
+/** A plan to look at once its time is up: nobody handled it, its message says it expired. */
+export const planExpiryPayload = z.object({ planId: z.string().regex(/^[a-f0-9]{12}$/) });
+export type PlanExpiryPayload = z.infer<typeof planExpiryPayload>;
+
 export interface Queues {
   ping(data: PingPayload): Promise<string>;
+  /** Reports the plan as expired on its message if it is still pending after `afterMs`. */
+  reportPlanExpiry(planId: string, afterMs: number): Promise<void>;
   followRestart(data: RestartPayload): Promise<string>;
   /** One provision (or start) per member at a time: `queued: false` means one is already running. */
   provision(data: ProvisionPayload): Promise<{ jobId: string; queued: boolean }>;
@@ -190,6 +198,15 @@ export function openQueues(connection: Redis, prefix: string, log?: Logger): Que
         backoff: { type: 'exponential', delay: 2000 },
       });
       return job.id ?? '';
+    },
+    async reportPlanExpiry(planId, afterMs) {
+      await ops.add('plan-expiry', planExpiryPayload.parse({ planId }), {
+        jobId: `plan-expiry-${planId}`,
+        delay: afterMs,
+        // A clock a little behind Redis' finds the plan still pending: it looks again shortly.
+        attempts: 10,
+        backoff: { type: 'fixed', delay: 2000 },
+      });
     },
     async followRestart(data) {
       // One follower per command, however often the bot is asked.

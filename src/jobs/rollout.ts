@@ -18,6 +18,7 @@ import { isVersion } from '../core/version.js';
 import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
 import { failureLine, failuresInSummary, failureThread } from './failure-list.js';
+import { stoppableEdit } from './failure-text.js';
 import { editMessage, type Outboxes, replyInThread } from './outboxes.js';
 import { type Budget, createProgress } from './progress.js';
 import type { RolloutPayload } from './queues.js';
@@ -120,7 +121,9 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   };
   const request = record.request;
   const log = deps.log.child({ jobId: job.id, operation: request.operation });
-  const progress = createProgress((text) => editMessage(deps.outboxes, record.message, { text }), {
+  // A thrown error ends this attempt's edits, so the worker's word on the failure stays the last.
+  const edits = stoppableEdit((text) => editMessage(deps.outboxes, record.message, { text }));
+  const progress = createProgress(edits.edit, {
     minIntervalMs: settings.editIntervalMs,
     log,
     budget: deps.editBudget,
@@ -448,7 +451,10 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     log.info({ outcome, total, ...counts }, 'rollout finished');
     return summary;
   } catch (error) {
-    if (!(error instanceof AwsWaitExpired)) throw error;
+    if (!(error instanceof AwsWaitExpired)) {
+      await edits.stop();
+      throw error;
+    }
     // Retrying the job would only wait again: it ends here, and says so where it was asked for.
     const counts = countsOf(statuses, total, skipped.size);
     const notSent = batches

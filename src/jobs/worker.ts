@@ -2,17 +2,27 @@ import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import { type AccessPolicy, resolveRole } from '../core/caller.js';
-import { rolloutTitle } from '../core/rollout-request.js';
+import type { Stage } from '../core/provision-stages.js';
 import type { Logger } from '../log.js';
 import { type Metrics, watchWorker } from '../metrics.js';
 import { logErrors } from '../store/redis.js';
-import { deliver } from './delivery.js';
+import { type DeliveryPolicy, defaultDelivery, deliver } from './delivery.js';
+import {
+  type AttemptInfo,
+  failureReason,
+  provisionFailureText,
+  type RolloutRecord,
+  rolloutFailureText,
+} from './failure-text.js';
 import { editMessage, type Outboxes } from './outboxes.js';
 import { type PingDeps, processPing } from './ping.js';
+import { type PlanExpiryDeps, processPlanExpiry } from './plan-expiry.js';
+import type { Budget } from './progress.js';
 import { type ProvisionDeps, ProvisionFailed, processProvision } from './provision.js';
 import {
   messageRefSchema,
   pingPayload,
+  planExpiryPayload,
   provisionPayload,
   queueNames,
   type RolloutPayload,
@@ -22,12 +32,13 @@ import {
   schedulePayload,
 } from './queues.js';
 import { processRestart, type RestartDeps } from './restart.js';
-import { processRollout, type RolloutDeps, RolloutRejected } from './rollout.js';
+import { LockLost, processRollout, type RolloutDeps, RolloutRejected } from './rollout.js';
 import { processScheduled } from './scheduled.js';
 
 export interface WorkerDeps {
   ping: PingDeps;
   restart: RestartDeps;
+  planExpiry: PlanExpiryDeps;
   provision: ProvisionDeps;
   rollout: RolloutDeps;
   /** The bot checked approvers against it; the worker checks again, since Redis is not a trusted source. */
@@ -69,6 +80,8 @@ export function startWorkers(
         log.info({ jobId: job.id, status: result.status }, 'restart followed');
         return result;
       }
+      if (job.name === 'plan-expiry')
+        return processPlanExpiry(parsed(planExpiryPayload, job.data, 'plan expiry'), deps.planExpiry);
       if (job.name !== 'ping') throw new UnrecoverableError(`unknown job ${job.name}`);
       const result = await processPing(parsed(pingPayload, job.data, 'ping'), deps.ping);
       log.info({ jobId: job.id, aws: result.aws }, 'ping done');
@@ -76,12 +89,19 @@ export function startWorkers(
     },
     { connection, prefix, concurrency: 4 },
   );
+  /** False once another worker has taken the job over: it owns the job's message from then on. */
+  const holdsLock = async (queue: string, job: Job, token: string | undefined) =>
+    (await connection.get(`${prefix}:${queue}:${job.id}:lock`)) === token;
+  /** Whether a failed attempt may still speak for its job; when Redis cannot say, it speaks. */
+  const mayReport = (queue: string, job: Job, token: string | undefined) =>
+    holdsLock(queue, job, token).catch(() => true);
   // Provisions mostly wait; many run at once, sharing one status poll per tick.
   const provisions = new Worker(
     queueNames.provision,
-    async (job: Job) => {
-      const data = parsed(provisionPayload, job.data, 'provision');
+    async (job: Job, token?: string) => {
+      let stage: Stage | undefined;
       try {
+        const data = parsed(provisionPayload, job.data, 'provision');
         return await processProvision(
           {
             id: job.id ?? '',
@@ -91,12 +111,28 @@ export function startWorkers(
               job.data = next;
               await job.updateData(next);
             },
+            onStage: (next) => {
+              stage = next;
+            },
           },
           deps.provision,
         );
       } catch (error) {
         // The member was already told why; retrying would not change the answer.
         if (error instanceof ProvisionFailed) throw new UnrecoverableError(error.message);
+        if (await mayReport(queueNames.provision, job, token)) {
+          const attempt = attemptOf(job, error);
+          const record = job.data as Record<string, unknown> | undefined;
+          const text = provisionFailureText({
+            jobId: job.id ?? '',
+            mode: provisionPayload.shape.mode.safeParse(record?.mode).data ?? 'provision',
+            stage,
+            instanceId: provisionPayload.shape.instanceId.safeParse(record?.instanceId).data,
+            reason: failureReason(error),
+            attempt,
+          });
+          await tellFailure(record?.message, text, attempt, { outboxes: deps.provision.outboxes, log });
+        }
         throw error;
       }
     },
@@ -112,8 +148,7 @@ export function startWorkers(
     queueNames.rollout,
     async (job: Job, token?: string) => {
       // BullMQ's lock holds the token of the worker that owns the job right now.
-      const holdsLock = async () =>
-        (await connection.get(`${prefix}:${queueNames.rollout}:${job.id}:lock`)) === token;
+      const ownsJob = () => holdsLock(queueNames.rollout, job, token);
       const update = async <T>(next: T) => {
         job.data = next;
         await job.updateData(next);
@@ -122,15 +157,21 @@ export function startWorkers(
         if (job.name === 'scheduled') {
           const data = parsed(schedulePayload, job.data, 'scheduled rollout');
           // The schedule was made in an admin channel; its reports may go to any channel.
-          if (!isAdmin({ ...deps.access, slackChannelIds: [] }, data.createdBy, ''))
+          const anyChannel = { ...deps.access, slackChannelIds: [] };
+          if (!isAdmin(anyChannel, data.createdBy, ''))
             throw new RolloutRejected(`scheduled by ${shown(data.createdBy)}, who is not a fleet admin`);
+          if (data.approvedBy && !isAdmin(anyChannel, data.approvedBy, ''))
+            throw new RolloutRejected(`approved by ${shown(data.approvedBy)}, who is not a fleet admin`);
+          // Installs are scheduled only through an approved plan (src/bot/commands/schedule.ts).
+          if (data.request.operation === 'patch-install' && !data.approvedBy)
+            throw new RolloutRejected('a scheduled install that nobody approved');
           return await processScheduled(
             {
               id: job.id ?? '',
               data,
               updateData: update,
               previousRunActive: () => otherRunActive(job, data.scheduleId),
-              holdsLock,
+              holdsLock: ownsJob,
             },
             deps.rollout,
           );
@@ -143,15 +184,32 @@ export function startWorkers(
             id: job.id ?? '',
             data,
             updateData: update,
-            holdsLock,
+            holdsLock: ownsJob,
           },
           deps.rollout,
         );
       } catch (error) {
-        if (error instanceof RolloutRejected || error instanceof InvalidJob) {
-          await tellRefused(job.data, error.message, deps.rollout.outboxes, log);
-          throw new UnrecoverableError(error.message);
+        // Refused before any AWS call: no retry makes it acceptable.
+        const refused = error instanceof RolloutRejected || error instanceof InvalidJob;
+        // A worker that lost the job leaves its message to the one that carries on.
+        if (!(error instanceof LockLost) && (await mayReport(queueNames.rollout, job, token))) {
+          const attempt = refused ? { ...attemptOf(job, error), final: true } : attemptOf(job, error);
+          // A scheduled job keeps its current run's record (and message) inside its own data.
+          const run: unknown = job.name === 'scheduled' ? (job.data as { run?: unknown })?.run : job.data;
+          const text = rolloutFailureText({
+            jobId: job.id ?? '',
+            record: rolloutRecord(run),
+            reason: failureReason(error),
+            attempt,
+            refused,
+          });
+          await tellFailure((run as { message?: unknown } | undefined)?.message, text, attempt, {
+            outboxes: deps.rollout.outboxes,
+            log,
+            budget: deps.rollout.editBudget,
+          });
         }
+        if (refused) throw new UnrecoverableError(error.message);
         throw error;
       }
     },
@@ -208,21 +266,54 @@ function approvalProblem(data: RolloutPayload, access: AccessPolicy): string | u
   return undefined;
 }
 
-/** A refused rollout says so in the message it owns, when its reference to that message is sound. */
-async function tellRefused(data: unknown, reason: string, outboxes: Outboxes, log: Logger): Promise<void> {
-  const record = data as { message?: unknown; run?: { message?: unknown }; request?: unknown } | undefined;
-  const ref = messageRefSchema.safeParse(record?.message ?? record?.run?.message);
-  if (!ref.success) return;
-  const request = rolloutRequestSchema.safeParse(record?.request);
-  const title = request.success ? rolloutTitle(request.data) : 'Rollout';
+/**
+ * Where this attempt stands, by BullMQ's own rule (Job.shouldRetryJob): inside the processor
+ * `attemptsMade` counts the attempts that failed before this one, and a job without `attempts` gets one.
+ */
+function attemptOf(job: Job, error: unknown): AttemptInfo {
+  const attempts = Math.max(1, job.opts.attempts ?? 1);
+  const attempt = job.attemptsMade + 1;
+  const unrecoverable =
+    error instanceof UnrecoverableError || (error instanceof Error && error.name === 'UnrecoverableError');
+  return { attempt, attempts, final: unrecoverable || attempt >= attempts };
+}
+
+/** The parts of a stored rollout record that are sound; a part that is not is left out, never guessed. */
+function rolloutRecord(data: unknown): RolloutRecord {
+  const record = data as { request?: unknown; batches?: unknown; skipped?: unknown } | undefined;
+  return {
+    request: rolloutRequestSchema.safeParse(record?.request).data,
+    batches: rolloutPayload.shape.batches.safeParse(record?.batches).data,
+    skipped: rolloutPayload.shape.skipped.safeParse(record?.skipped).data,
+  };
+}
+
+// A retry notice must not hold up the retry for long: the next attempt's progress speaks anyway.
+const retryNoticeDelivery: DeliveryPolicy = { ...defaultDelivery, giveUpAfterMs: 60_000 };
+
+/**
+ * Edits a failed job's message, when its reference to that message is sound. Never throws: the job
+ * fails with its own error whatever becomes of the edit.
+ */
+async function tellFailure(
+  ref: unknown,
+  text: string,
+  attempt: AttemptInfo,
+  options: { outboxes: Outboxes; log: Logger; budget?: Budget },
+): Promise<void> {
+  const message = messageRefSchema.safeParse(ref);
+  if (!message.success) return;
+  const { outboxes, log, budget } = options;
   await deliver(
-    () =>
-      editMessage(outboxes, ref.data, {
-        text: `${title}: refused by the worker (${reason}); nothing was sent.`,
-      }),
+    async () => {
+      // Slack's chat.update allowance is shared by every job in the workspace.
+      await budget?.take();
+      await editMessage(outboxes, message.data, { text });
+    },
     {
       log,
-      what: 'refused rollout',
+      what: attempt.final ? 'failed job report' : 'retry notice',
+      policy: attempt.final ? defaultDelivery : retryNoticeDelivery,
     },
-  ).catch((err: unknown) => log.warn({ err: String(err) }, 'could not report a refused rollout'));
+  ).catch((err: unknown) => log.warn({ err: String(err) }, 'could not report a failed job attempt'));
 }

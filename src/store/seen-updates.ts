@@ -4,17 +4,23 @@ import type { Redis } from 'ioredis';
 export const seenUpdateTtlSeconds = 24 * 60 * 60;
 
 /**
- * Remembers each chat update id for a day, so every update has exactly one effect. `first` marks the
+ * Slack rejects a request whose timestamp is over 5 minutes old, and fleetbot one over 5 minutes
+ * ahead: a signature can be replayed for at most 10 minutes.
+ */
+export const slackReplayWindowSeconds = 10 * 60;
+
+/**
+ * Remembers each chat update id (or button press on a message) for a day, so every update has exactly one effect. `first` marks the
  * id and says whether this is its first delivery, in one atomic SET NX shared by all bot processes.
  */
 export function createSeenUpdates(redis: Redis, prefix: string) {
   return {
-    async first(platform: string, updateId: string): Promise<boolean> {
+    async first(platform: string, updateId: string, ttlSeconds = seenUpdateTtlSeconds): Promise<boolean> {
       const set = await redis.set(
         `${prefix}:seen-update:${platform}:${updateId}`,
         '1',
         'EX',
-        seenUpdateTtlSeconds,
+        ttlSeconds,
         'NX',
       );
       return set === 'OK';

@@ -97,7 +97,10 @@ describe('Slack adapter over signed HTTP', () => {
   it('when an admin sends /help, then admin commands are listed', async () => {
     await sendSlashCommand(eventsUrl, signingSecret, command('/help'));
     const text = await ephemeralTo('UADMIN');
-    expect(text).toContain('/ping - check that a worker picks up jobs');
+    // Typed in Slack as `/fleetbot ping`, so that is how Slack shows it; /deploy is a command of its own.
+    expect(text).toContain('\n/fleetbot ping - check that a worker picks up jobs');
+    expect(text).toContain('\n/deploy &lt;version&gt; ');
+    expect(text).toContain('\n/patch scan|install ');
     expect(text).not.toContain('/cancelled');
   });
 
@@ -110,7 +113,7 @@ describe('Slack adapter over signed HTTP', () => {
 
   it('when an admin writes outside the allowed channels, then admin rights do not apply', async () => {
     await sendSlashCommand(eventsUrl, signingSecret, command('/ping', 'UADMIN', 'CRANDOM'));
-    expect(await ephemeralTo('UADMIN')).toBe('/ping is for fleet admins only.');
+    expect(await ephemeralTo('UADMIN')).toBe('/fleetbot ping is for fleet admins only.');
   });
 
   it('when an admin sends /ping, then a message is posted and a job referencing it is queued', async () => {
@@ -127,7 +130,23 @@ describe('Slack adapter over signed HTTP', () => {
 
   it('when the command is unknown, then the sender is told so', async () => {
     await sendSlashCommand(eventsUrl, signingSecret, command('/frobnicate now'));
-    expect(await ephemeralTo('UADMIN')).toBe("I don't know /frobnicate. Send /help to see what you can do.");
+    expect(await ephemeralTo('UADMIN')).toBe(
+      "I don't know /frobnicate. Send /fleetbot help to see what you can do.",
+    );
+  });
+
+  it.each([
+    ['/fleetbot whoami', '/whoami', 'You are Slack user UADMIN (uadmin), role: fleet admin.'],
+    ['/fleetbot', '/help', 'Commands you can run:'],
+    [
+      '/fleetbot frobnicate now',
+      '/frobnicate now',
+      "I don't know /frobnicate. Send /fleetbot help to see what you can do.",
+    ],
+  ])('when an admin sends %j, then the dispatcher runs %j', async (typed, line, answer) => {
+    await sendSlashCommand(eventsUrl, signingSecret, command(typed));
+    expect((await ephemeralTo('UADMIN')).split('\n')[0]).toBe(answer);
+    expect(dispatched).toEqual([line]);
   });
 
   it('when the signature is wrong, then the receiver answers 401 and nothing runs', async () => {
@@ -187,7 +206,7 @@ describe('Slack adapter over signed HTTP', () => {
     expect(await ephemeralTo('UADMIN')).toContain('role: fleet admin');
     // A button is only a command line: the presser's own rights decide.
     await press('USTRANGER', '/ping');
-    expect(await ephemeralTo('USTRANGER')).toBe('/ping is for fleet admins only.');
+    expect(await ephemeralTo('USTRANGER')).toBe('/fleetbot ping is for fleet admins only.');
   });
 
   it('when a button fleetbot did not render is pressed, then it is acknowledged and nothing runs', async () => {

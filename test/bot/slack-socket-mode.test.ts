@@ -137,7 +137,7 @@ describe('Slack adapter over Socket Mode', () => {
     const envelope = fake.socketMode.slashCommand(command('/frobnicate now'));
     await fake.socketMode.waitForAck(envelope.envelope_id, arrivesWithinMs);
     expect((await ephemeralTo('UADMIN')).text).toBe(
-      "I don't know /frobnicate. Send /help to see what you can do.",
+      "I don't know /frobnicate. Send /fleetbot help to see what you can do.",
     );
   });
 

@@ -53,6 +53,8 @@ beforeAll(async () => {
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: slack.apiUrl,
       SLACK_LISTEN: '127.0.0.1:0',
+      // Servers are launched behind fleetbot's back between plans: every plan must list afresh.
+      FLEET_CACHE_SECONDS: '0',
       SLACK_ADMIN_USER_IDS: 'UANN',
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       ROLLOUT_POLL_MS: '150',

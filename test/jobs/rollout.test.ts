@@ -1,5 +1,7 @@
 import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { queueNames } from '../../src/jobs/queues.js';
 import { main, type Running } from '../../src/main.js';
 import { createPlans } from '../../src/store/plans.js';
 import { testAccountId } from '../peers/aws-account.js';
@@ -90,7 +92,7 @@ beforeAll(async () => {
       SLACK_SIGNING_SECRET: secret,
       SLACK_API_URL: slack.apiUrl,
       SLACK_LISTEN: '127.0.0.1:0',
-      SLACK_ADMIN_USER_IDS: 'UANN,UBOB',
+      SLACK_ADMIN_USER_IDS: 'UANN,UBOB,UCAT',
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       SLACK_ALERT_CHANNEL_ID: 'CREPORTS',
       ROLLOUT_POLL_MS: '150',
@@ -143,7 +145,7 @@ async function answer(predicate: (c: SlackCall) => boolean = () => true): Promis
   );
 }
 
-async function press(user: string, value: string, messageTs: string) {
+async function press(user: string, value: string, messageTs: string, buttonText = 'Approve') {
   await sendInteraction(
     events(),
     secret,
@@ -153,8 +155,10 @@ async function press(user: string, value: string, messageTs: string) {
       userId: user,
       channelId: 'COPS',
       messageTs,
+      // Slack sends the message as the presser saw it.
+      messageText: messageText(messageTs),
       responseUrl: slack.responseUrl(),
-      buttonText: 'Approve',
+      buttonText,
     }),
   );
 }
@@ -207,7 +211,9 @@ describe('bad input and authorization, over signed requests', () => {
     expect(String((await answer()).params.text)).toBe('/deploy is for fleet admins only.');
     slack.reset();
     await slash('/deploy v1.2.3', 'UANN', 'CRANDOM');
-    expect(String((await answer()).params.text)).toBe('/deploy is for fleet admins only.');
+    expect(String((await answer()).params.text)).toBe(
+      '/deploy works only in the fleet admin channels (COPS), not in this one.',
+    );
     expect(await redis.keys(`${prefix}:plan:*`)).toEqual([]);
   });
 });
@@ -242,6 +248,130 @@ describe('plans and approval', () => {
     expect(await redis.exists(`${prefix}:plan:${planId}`)).toBe(1);
   });
 
+  it('when a guest or the requester presses Approve, then the plan message is untouched and a second admin can still approve it once', async () => {
+    await slash('/deploy v2.2.0 user:30001 --concurrency 50');
+    const plan = await answer((c) => c.method === 'chat.postMessage');
+    const ts = String(plan.response.ts);
+    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    await press('UMALLORY', `/approve ${planId}`, ts);
+    // Slack names commands as they are typed there (SLACK_COMMAND).
+    expect(String((await answer((c) => c.params.user === 'UMALLORY')).params.text)).toBe(
+      '/fleetbot approve is for fleet admins only.',
+    );
+    await press('UANN', `/approve ${planId}`, ts);
+    expect(String((await answer((c) => c.params.user === 'UANN')).params.text)).toBe(
+      'The two-person rule is on: another admin must approve this plan.',
+    );
+    // Neither press reached the message: not one chat.update, and its buttons are still there.
+    expect(slack.calls('chat.update').filter((c) => c.params.ts === ts)).toEqual([]);
+    expect(JSON.stringify(slack.channel('COPS').messages.find((m) => m.ts === ts)?.blocks)).toContain(
+      `/approve ${planId}`,
+    );
+
+    // Two admins press at the same moment: one approval, one job, one edit of the message.
+    await Promise.all([press('UBOB', `/approve ${planId}`, ts), press('UCAT', `/approve ${planId}`, ts)]);
+    const approved = await answer(
+      (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),
+    );
+    const other = approved.params.user === 'UBOB' ? 'UCAT' : 'UBOB';
+    expect(String((await answer((c) => c.params.user === other)).params.text)).toBe(
+      'Somebody already pressed a button on that message; nothing more was done.',
+    );
+    const jobId = /job (rollout-[a-f0-9]+)/.exec(String(approved.params.text))?.[1] ?? '';
+    expect(jobId).toBe(`rollout-${planId}`);
+    const clears = slack.calls('chat.update').filter((c) => String(c.params.text).includes('→ Approve'));
+    expect(clears.map((c) => String(c.params.text).split('\n').at(-1))).toEqual([
+      `→ Approve (by ${String(approved.params.user).toLowerCase()})`,
+    ]);
+    expect(String(clears[0]?.params.text)).toContain('Plan: Deploy v2.2.0 to the servers of 1 member.');
+    expect(clears[0]?.params.blocks).toEqual([]);
+    await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), jobEndsWithinMs);
+    expect(
+      slack.calls('chat.postEphemeral').filter((c) => String(c.params.text).startsWith('Approved')),
+    ).toHaveLength(1);
+  });
+
+  it('when the same signed request arrives twice, then it has one effect and the replay is counted', async () => {
+    const fields = {
+      ...typedCommand('/deploy v2.3.0 user:30002', {
+        user: 'UANN',
+        channel: 'COPS',
+        responseUrl: slack.responseUrl(),
+      }),
+      // One request, byte for byte: the same body under the same timestamp carries the same signature.
+      trigger_id: '1234567890.replayed',
+    };
+    const timestampSec = Math.floor(Date.now() / 1000);
+    expect((await sendSlashCommand(events(), secret, fields, { timestampSec })).status).toBe(200);
+    expect((await sendSlashCommand(events(), secret, fields, { timestampSec })).status).toBe(200);
+    await answer((c) => c.method === 'chat.postMessage');
+    // A later request is answered after any effect of the replay would have been.
+    await slash('/whoami');
+    await answer((c) => String(c.params.text).startsWith('You are Slack user UANN'));
+    expect(
+      slack.calls('chat.postMessage').filter((c) => String(c.params.text).startsWith('Plan:')),
+    ).toHaveLength(1);
+    expect(slack.calls('chat.postEphemeral').map((c) => String(c.params.text))).not.toContainEqual(
+      expect.stringContaining('An identical plan'),
+    );
+    const metrics = await fetch(`http://127.0.0.1:${running.ports.dashboard}/metrics`, {
+      headers: { authorization: `Basic ${Buffer.from('ops:unused').toString('base64')}` },
+    }).then((r) => r.text());
+    expect(sampleValue(metrics, 'fleetbot_chat_duplicate_updates_total{platform="slack"}')).toBe(1);
+  });
+
+  it('when nobody handles a plan before it expires, then its message says so, loses its buttons, and a late press runs nothing', async () => {
+    await slash('/deploy v2.4.0 user:30003');
+    const plan = await answer((c) => c.method === 'chat.postMessage');
+    const ts = String(plan.response.ts);
+    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    // Time passes: the plan's deadline moves into the past and its expiry job comes due now. The
+    // plan is posted before it is saved, and saved before its expiry job is queued.
+    const ops = new Queue(queueNames.ops, { connection: redis, prefix });
+    try {
+      await expect.poll(() => ops.getJob(`plan-expiry-${planId}`), { timeout: answersWithinMs }).toBeDefined();
+      const key = `${prefix}:plan:${planId}`;
+      const stored = JSON.parse((await redis.get(key)) ?? '{}');
+      await redis.set(key, JSON.stringify({ ...stored, expiresAtMs: Date.now() - 1000 }), 'KEEPTTL');
+      await (await ops.getJob(`plan-expiry-${planId}`))?.promote();
+    } finally {
+      await ops.close();
+    }
+    await slack.waitFor(() => messageText(ts).startsWith('Plan expired at'), answersWithinMs);
+    expect(messageText(ts)).toMatch(
+      /^Plan expired at .+ without approval: Deploy v2\.4\.0 to the servers of 1 member\. Nothing ran; send the command again if it is still wanted\.$/,
+    );
+    expect(slack.channel('COPS').messages.find((m) => m.ts === ts)?.blocks ?? []).toEqual([]);
+    const edits = slack.calls('chat.update').length;
+    await press('UBOB', `/approve ${planId}`, ts);
+    expect(String((await answer((c) => c.params.user === 'UBOB')).params.text)).toBe(
+      `Plan ${planId} expired or was already handled. Nothing ran; send the command again.`,
+    );
+    expect(slack.calls('chat.update')).toHaveLength(edits);
+    expect(simulator.control.calls(accountId, 'SendCommand')).toEqual([]);
+  });
+
+  it('when an admin schedules a patch install, then nothing is scheduled until another admin approves the plan', async () => {
+    await slash('/schedule patch install "0 4 * * 6" all');
+    const plan = await answer((c) => c.method === 'chat.postMessage');
+    expect(String(plan.params.text)).toContain('Plan: Patch install');
+    expect(String(plan.params.text)).toContain('Another admin must approve.');
+    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    await press('UANN', `/approve ${planId}`, String(plan.response.ts));
+    expect(String((await answer((c) => c.method === 'chat.postEphemeral')).params.text)).toBe(
+      'The two-person rule is on: another admin must approve this plan.',
+    );
+    await slash('/schedules');
+    expect(String((await answer((c) => String(c.params.text).startsWith('Nothing'))).params.text)).toBe(
+      'Nothing is scheduled.',
+    );
+    await press('UBOB', `/reject ${planId}`, String(plan.response.ts), 'Cancel');
+    await slack.waitFor(
+      () => messageText(String(plan.response.ts)).startsWith('Cancelled by ubob'),
+      answersWithinMs,
+    );
+  });
+
   it('when a plan has expired, then approving it runs nothing', async () => {
     const plans = createPlans(redis, prefix);
     await plans.save(
@@ -260,11 +390,11 @@ describe('plans and approval', () => {
         requestedBy: 'UANN',
         matched: 200,
         message: { platform: 'slack', chatId: 'COPS', messageId: '1700000000.000100' },
-        expiresAt: new Date().toISOString(),
+        expiresAt: new Date(Date.now() - 1000).toISOString(),
       },
       50,
+      'Deploy v9.9.9',
     );
-    await new Promise((r) => setTimeout(r, 120));
     await press('UBOB', '/approve aaaaaaaaaaaa', '1700000000.000100');
     expect(String((await answer((c) => c.method === 'chat.postEphemeral')).params.text)).toBe(
       'Plan aaaaaaaaaaaa expired or was already handled. Nothing ran; send the command again.',
@@ -479,15 +609,23 @@ describe('scheduled maintenance', () => {
         afterMs: 3000,
       });
     await slash('/schedule patch scan "*/2 * * * * *" tag:ring=early');
-    const created = String((await answer()).params.text);
+    const plan = await answer((c) => c.method === 'chat.postMessage');
+    expect(String(plan.params.text)).toMatch(
+      /^Plan: Patch scan to instances tagged ring=early on the schedule "\*\/2 \* \* \* \* \*" \(UTC\)\.\nEach run reports to CREPORTS;/,
+    );
+    const planTs = String(plan.response.ts);
+    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    await press('UBOB', `/approve ${planId}`, planTs);
+    await slack.waitFor(() => messageText(planTs).startsWith('Scheduled:'), answersWithinMs);
+    const created = messageText(planTs);
     expect(created).toMatch(
-      /^Scheduled Patch scan to instances tagged ring=early at "\*\/2 \* \* \* \* \*" \(UTC\) as sched-[a-f0-9]{6}\./,
+      /^Scheduled: Patch scan to instances tagged ring=early on the schedule "\*\/2 \* \* \* \* \*" \(UTC\) as sched-[a-f0-9]{6}, approved by ubob\./,
     );
     const id = /(sched-[a-f0-9]{6})/.exec(created)?.[1] ?? '';
     slack.reset();
     await slash('/schedules');
     expect(String((await answer((c) => c.params.channel === 'COPS')).params.text)).toContain(
-      `${id}  "*/2 * * * * *"  Patch scan to instances tagged ring=early  by UANN`,
+      `${id}  "*/2 * * * * *"  Patch scan to instances tagged ring=early  by UANN, approved by UBOB`,
     );
 
     const report = await slack.waitFor(
@@ -532,7 +670,7 @@ describe('scheduled maintenance', () => {
   it('when the cron expression is malformed, then nothing is scheduled', async () => {
     await slash('/schedule patch scan "every day" all');
     expect(String((await answer()).params.text)).toContain(
-      'is not a schedule. Example: /schedule patch scan',
+      'is not a schedule. Example: /fleetbot schedule patch scan',
     );
     slack.reset();
     await slash('/schedules');

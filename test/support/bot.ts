@@ -2,6 +2,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Redis } from 'ioredis';
 import { createFleet } from '../../src/aws/fleet.js';
+import { createFleetView } from '../../src/aws/fleet-view.js';
 import { createRunCommand } from '../../src/aws/run-command.js';
 import { type Bot, createBot } from '../../src/bot/bot.js';
 import { type Config, loadConfig } from '../../src/config.js';
@@ -52,6 +53,7 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger,
   const queues = openQueues(redis, config.redis.prefix);
   const members = createMembers(redis, config.redis.prefix);
   const fleet = createFleet(aws.ec2, { region: config.aws.region, env: config.env, ...config.instances });
+  const runCommand = createRunCommand(aws.ssm);
   const bot = createBot(
     config,
     {
@@ -60,7 +62,8 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger,
       queues,
       members,
       fleet,
-      runCommand: createRunCommand(aws.ssm),
+      fleetView: createFleetView(fleet, runCommand, { cacheMs: config.fleetCacheMs }),
+      runCommand,
       auditTrail: createAuditTrail(redis, config.redis.prefix, 1000),
       metrics,
     },

@@ -24,15 +24,14 @@ export const fleet = defineCommand<BotDeps, typeof filterArg>({
   args: filterArg,
   requires: 'admin',
   async run({ args: filter, reply }, deps) {
-    const all = await deps.fleet.list();
-    const shown = all.filter(
+    const { instances, agentsOnline: online } = await deps.fleetView.snapshot();
+    const shown = instances.filter(
       (i) => !filter || i.state === filter || i.userId === filter || i.id === filter || i.version === filter,
     );
     if (shown.length === 0) {
       await reply.send(filter ? `No instance matches ${filter}.` : 'The fleet has no instances yet.');
       return;
     }
-    const online = await deps.runCommand.agentsOnline(shown.map((i) => i.id));
     const counts = new Map<string, number>();
     for (const i of shown) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
     const now = deps.now().getTime();

@@ -1,84 +1,13 @@
 import { z } from 'zod';
-import type { Caller } from '../../core/caller.js';
-import type { Reply } from '../../core/chat.js';
 import { formatUtc } from '../../core/durations.js';
 import { UserError } from '../../core/errors.js';
-import {
-  describeErrorLimit,
-  formatAmount,
-  maxIdsPerCommand,
-  parseAmount,
-  planBatches,
-  resolveAmount,
-} from '../../core/rollout.js';
-import { type RolloutRequest, rolloutKey, rolloutTitle } from '../../core/rollout-request.js';
-import { matchesTargets, parseTargets } from '../../core/targets.js';
-import { newPlanId } from '../../store/plans.js';
+import { rolloutTitle } from '../../core/rollout-request.js';
+import { failureReason, rolloutFailureText } from '../../jobs/failure-text.js';
 import { noArgs } from '../args.js';
-import { type AuditDetail, defineCommand } from '../command.js';
+import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
-import { deployArgs, type ParsedRollout, patchArgs } from './rollout-args.js';
-
-const live = ['active', 'waiting', 'delayed', 'prioritized'];
-
-/** Posts the plan in plain words with Approve/Cancel buttons; nothing runs before approval. */
-async function proposeRollout(
-  parsed: ParsedRollout,
-  caller: Caller,
-  reply: Reply,
-  deps: BotDeps,
-  audit: (detail: AuditDetail) => void,
-): Promise<void> {
-  const request: RolloutRequest = {
-    ...parsed,
-    concurrency: parsed.concurrency ?? deps.settings.rollout.defaultConcurrency,
-    maxErrors: parsed.maxErrors ?? deps.settings.rollout.defaultMaxErrors,
-  };
-  const key = rolloutKey(request);
-  const existing = await deps.plans.existing(key);
-  if (existing?.planId)
-    throw new UserError(`An identical plan is already waiting for approval (plan ${existing.planId}).`);
-  if (existing?.jobId && live.includes((await deps.queues.rolloutState(existing.jobId)) ?? ''))
-    throw new UserError(
-      `An identical rollout is already running as job ${existing.jobId}. /job ${existing.jobId} shows it.`,
-    );
-
-  const targets = parseTargets(request.targets);
-  const matched = targets ? (await deps.fleet.list()).filter((i) => matchesTargets(i, targets)).length : 0;
-  const concurrency = Math.max(
-    1,
-    resolveAmount(parseAmount(request.concurrency) ?? { kind: 'count', value: 1 }, matched),
-  );
-  const maxErrors = resolveAmount(parseAmount(request.maxErrors) ?? { kind: 'count', value: 0 }, matched);
-  const batches = planBatches(Array(matched).fill(''), concurrency, request.canary).length;
-  const ttlMs = deps.settings.rollout.planTtlMs;
-  const id = newPlanId();
-  const expiresAt = new Date(deps.now().getTime() + ttlMs);
-  const lines = [
-    `Plan: ${rolloutTitle(request)}.`,
-    matched === 0
-      ? 'No running fleet instance matches right now.'
-      : `${matched} running instance${matched > 1 ? 's' : ''} match, in ${batches} batch${batches > 1 ? 'es' : ''} of at most ${Math.min(maxIdsPerCommand, concurrency)}.`,
-    `At most ${concurrency} at once (--concurrency ${formatAmount(parseAmount(request.concurrency) ?? { kind: 'count', value: 1 })}); it ${describeErrorLimit(maxErrors)}.`,
-    request.canary > 0
-      ? `Canary: ${request.canary} instance${request.canary > 1 ? 's' : ''} first; the rest waits for them.`
-      : '',
-    `Requested by ${caller.displayName}. ${deps.settings.rollout.twoPersonRule ? 'Another admin must approve. ' : ''}Expires ${formatUtc(expiresAt)}.`,
-  ].filter(Boolean);
-  const message = await reply.send({
-    text: lines.join('\n'),
-    buttons: [
-      { label: 'Approve', command: `/approve ${id}`, style: 'primary' },
-      { label: 'Cancel', command: `/reject ${id}`, style: 'danger' },
-    ],
-  });
-  if (!message) throw new UserError('This chat cannot show a plan.');
-  await deps.plans.save(
-    { id, key, request, requestedBy: caller.userId, matched, message, expiresAt: expiresAt.toISOString() },
-    ttlMs,
-  );
-  audit({ outcome: `plan ${id}` });
-}
+import { liveRolloutStates, proposePlan, withDefaults } from './plan.js';
+import { deployArgs, patchArgs } from './rollout-args.js';
 
 export const deploy = defineCommand<BotDeps, typeof deployArgs>({
   name: 'deploy',
@@ -87,7 +16,8 @@ export const deploy = defineCommand<BotDeps, typeof deployArgs>({
     '<version> [all|user:<id>,…|tag:<k>=<v>|i-…,…] [--concurrency N|N%] [--max-errors N|N%] [--canary N]',
   args: deployArgs,
   requires: 'admin',
-  run: ({ caller, args, reply, audit }, deps) => proposeRollout(args, caller, reply, deps, audit),
+  run: ({ caller, args, reply, audit }, deps) =>
+    proposePlan(withDefaults(args, deps), caller, reply, deps, audit),
 });
 
 export const patch = defineCommand<BotDeps, typeof patchArgs>({
@@ -96,64 +26,8 @@ export const patch = defineCommand<BotDeps, typeof patchArgs>({
   usage: 'scan|install [targets] [--reboot if-needed|never] [--concurrency N|N%] [--max-errors N|N%]',
   args: patchArgs,
   requires: 'admin',
-  run: ({ caller, args, reply, audit }, deps) => proposeRollout(args, caller, reply, deps, audit),
-});
-
-const planIdArg = z
-  .string()
-  .trim()
-  .regex(/^[a-f0-9]{12}$/, 'Give the plan id from the plan message.');
-
-export const approve = defineCommand<BotDeps, typeof planIdArg>({
-  name: 'approve',
-  summary: 'approve a rollout plan',
-  usage: '<plan id>',
-  args: planIdArg,
-  requires: 'admin',
-  hidden: true,
-  async run({ caller, args: id, reply, audit }, deps) {
-    const plan = await deps.plans.get(id);
-    if (!plan)
-      throw new UserError(`Plan ${id} expired or was already handled. Nothing ran; send the command again.`);
-    if (deps.settings.rollout.twoPersonRule && plan.requestedBy === caller.userId) {
-      throw new UserError('The two-person rule is on: another admin must approve this plan.');
-    }
-    // Taking the plan makes approval single-use even if two admins press at once.
-    const taken = await deps.plans.take(id);
-    if (!taken) throw new UserError(`Plan ${id} was already handled.`);
-    const jobId = await deps.queues.rollout({
-      planId: taken.id,
-      request: taken.request,
-      requestedBy: taken.requestedBy,
-      approvedBy: caller.userId,
-      message: taken.message,
-      startedAt: deps.now().getTime(),
-    });
-    await deps.plans.markStarted(taken.key, jobId);
-    audit({ jobId, outcome: `approved plan ${id}` });
-    await reply.whisper(
-      `Approved. ${rolloutTitle(taken.request)} runs as job ${jobId}; /cancel ${jobId} stops it.`,
-    );
-  },
-});
-
-export const reject = defineCommand<BotDeps, typeof planIdArg>({
-  name: 'reject',
-  summary: 'cancel a rollout plan before it runs',
-  usage: '<plan id>',
-  args: planIdArg,
-  requires: 'admin',
-  hidden: true,
-  async run({ caller, args: id, reply, audit }, deps) {
-    const plan = await deps.plans.take(id);
-    if (!plan) throw new UserError(`Plan ${id} expired or was already handled.`);
-    await deps.plans.forget(plan.key);
-    audit({ outcome: `rejected plan ${id}` });
-    await reply.edit(
-      plan.message,
-      `Cancelled by ${caller.displayName}: ${rolloutTitle(plan.request)}. Nothing ran.`,
-    );
-  },
+  run: ({ caller, args, reply, audit }, deps) =>
+    proposePlan(withDefaults(args, deps), caller, reply, deps, audit),
 });
 
 const jobIdArg = z
@@ -170,7 +44,7 @@ export const cancel = defineCommand<BotDeps, typeof jobIdArg>({
   async run({ args: jobId, reply, audit }, deps) {
     const state = await deps.queues.rolloutState(jobId);
     if (!state) throw new UserError(`There is no job ${jobId}.`);
-    if (!live.includes(state)) throw new UserError(`Job ${jobId} is already ${state}.`);
+    if (!liveRolloutStates.includes(state)) throw new UserError(`Job ${jobId} is already ${state}.`);
     await deps.plans.requestCancel(jobId);
     audit({ jobId, outcome: 'cancel requested' });
     await reply.send(
@@ -226,11 +100,19 @@ export const job = defineCommand<BotDeps, typeof jobIdArg>({
     const result = found.result as {
       failed?: { instanceId: string; userId: string; status: string; output: string }[];
     } | null;
+    const failed = found.state === 'failed';
     const lines = [
       `${found.id}: ${rolloutTitle(found.data.request)}, ${found.state}`,
       `Requested by ${found.data.requestedBy}, approved by ${found.data.approvedBy}, started ${formatUtc(new Date(found.data.startedAt))}`,
-      `Batches: ${batches.filter((b) => b.state === 'done').length} done, ${batches.filter((b) => b.state === 'sent').length} running, ${batches.filter((b) => b.state === 'planned').length} not started`,
-      found.failedReason ? `Stopped: ${found.failedReason}` : '',
+      // A failed job runs nothing: the text its message shows says what it did and did not do.
+      failed
+        ? rolloutFailureText({
+            jobId: found.id,
+            record: found.data,
+            reason: failureReason(found.failedReason ?? ''),
+          })
+        : `Batches: ${batches.filter((b) => b.state === 'done').length} done, ${batches.filter((b) => b.state === 'sent').length} running, ${batches.filter((b) => b.state === 'planned').length} not started`,
+      !failed && found.failedReason ? `Stopped: ${failureReason(found.failedReason)}` : '',
       ...(result?.failed ?? []).map(
         (f) => `• ${f.userId} ${f.instanceId} ${f.status}${f.output ? `: ${f.output}` : ''}`,
       ),

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { formatUtc } from '../../core/durations.js';
 import { UserError } from '../../core/errors.js';
@@ -7,14 +7,30 @@ import { parseTargets } from '../../core/targets.js';
 import { noArgs } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
+import { proposePlan, startSchedule } from './plan.js';
 import { echo } from './rollout-args.js';
 
 const cronField = /^[0-9*/,-]{1,20}$/;
 
+/** The parser BullMQ's job schedulers use, so a plan never promises a schedule it cannot run. */
+function runsOnCron(cron: string): boolean {
+  try {
+    CronExpressionParser.parse(cron, { tz: 'UTC' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const scheduleArgs = z.string().transform((text, ctx) => {
   const m = /^patch\s+(scan|install)\s+"([^"]{1,100})"(?:\s+(\S+))?$/.exec(text.trim());
   const fields = m?.[2]?.trim().split(/\s+/) ?? [];
-  if (!m?.[1] || !(fields.length === 5 || fields.length === 6) || !fields.every((f) => cronField.test(f))) {
+  if (
+    !m?.[1] ||
+    !(fields.length === 5 || fields.length === 6) ||
+    !fields.every((f) => cronField.test(f)) ||
+    !runsOnCron(fields.join(' '))
+  ) {
     ctx.addIssue({
       code: 'custom',
       message: `${echo(text)} is not a schedule. Example: /schedule patch scan "0 3 * * 1" all`,
@@ -35,7 +51,8 @@ const scheduleArgs = z.string().transform((text, ctx) => {
 
 export const schedule = defineCommand<BotDeps, typeof scheduleArgs>({
   name: 'schedule',
-  summary: 'run a patch scan (or install) on a cron schedule; results go to the report channel',
+  summary:
+    'plan a patch scan (or install) on a cron schedule (runs after approval); results go to the report channel',
   usage: 'patch scan|install "<cron>" [targets]',
   args: scheduleArgs,
   requires: 'admin',
@@ -51,17 +68,13 @@ export const schedule = defineCommand<BotDeps, typeof scheduleArgs>({
       maxErrors: deps.settings.rollout.defaultMaxErrors,
       canary: 0,
     };
-    const id = `sched-${randomBytes(3).toString('hex')}`;
-    try {
-      await deps.queues.upsertSchedule(args.cron, {
-        scheduleId: id,
-        request,
-        createdBy: caller.userId,
-        channel,
-      });
-    } catch {
-      throw new UserError(`${echo(args.cron)} is not a cron expression I can run.`);
+    const plan = { cron: args.cron, channel };
+    // An install changes every server it reaches, run after run: it is approved like /patch install.
+    if (args.operation === 'patch-install' || deps.settings.rollout.scanSchedulesNeedApproval) {
+      await proposePlan(request, caller, reply, deps, audit, plan);
+      return;
     }
+    const id = await startSchedule(request, plan, caller.userId, caller.userId, deps);
     audit({ outcome: `schedule ${id}` });
     await reply.send(
       `Scheduled ${rolloutTitle(request)} at "${args.cron}" (UTC) as ${id}. /unschedule ${id} removes it.`,
@@ -86,7 +99,7 @@ export const schedules = defineCommand<BotDeps, typeof noArgs>({
         'Scheduled:',
         ...all.map(
           (s) =>
-            `${s.id}  "${s.pattern}"  ${rolloutTitle(s.data.request)}  by ${s.data.createdBy}${s.next ? `  next ${formatUtc(s.next)}` : ''}`,
+            `${s.id}  "${s.pattern}"  ${rolloutTitle(s.data.request)}  by ${s.data.createdBy}${s.data.approvedBy && s.data.approvedBy !== s.data.createdBy ? `, approved by ${s.data.approvedBy}` : ''}${s.next ? `  next ${formatUtc(s.next)}` : ''}`,
         ),
       ].join('\n'),
     );
