@@ -185,6 +185,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
               log: log.child({ chat: 'slack' }),
             }),
             metrics,
+            config.slack.command,
           ),
         console: consoleAdapter?.outbox,
       };

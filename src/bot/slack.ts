@@ -142,10 +142,15 @@ function metered(client: webApi.WebClient, meter: ChatMeter | undefined): webApi
   return client;
 }
 
-export function slackOutbox(client: webApi.WebClient, meter?: ChatMeter): Outbox {
+/** `namespace` is the app's one slash command (SLACK_COMMAND), named in every mention of a command. */
+export function slackOutbox(
+  client: webApi.WebClient,
+  meter?: ChatMeter,
+  namespace: string = defaultNamespace,
+): Outbox {
   return {
     async send(to, message, options) {
-      const body = render(message);
+      const body = render(message, namespace);
       try {
         if (options?.private && to.userId) {
           await client.chat.postEphemeral({ channel: to.chatId, user: to.userId, ...body });
@@ -164,7 +169,7 @@ export function slackOutbox(client: webApi.WebClient, meter?: ChatMeter): Outbox
       }
     },
     async edit(ref, message) {
-      const body = render(message);
+      const body = render(message, namespace);
       try {
         // An empty blocks list clears buttons left from the previous version of the message.
         await client.chat.update({
@@ -307,7 +312,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     logLevel: LogLevel.WARN,
   });
   const outbox = withEditBudget(
-    slackOutbox(metered(app.client, options.meter), options.meter),
+    slackOutbox(metered(app.client, options.meter), options.meter, namespace),
     options.editBudget,
   );
 

@@ -131,7 +131,10 @@ export function startWorkers(
             reason: failureReason(error),
             attempt,
           });
-          await tellFailure(record?.message, text, attempt, { outboxes: deps.provision.outboxes, log });
+          await tellFailure(record?.message, text, attempt, {
+            outboxes: deps.provision.outboxes,
+            log: log.child({ queue: queueNames.provision, jobId: job.id }),
+          });
         }
         throw error;
       }
@@ -205,7 +208,7 @@ export function startWorkers(
           });
           await tellFailure((run as { message?: unknown } | undefined)?.message, text, attempt, {
             outboxes: deps.rollout.outboxes,
-            log,
+            log: log.child({ queue: queueNames.rollout, jobId: job.id }),
             budget: deps.rollout.editBudget,
           });
         }

@@ -308,6 +308,35 @@ describe('secret intake over Telegram', () => {
     expect(await storedValue(member, 'openai-api-key')).toBeUndefined();
     const question = fake.chat(ourToken, member).messages.find((m) => m.message_id === reply.message_id);
     expect(question?.reply_markup).toBeUndefined();
+    expect(question?.text).toBe(`${reply.text}\n→ Delete it (by Member)`);
+  });
+
+  it('when a button is pressed twice before its buttons are gone, then its command runs once', async () => {
+    const { reply } = await send(member, '/forget telegram-bot-token');
+    const before = fake.chat(ourToken, member).sent.length;
+    const press = {
+      chatId: member,
+      userId: member,
+      messageId: reply.message_id,
+      data: '/forget-confirmed telegram-bot-token',
+    };
+    const queries = [fake.pressButton(ourToken, press), fake.pressButton(ourToken, press)];
+    await fake.waitFor(() => fake.chat(ourToken, member).sent.slice(before)[1], 5000);
+    const answers = fake
+      .chat(ourToken, member)
+      .sent.slice(before)
+      .map((m) => m.text);
+    expect(answers).toHaveLength(2);
+    expect(answers).toContain('Somebody already pressed a button on that message; nothing more was done.');
+    expect(answers).toContainEqual(
+      expect.stringMatching(
+        /^(Deleted your telegram-bot-token\.|You had no telegram-bot-token stored; nothing changed\.)$/,
+      ),
+    );
+    // Both presses were answered, so neither presser's app keeps spinning.
+    expect(fake.callbackAnswers(ourToken).map((a) => a.callbackQueryId)).toEqual(
+      expect.arrayContaining(queries),
+    );
   });
 });
 
@@ -349,10 +378,27 @@ describe('membership by invite', () => {
     const [list] = await runAs(bot.dispatch, admin, '/members');
     expect(list).toContain(`• ${newcomer}, since`);
     expect(list).toContain('invited by UADMIN');
+    const question = await send(newcomer, '/forget openai-api-key');
+    expect(question.reply.text).toContain('Delete your stored openai-api-key?');
     expect(await runAs(bot.dispatch, admin, `/revoke ${newcomer}`)).toEqual([
       `Telegram user ${newcomer} is no longer a member.`,
     ]);
     expect((await send(newcomer, '/whoami')).reply.text).toContain('role: not a member');
+    // A press the role check refuses has no effect on the message: its buttons stay as they were.
+    const before = fake.chat(ourToken, newcomer).sent.length;
+    fake.pressButton(ourToken, {
+      chatId: newcomer,
+      userId: newcomer,
+      messageId: question.reply.message_id,
+      data: '/forget-confirmed openai-api-key',
+    });
+    const refusal = await fake.waitFor(() => fake.chat(ourToken, newcomer).sent.slice(before)[0], 5000);
+    expect(refusal.text).toBe('/forget-confirmed is for members only. Ask an admin for an invite.');
+    const kept = fake
+      .chat(ourToken, newcomer)
+      .messages.find((m) => m.message_id === question.reply.message_id);
+    expect(kept?.text).toBe(question.reply.text);
+    expect(JSON.stringify(kept?.reply_markup)).toContain('/forget-confirmed openai-api-key');
   });
 
   it('when an invite has expired, then it is refused', async () => {

@@ -39,6 +39,7 @@ beforeAll(async () => {
     botToken: 'xoxb-test-token',
     signingSecret,
     apiUrl: fake.apiUrl,
+    host: '127.0.0.1',
     port: 0,
     roleOf: bot.roleOf,
     async dispatch(request) {
@@ -162,6 +163,26 @@ describe('Slack adapter over signed HTTP', () => {
     expect(await ephemeralTo('UADMIN')).toContain('Commands you can run');
     expect(dispatched).toEqual(['/help']);
     expect(fake.calls('chat.postEphemeral')).toHaveLength(1);
+  });
+
+  it('when a signed body is larger than any Slack payload, then 413 and nothing runs', async () => {
+    const res = await sendSlashCommand(eventsUrl, signingSecret, {
+      ...command('/whoami'),
+      text: 'x'.repeat(300 * 1024),
+    });
+    expect(res.status).toBe(413);
+    expect((await sendSlashCommand(eventsUrl, signingSecret, command('/help'))).status).toBe(200);
+    expect(await ephemeralTo('UADMIN')).toContain('Commands you can run');
+    expect(dispatched).toEqual(['/help']);
+  });
+
+  it('when the receiver is bound to 127.0.0.1, then another local address is refused', async () => {
+    // Linux routes all of 127/8 to loopback: a server on every interface would answer 127.0.0.2 too.
+    await expect(
+      fetch(`http://127.0.0.2:${adapter.port()}/slack/events`, { method: 'POST' }),
+    ).rejects.toThrow();
+    const res = await fetch(eventsUrl, { method: 'POST' });
+    expect(res.status).toBe(401);
   });
 
   it('when the timestamp is over five minutes old, then 401', async () => {
