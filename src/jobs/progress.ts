@@ -118,3 +118,28 @@ export function createProgress(
     },
   };
 }
+
+/**
+ * Wraps the edit behind an attempt's progress message so a failing attempt can stop it: once
+ * `stop()` resolves, no edit of that attempt is in flight or still to come, so the failure text
+ * edited after it is the message's last word (a throttled progress edit would otherwise land later).
+ */
+export function stoppableEdit(edit: (text: string) => Promise<void>): {
+  edit(text: string): Promise<void>;
+  stop(): Promise<void>;
+} {
+  let stopped = false;
+  let inFlight: Promise<unknown> = Promise.resolve();
+  return {
+    edit(text) {
+      if (stopped) return Promise.resolve();
+      const sent = edit(text);
+      inFlight = sent.catch(() => undefined);
+      return sent;
+    },
+    async stop() {
+      stopped = true;
+      await inFlight;
+    },
+  };
+}

@@ -19,10 +19,9 @@ import { provisionStages, renderStages, type Stage, startStages } from '../core/
 import type { SecretKindName } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
-import { stoppableEdit } from './failure-text.js';
 import { type HealthPoller, StageTimeout, type TroubleListener } from './health-poller.js';
 import { editMessage, type Outboxes } from './outboxes.js';
-import { createProgress } from './progress.js';
+import { createProgress, stoppableEdit } from './progress.js';
 import type { ProvisionPayload } from './queues.js';
 
 export interface ProvisionSettings {

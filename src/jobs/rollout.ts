@@ -18,9 +18,8 @@ import { isVersion } from '../core/version.js';
 import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
 import { failureLine, failuresInSummary, failureThread } from './failure-list.js';
-import { stoppableEdit } from './failure-text.js';
 import { editMessage, type Outboxes, replyInThread } from './outboxes.js';
-import { type Budget, createProgress } from './progress.js';
+import { type Budget, createProgress, stoppableEdit } from './progress.js';
 import type { RolloutPayload } from './queues.js';
 
 export interface RolloutSettings {
