@@ -150,8 +150,29 @@ const envSchema = z.object({
       .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id (ami-…)')
       .optional(),
   ),
-  INSTANCE_TYPE: z.string().trim().default('t3.small'),
-  INSTANCE_SUBNET_ID: optional,
+  // Ordered choices: a launch EC2 answers InsufficientInstanceCapacity moves on to the next.
+  INSTANCE_TYPE: csv.pipe(
+    z
+      .array(
+        z
+          .string()
+          .regex(
+            /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/,
+            'must be instance types such as t3.small, separated by commas',
+          ),
+      )
+      .max(10, 'must list at most 10 instance types')
+      .refine((types) => new Set(types).size === types.length, 'must not list an instance type twice'),
+  ),
+  INSTANCE_SUBNET_ID: csv.pipe(
+    z
+      .array(
+        z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be subnet ids (subnet-…), separated by commas'),
+      )
+      .max(10, 'must list at most 10 subnets')
+      .refine((ids) => new Set(ids).size === ids.length, 'must not list a subnet twice'),
+  ),
+  INSTANCE_PROFILE_WAIT_SECONDS: z.coerce.number().int().min(0).max(900).default(120),
   INSTANCE_SECURITY_GROUP_ID: optional,
   INSTANCE_PROFILE_NAME: optional,
   INSTANCE_SERVICE_NAME: z.string().trim().default('assistant'),
@@ -196,6 +217,8 @@ const envSchema = z.object({
   SCHEDULED_SCANS_NEED_APPROVAL: z.enum(['true', 'false']).default('true'),
   FLEET_CACHE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
   ROLLOUT_AWS_WAIT_SECONDS: z.coerce.number().int().min(10).max(86_400).default(defaultRolloutAwsWaitSeconds),
+  ROLLOUT_DELIVERY_WAIT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
+  SSM_LISTING_LAG_SECONDS: z.coerce.number().int().min(0).max(300).default(10),
   SSM_REQUESTS_PER_SECOND: z.coerce.number().positive().max(100).default(5),
   SSM_DEPLOY_DOCUMENT: z
     .string()
@@ -257,6 +280,10 @@ export interface Config {
     scanSchedulesNeedApproval: boolean;
     /** How long one stretch of AWS throttling, 5xx or network errors may last before a rollout gives up. */
     awsWaitMs: number;
+    /** How long an invocation may stay Delayed (SSM cannot deliver it) before its instance counts as not reachable. */
+    deliveryWaitMs: number;
+    /** How long ListCommands may take to show a command just sent (eventual consistency). */
+    listingLagMs: number;
     ssmRequestsPerSecond: number;
     deployDocument: string;
     slackUpdatesPerMinute: number;
@@ -279,8 +306,15 @@ export interface Config {
   instances: {
     launchTemplate?: string;
     amiId?: string;
+    /** The first of instanceTypes. */
     instanceType: string;
+    /** In the order launches try them when EC2 has no capacity. */
+    instanceTypes: string[];
+    /** The first of subnetIds. */
     subnetId?: string;
+    subnetIds: string[];
+    /** How long a launch retries while EC2 does not accept the instance profile yet. */
+    profileWaitMs: number;
     securityGroupId?: string;
     profileName?: string;
     serviceName: string;
@@ -385,6 +419,8 @@ export function loadConfig(
       twoPersonRule: e.ROLLOUT_TWO_PERSON_RULE === 'true',
       scanSchedulesNeedApproval: e.SCHEDULED_SCANS_NEED_APPROVAL === 'true',
       awsWaitMs: e.ROLLOUT_AWS_WAIT_SECONDS * 1000,
+      deliveryWaitMs: e.ROLLOUT_DELIVERY_WAIT_SECONDS * 1000,
+      listingLagMs: e.SSM_LISTING_LAG_SECONDS * 1000,
       ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
       deployDocument: e.SSM_DEPLOY_DOCUMENT,
       slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,
@@ -407,8 +443,11 @@ export function loadConfig(
     instances: {
       launchTemplate: e.INSTANCE_LAUNCH_TEMPLATE,
       amiId: e.INSTANCE_AMI_ID,
-      instanceType: e.INSTANCE_TYPE,
-      subnetId: e.INSTANCE_SUBNET_ID,
+      instanceType: e.INSTANCE_TYPE[0] ?? 't3.small',
+      instanceTypes: e.INSTANCE_TYPE.length > 0 ? e.INSTANCE_TYPE : ['t3.small'],
+      subnetId: e.INSTANCE_SUBNET_ID[0],
+      subnetIds: e.INSTANCE_SUBNET_ID,
+      profileWaitMs: e.INSTANCE_PROFILE_WAIT_SECONDS * 1000,
       securityGroupId: e.INSTANCE_SECURITY_GROUP_ID,
       profileName: e.INSTANCE_PROFILE_NAME,
       serviceName: e.INSTANCE_SERVICE_NAME,

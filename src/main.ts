@@ -221,6 +221,8 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
               editIntervalMs: 3000,
               awsWaitMs: config.rollout.awsWaitMs,
               planTtlMs: config.rollout.planTtlMs,
+              deliveryWaitMs: config.rollout.deliveryWaitMs,
+              listingLagMs: config.rollout.listingLagMs,
             },
             log: workerLog.child({ queue: 'rollout' }),
           },

@@ -1,15 +1,20 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DescribeInstanceStatusCommand,
+  type DescribeInstanceStatusCommandOutput,
   DescribeInstancesCommand,
   type EC2Client,
   type Instance as Ec2Instance,
   paginateDescribeInstances,
   RunInstancesCommand,
+  type RunInstancesCommandOutput,
   StartInstancesCommand,
   StopInstancesCommand,
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { awsBackoff, backoffDelay } from '../core/aws-wait.js';
 import { awsErrorCode } from './transient.js';
 
 /** The EC2 side of the fleet in domain terms; no SDK type leaves this file. */
@@ -38,10 +43,25 @@ export interface InstanceHealth {
 
 export interface LaunchRequest {
   userId: string;
-  /** Derived from the job, so a retried job cannot launch a second instance on real AWS. */
+  /**
+   * Derived from the job, so a retried job cannot launch a second instance on real AWS. It is the
+   * base of each placement's own ClientToken (launchClientToken): a request whose parameters differ
+   * never reuses a token, and a retried job sends the same token for the same placement.
+   */
   clientToken: string;
   userDataBase64: string;
   version?: string;
+  /**
+   * Told while the launch waits for the instance profile to become usable (with how long so far),
+   * and with undefined once RunInstances accepted it.
+   */
+  onProfileWait?(waitedMs: number | undefined): void;
+}
+
+/** Where an instance may be launched: one instance type (none with a launch template) in one subnet. */
+export interface Placement {
+  instanceType?: string;
+  subnetId?: string;
 }
 
 export interface FleetSettings {
@@ -49,21 +69,103 @@ export interface FleetSettings {
   env: string;
   launchTemplate?: string;
   amiId?: string;
+  /** The first choice; `instanceTypes` lists every choice in order when there are more. */
   instanceType: string;
+  instanceTypes?: readonly string[];
+  /** The first choice; `subnetIds` lists every choice in order when there are more. */
   subnetId?: string;
+  subnetIds?: readonly string[];
   securityGroupId?: string;
   profileName?: string;
+  /** How long a launch waits for a new instance profile to become usable; 120 s unless set. */
+  profileWaitMs?: number;
+  /** For tests: the wait between launch attempts while the profile is not usable yet. */
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
 }
+
+export type LaunchFailure =
+  | 'no-capacity'
+  | 'bad-image'
+  | 'limit'
+  /** The instance profile was not accepted for as long as the launch waited for it. */
+  | 'profile-not-ready'
+  /** The ClientToken was used before with other parameters: AWS launched nothing for this request. */
+  | 'token-mismatch'
+  | 'other';
 
 /** Launch failures a person can act on, told apart from everything else. */
 export class LaunchError extends Error {
   constructor(
-    readonly reason: 'no-capacity' | 'bad-image' | 'limit' | 'other',
+    readonly reason: LaunchFailure,
     readonly awsCode: string,
+    /** The placements that had no capacity, in the order they were tried (no-capacity only). */
+    readonly tried: readonly Placement[] = [],
+    /** How long the launch waited on the instance profile (profile-not-ready only). */
+    readonly waitedMs = 0,
   ) {
     super(`launch failed: ${reason} (${awsCode})`);
     this.name = 'LaunchError';
   }
+}
+
+/**
+ * The placements a launch tries, in order: each instance type in each subnet, the first type in
+ * every subnet before the second type. With a launch template the template's type decides, so only
+ * the subnets vary.
+ */
+export function placements(settings: FleetSettings): Placement[] {
+  const types: (string | undefined)[] = settings.launchTemplate
+    ? [undefined]
+    : settings.instanceTypes?.length
+      ? [...settings.instanceTypes]
+      : [settings.instanceType];
+  const subnets: (string | undefined)[] = settings.subnetIds?.length
+    ? [...settings.subnetIds]
+    : [settings.subnetId];
+  return types.flatMap((instanceType) =>
+    subnets.map((subnetId) => ({
+      ...(instanceType ? { instanceType } : {}),
+      ...(subnetId ? { subnetId } : {}),
+    })),
+  );
+}
+
+/**
+ * RunInstances' ClientToken (at most 64 ASCII characters) for one placement: the job's base token,
+ * readable, and a digest of base and placement. The same job and placement always give the same
+ * token, so a job retried after a crash cannot launch twice; another placement gives another token,
+ * because EC2 answers IdempotentParameterMismatch to a token reused with different parameters.
+ */
+export function launchClientToken(base: string, placement: Placement): string {
+  const digest = createHash('sha256')
+    .update([base, placement.instanceType ?? '', placement.subnetId ?? ''].join('\n'))
+    .digest('hex')
+    .slice(0, 16);
+  return `${base.slice(0, 64 - digest.length - 1)}-${digest}`;
+}
+
+/**
+ * The instance ids an InvalidInstanceID.NotFound names: "The instance ID 'i-1' does not exist" or
+ * "The instance IDs 'i-1, i-2' do not exist".
+ */
+export function notFoundInstanceIds(message: string): string[] {
+  return [...new Set(message.match(/\bi-[0-9a-f]{8,17}\b/g) ?? [])];
+}
+
+/** What EC2 answers while a new instance profile is not usable yet (IAM propagates in seconds). */
+const profileNotReady = /iamInstanceProfile\.(name|arn)|Invalid IAM Instance Profile/i;
+
+function launchFailure(error: unknown): LaunchError {
+  const code = awsErrorCode(error);
+  const message = error instanceof Error ? error.message : '';
+  if (code === 'IdempotentParameterMismatch') return new LaunchError('token-mismatch', code);
+  if (code === 'InvalidParameterValue' && profileNotReady.test(message))
+    return new LaunchError('profile-not-ready', code);
+  if (/^Insufficient\w*Capacity$|^Unsupported$/.test(code)) return new LaunchError('no-capacity', code);
+  if (/^InvalidAMIID|^InvalidLaunchTemplate/.test(code)) return new LaunchError('bad-image', code);
+  if (/^(InstanceLimitExceeded|VcpuLimitExceeded)$/.test(code)) return new LaunchError('limit', code);
+  return new LaunchError('other', code);
 }
 
 export interface Fleet {
@@ -121,6 +223,110 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
     return out;
   };
 
+  /**
+   * A new instance profile takes seconds to reach EC2, which meanwhile answers InvalidParameterValue
+   * naming iamInstanceProfile: retried with backoff (same placement, so the same ClientToken) for
+   * up to profileWaitMs. A wrong profile name answers the same, so the wait is bounded.
+   */
+  const launchWaitingForProfile = async (request: LaunchRequest, placement: Placement) => {
+    const started = Date.now();
+    const limitMs = settings.profileWaitMs ?? 120_000;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const launched = await runInstance(request, placement);
+        if (attempt > 0) request.onProfileWait?.(undefined);
+        return launched;
+      } catch (error) {
+        if (!(error instanceof LaunchError && error.reason === 'profile-not-ready')) throw error;
+        const waitedMs = Date.now() - started;
+        if (waitedMs >= limitMs) throw new LaunchError(error.reason, error.awsCode, [], waitedMs);
+        request.onProfileWait?.(waitedMs);
+        await (settings.sleep ?? sleep)(
+          Math.min(backoffDelay(attempt, awsBackoff, settings.random ?? Math.random), limitMs - waitedMs),
+        );
+      }
+    }
+  };
+  const runInstance = async (request: LaunchRequest, placement: Placement) => {
+    const tags: Tag[] = [
+      { Key: 'app', Value: 'fleetbot' },
+      { Key: 'managed-by', Value: 'fleetbot' },
+      { Key: 'user', Value: request.userId },
+      { Key: 'env', Value: settings.env },
+      { Key: 'Name', Value: `fleetbot-${settings.env}-${request.userId}` },
+      ...(request.version ? [{ Key: 'version', Value: request.version }] : []),
+    ];
+    let res: RunInstancesCommandOutput;
+    try {
+      res = await ec2.send(
+        new RunInstancesCommand({
+          MinCount: 1,
+          MaxCount: 1,
+          ClientToken: launchClientToken(request.clientToken, placement),
+          ...(settings.launchTemplate
+            ? { LaunchTemplate: { LaunchTemplateName: settings.launchTemplate, Version: '$Default' } }
+            : { ImageId: settings.amiId, InstanceType: placement.instanceType as never }),
+          ...(placement.subnetId ? { SubnetId: placement.subnetId } : {}),
+          ...(settings.securityGroupId ? { SecurityGroupIds: [settings.securityGroupId] } : {}),
+          ...(settings.profileName ? { IamInstanceProfile: { Name: settings.profileName } } : {}),
+          // Always, even with a launch template: no IMDSv1, and no hop past the instance itself.
+          MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
+          UserData: request.userDataBase64,
+          TagSpecifications: [
+            { ResourceType: 'instance', Tags: tags },
+            { ResourceType: 'volume', Tags: tags },
+          ],
+        }),
+      );
+    } catch (error) {
+      throw launchFailure(error);
+    }
+    const launched = res.Instances?.[0] ? toInstance(res.Instances[0], res.OwnerId) : undefined;
+    if (!launched) throw new LaunchError('other', 'NoInstanceReturned');
+    return launched;
+  };
+  /**
+   * EC2's API is eventually consistent: right after RunInstances, a call naming the new instance may
+   * answer InvalidInstanceID.NotFound, and DescribeInstanceStatus then fails for every id it was
+   * given ("The instance ID 'i-1' does not exist", "The instance IDs 'i-1, i-2' do not exist"). See
+   * https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html. The ids it names get
+   * no health this time (not visible yet; their waiters keep waiting) and the rest are asked again
+   * at once, so one new instance cannot cost every other waiting provision its tick. When the
+   * message names none of the ids asked about, each half is asked on its own, down to single ids.
+   */
+  const describeStatus = async (ids: readonly string[], into: Map<string, InstanceHealth>) => {
+    const queue: string[][] = [[...ids]];
+    for (let chunk = queue.shift(); chunk; chunk = queue.shift()) {
+      if (chunk.length === 0) continue;
+      let res: DescribeInstanceStatusCommandOutput;
+      try {
+        res = await ec2.send(
+          new DescribeInstanceStatusCommand({ InstanceIds: chunk, IncludeAllInstances: true }),
+        );
+      } catch (error) {
+        if (awsErrorCode(error) !== 'InvalidInstanceID.NotFound') throw error;
+        const asked = chunk;
+        const named = notFoundInstanceIds(error instanceof Error ? error.message : '').filter((id) =>
+          asked.includes(id),
+        );
+        if (named.length > 0) queue.unshift(asked.filter((id) => !named.includes(id)));
+        else if (asked.length > 1) {
+          const half = Math.ceil(asked.length / 2);
+          queue.unshift(asked.slice(0, half), asked.slice(half));
+        }
+        continue;
+      }
+      for (const s of res.InstanceStatuses ?? []) {
+        if (!s.InstanceId) continue;
+        into.set(s.InstanceId, {
+          state: (s.InstanceState?.Name ?? 'pending') as InstanceState,
+          system: s.SystemStatus?.Status ?? 'insufficient-data',
+          instance: s.InstanceStatus?.Status ?? 'insufficient-data',
+        });
+      }
+    }
+  };
+
   return {
     async findForUser(userId) {
       const found = await describe([{ Name: 'tag:user', Values: [userId] }]);
@@ -154,72 +360,26 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       return states;
     },
     async launch(request) {
-      const tags: Tag[] = [
-        { Key: 'app', Value: 'fleetbot' },
-        { Key: 'managed-by', Value: 'fleetbot' },
-        { Key: 'user', Value: request.userId },
-        { Key: 'env', Value: settings.env },
-        { Key: 'Name', Value: `fleetbot-${settings.env}-${request.userId}` },
-        ...(request.version ? [{ Key: 'version', Value: request.version }] : []),
-      ];
-      try {
-        const res = await ec2.send(
-          new RunInstancesCommand({
-            MinCount: 1,
-            MaxCount: 1,
-            ClientToken: request.clientToken,
-            ...(settings.launchTemplate
-              ? { LaunchTemplate: { LaunchTemplateName: settings.launchTemplate, Version: '$Default' } }
-              : { ImageId: settings.amiId, InstanceType: settings.instanceType as never }),
-            ...(settings.subnetId ? { SubnetId: settings.subnetId } : {}),
-            ...(settings.securityGroupId ? { SecurityGroupIds: [settings.securityGroupId] } : {}),
-            ...(settings.profileName ? { IamInstanceProfile: { Name: settings.profileName } } : {}),
-            // Always, even with a launch template: no IMDSv1, and no hop past the instance itself.
-            MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
-            UserData: request.userDataBase64,
-            TagSpecifications: [
-              { ResourceType: 'instance', Tags: tags },
-              { ResourceType: 'volume', Tags: tags },
-            ],
-          }),
-        );
-        const launched = res.Instances?.[0] ? toInstance(res.Instances[0], res.OwnerId) : undefined;
-        if (!launched) throw new LaunchError('other', 'NoInstanceReturned');
-        return launched;
-      } catch (error) {
-        if (error instanceof LaunchError) throw error;
-        const code = awsErrorCode(error);
-        throw new LaunchError(
-          /InsufficientInstanceCapacity|Unsupported|InsufficientCapacity/.test(code)
-            ? 'no-capacity'
-            : /InvalidAMIID|InvalidLaunchTemplate|InvalidParameterValue/.test(code)
-              ? 'bad-image'
-              : /InstanceLimitExceeded|VcpuLimitExceeded/.test(code)
-                ? 'limit'
-                : 'other',
-          code,
-        );
+      const tried: Placement[] = [];
+      let code = '';
+      // Only a definite "no capacity" moves on: a launch whose answer was lost is retried by the
+      // caller with the same placement and token, so it cannot launch a second instance.
+      for (const placement of placements(settings)) {
+        try {
+          return await launchWaitingForProfile(request, placement);
+        } catch (error) {
+          if (!(error instanceof LaunchError && error.reason === 'no-capacity')) throw error;
+          tried.push(placement);
+          code = error.awsCode;
+        }
       }
+      throw new LaunchError('no-capacity', code, tried);
     },
     async health(instanceIds) {
       const result = new Map<string, InstanceHealth>();
       // DescribeInstanceStatus takes at most 100 ids a call.
-      for (let i = 0; i < instanceIds.length; i += 100) {
-        const res = await ec2.send(
-          new DescribeInstanceStatusCommand({
-            InstanceIds: instanceIds.slice(i, i + 100),
-            IncludeAllInstances: true,
-          }),
-        );
-        for (const s of res.InstanceStatuses ?? []) {
-          if (!s.InstanceId) continue;
-          result.set(s.InstanceId, {
-            state: (s.InstanceState?.Name ?? 'pending') as InstanceState,
-            system: s.SystemStatus?.Status ?? 'insufficient-data',
-            instance: s.InstanceStatus?.Status ?? 'insufficient-data',
-          });
-        }
-      }
+      for (let i = 0; i < instanceIds.length; i += 100)
+        await describeStatus(instanceIds.slice(i, i + 100), result);
       return result;
     },
     async stop(instanceId) {

@@ -1,6 +1,7 @@
 import {
   CancelCommandCommand,
   DescribeInstanceInformationCommand,
+  DescribeInstancePatchStatesCommand,
   GetCommandInvocationCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
@@ -12,6 +13,8 @@ import {
 
 export type InvocationStatus =
   | 'pending'
+  /** SSM tried to deliver it and could not (a stopped instance); it keeps trying until the command expires. */
+  | 'delayed'
   | 'running'
   | 'success'
   | 'failed'
@@ -35,14 +38,30 @@ export class AgentNotRegistered extends Error {
 
 /**
  * SSM refused a whole batch because one of its ids is not a managed node it can reach (terminated,
- * or its agent never registered): nothing was sent to any of them.
+ * its agent offline or never registered): nothing was sent to any of them. `instanceIds` are the
+ * ids SSM named, when its message names them (`Instances [[i-a, i-b]] not in a valid state…`).
  */
 export class InstancesRejected extends Error {
   readonly awsCode = 'InvalidInstanceId';
+  readonly instanceIds: string[];
   constructor(message: string) {
     super(message);
     this.name = 'InstancesRejected';
+    this.instanceIds = /\[\[([^\]]*)\]\]/.exec(message)?.[1]?.match(/\b(?:m?i)-[0-9a-f]{8,17}\b/g) ?? [];
   }
+}
+
+/** What SSM knows of an instance's agent; an instance it does not know is left out of the answer. */
+export type AgentPing = 'Online' | 'ConnectionLost' | 'Inactive';
+
+/** An instance's patch state as of its last RunPatchBaseline operation (scan or install). */
+export interface PatchState {
+  missing: number;
+  failed: number;
+  installedPendingReboot: number;
+  operation: 'Scan' | 'Install';
+  /** When that operation ended: a state older than a rollout did not come from it. */
+  endedAt: Date;
 }
 
 export interface BatchCommand {
@@ -68,7 +87,8 @@ export interface RunCommand {
   sendBatch(command: BatchCommand): Promise<string>;
   /** Every invocation of one command: one call per 50 instances, never one per instance. */
   listInvocations(commandId: string, withOutput?: boolean): Promise<InvocationSummary[]>;
-  cancel(commandId: string): Promise<void>;
+  /** The whole command, or only these instances' invocations of it. */
+  cancel(commandId: string, instanceIds?: readonly string[]): Promise<void>;
   /** The command sent with exactly this comment since `after`, if any. */
   findByComment(comment: string, after: Date): Promise<string | undefined>;
   send(
@@ -77,12 +97,40 @@ export interface RunCommand {
     parameters: Record<string, string[]>,
     comment: string,
   ): Promise<string>;
-  invocation(commandId: string, instanceId: string): Promise<Invocation | undefined>;
+  /**
+   * One instance's output. A document with several steps needs the step (`plugin`) named: SSM
+   * refuses the call without it (PluginName, GetCommandInvocation API reference).
+   */
+  invocation(commandId: string, instanceId: string, plugin?: string): Promise<Invocation | undefined>;
   /** Which of these instances have an agent answering SSM right now. */
   agentsOnline(instanceIds: readonly string[]): Promise<Map<string, boolean>>;
+  /** The agent of each instance SSM knows; one call per 50 ids. */
+  agents(instanceIds: readonly string[]): Promise<Map<string, AgentPing>>;
+  /** Patch states as SSM keeps them (DescribeInstancePatchStates), one call per 50 ids; unpatched ones are absent. */
+  patchStates(instanceIds: readonly string[]): Promise<Map<string, PatchState>>;
 }
 
 export function createRunCommand(ssm: SSMClient): RunCommand {
+  async function agents(instanceIds: readonly string[]): Promise<Map<string, AgentPing>> {
+    const pings = new Map<string, AgentPing>();
+    for (let i = 0; i < instanceIds.length; i += 50) {
+      let NextToken: string | undefined;
+      do {
+        const res = await ssm.send(
+          new DescribeInstanceInformationCommand({
+            Filters: [{ Key: 'InstanceIds', Values: instanceIds.slice(i, i + 50) }],
+            MaxResults: 50,
+            NextToken,
+          }),
+        );
+        for (const info of res.InstanceInformationList ?? [])
+          if (info.InstanceId) pings.set(info.InstanceId, (info.PingStatus as AgentPing) ?? 'Inactive');
+        NextToken = res.NextToken;
+      } while (NextToken);
+    }
+    return pings;
+  }
+
   return {
     async sendBatch(command) {
       try {
@@ -133,8 +181,13 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
       } while (NextToken);
       return out;
     },
-    async cancel(commandId) {
-      await ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+    async cancel(commandId, instanceIds) {
+      await ssm.send(
+        new CancelCommandCommand({
+          CommandId: commandId,
+          ...(instanceIds ? { InstanceIds: [...instanceIds] } : {}),
+        }),
+      );
     },
     async findByComment(comment, after) {
       let NextToken: string | undefined;
@@ -169,10 +222,14 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
         throw error;
       }
     },
-    async invocation(commandId, instanceId) {
+    async invocation(commandId, instanceId, plugin) {
       try {
         const res = await ssm.send(
-          new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+          new GetCommandInvocationCommand({
+            CommandId: commandId,
+            InstanceId: instanceId,
+            ...(plugin ? { PluginName: plugin } : {}),
+          }),
         );
         const output = [res.StandardOutputContent, res.StandardErrorContent].filter(Boolean).join('\n');
         return { status: statusOf(res.Status, res.StatusDetails), output };
@@ -183,23 +240,36 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
       }
     },
     async agentsOnline(instanceIds) {
-      const online = new Map<string, boolean>(instanceIds.map((id) => [id, false]));
+      const pings = await agents(instanceIds);
+      return new Map(instanceIds.map((id) => [id, pings.get(id) === 'Online']));
+    },
+    agents,
+    async patchStates(instanceIds) {
+      const states = new Map<string, PatchState>();
+      // InstanceIds takes at most 50 ids (DescribeInstancePatchStates API reference).
       for (let i = 0; i < instanceIds.length; i += 50) {
         let NextToken: string | undefined;
         do {
           const res = await ssm.send(
-            new DescribeInstanceInformationCommand({
-              Filters: [{ Key: 'InstanceIds', Values: instanceIds.slice(i, i + 50) }],
+            new DescribeInstancePatchStatesCommand({
+              InstanceIds: instanceIds.slice(i, i + 50),
               MaxResults: 50,
               NextToken,
             }),
           );
-          for (const info of res.InstanceInformationList ?? [])
-            if (info.InstanceId) online.set(info.InstanceId, info.PingStatus === 'Online');
+          for (const p of res.InstancePatchStates ?? [])
+            if (p.InstanceId)
+              states.set(p.InstanceId, {
+                missing: p.MissingCount ?? 0,
+                failed: p.FailedCount ?? 0,
+                installedPendingReboot: p.InstalledPendingRebootCount ?? 0,
+                operation: p.Operation === 'Install' ? 'Install' : 'Scan',
+                endedAt: p.OperationEndTime ?? new Date(0),
+              });
           NextToken = res.NextToken;
         } while (NextToken);
       }
-      return online;
+      return states;
     },
   };
 }
@@ -214,10 +284,13 @@ function statusOf(status: string | undefined, details: string | undefined): Invo
     case 'TimedOut':
       return 'timed-out';
     case 'Cancelled':
-    case 'Cancelling':
       return 'cancelled';
+    // A cancel asked for is not a cancel done: the invocation may still end in Success.
+    case 'Cancelling':
     case 'InProgress':
       return 'running';
+    case 'Delayed':
+      return 'delayed';
     default:
       return 'pending';
   }

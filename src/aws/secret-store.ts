@@ -126,8 +126,10 @@ export function createSecretStore(
             }),
           ),
         ).catch((error: unknown) => {
-          // A parameter forgotten in the meantime has no tag left to remove.
-          if (!(error instanceof SecretStoreError && /NotFound/.test(error.awsCode))) throw error;
+          // A parameter forgotten in the meantime (/forget before /destroy) has nothing left to
+          // unbind: RemoveTagsFromResource answers InvalidResourceId for a parameter that no longer
+          // exists. The name is built by code with the right resource type, so that is all it can mean.
+          if (!(error instanceof SecretStoreError && parameterGone.test(error.awsCode))) throw error;
         });
       }
     },
@@ -144,6 +146,8 @@ export function createSecretStore(
     },
   };
 }
+
+const parameterGone = /^(InvalidResourceId|ParameterNotFound)$|NotFound/;
 
 async function call<T>(send: () => Promise<T>): Promise<T> {
   try {

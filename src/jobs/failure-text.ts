@@ -67,7 +67,7 @@ export function rolloutDone(record: RolloutRecord, final: boolean): string {
   // by its comment first, could tell a send that ran despite a 5xx; a failed job says which batch.)
   const cutShort = batches.filter((b) => b.state === 'sending').length;
   const detail = [
-    gone > 0 ? `${gone} no longer running` : '',
+    gone > 0 ? `${gone} not reachable` : '',
     cutShort > 0 ? `${plural(cutShort, 'batch')} whose send failed` : '',
   ].filter(Boolean);
   return `${reached} of ${plural(total, 'instance')} reached (${sent.length} of ${plural(batches.length, 'batch')} sent); ${notSent} ${final ? 'never sent' : 'not sent yet'}${detail.length > 0 ? ` (${detail.join(', ')})` : ''}.${

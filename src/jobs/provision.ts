@@ -112,9 +112,12 @@ export async function processProvision(
   let stage: Stage = stages[0];
   // The shared status poll reports its own trouble; calls this job makes itself report through `aws`.
   let pollTrouble: AwsTrouble | undefined;
+  // Set while the launch waits for a new instance profile to become usable.
+  let profileWait: string | undefined;
   const render = () => {
     const trouble = aws.trouble() ?? pollTrouble;
-    progress.update(`${title}: ${renderStages(stages, stage)}${trouble ? `\n${waitingLine(trouble)}` : ''}`);
+    const waiting = trouble ? waitingLine(trouble) : profileWait;
+    progress.update(`${title}: ${renderStages(stages, stage)}${waiting ? `\n${waiting}` : ''}`);
   };
   const aws = createAwsWait({
     classify: transientAwsError,
@@ -137,7 +140,17 @@ export async function processProvision(
   let instance: FleetInstance | undefined;
   try {
     show(stages[0]);
-    instance = await aws.run(() => ensureInstance(job, deps, log), Date.now() + settings.timeoutsMs.running);
+    const onProfileWait = (waitedMs: number | undefined) => {
+      const next = waitedMs === undefined ? undefined : profileWaitLine;
+      if (next === profileWait) return;
+      profileWait = next;
+      log.info({ waitedMs }, next ? 'waiting for the instance profile' : 'instance profile accepted');
+      render();
+    };
+    instance = await aws.run(
+      () => ensureInstance(job, deps, log, onProfileWait),
+      Date.now() + settings.timeoutsMs.running,
+    );
     show('running');
     await wait(
       deps,
@@ -221,7 +234,16 @@ function gaveUpMessage(stage: Stage, error: AwsWaitExpired, settings: ProvisionS
   return `Your server could not be ${what} within ${minutes(settings.timeoutsMs.running)}: ${why}.`;
 }
 
-async function ensureInstance(job: ProvisionJob, deps: ProvisionDeps, log: Logger): Promise<FleetInstance> {
+/** What the member reads while EC2 does not accept the instance profile yet. */
+const profileWaitLine =
+  "waiting for AWS to accept the server's access role (new ones take a minute or two), retrying…";
+
+async function ensureInstance(
+  job: ProvisionJob,
+  deps: ProvisionDeps,
+  log: Logger,
+  onProfileWait: (waitedMs: number | undefined) => void,
+): Promise<FleetInstance> {
   const { fleet, settings } = deps;
   const data = job.data;
   // Resuming: the instance was recorded before a crash or retry.
@@ -265,12 +287,16 @@ async function ensureInstance(job: ProvisionJob, deps: ProvisionDeps, log: Logge
   try {
     launched = await fleet.launch({
       userId: data.userId,
-      clientToken: `fleetbot-${job.id}-${job.timestamp}`.slice(0, 64),
+      // The same for every attempt of this job: each placement's ClientToken is derived from it.
+      clientToken: `fleetbot-${job.id}-${job.timestamp}`,
       userDataBase64: userData,
       version: settings.version,
+      onProfileWait,
     });
   } catch (error) {
-    if (error instanceof LaunchError && error.reason !== 'other')
+    // Throttling and AWS's own 5xx are waited out by the caller (aws.run), launching again with the
+    // same token; everything else is an answer the member hears.
+    if (error instanceof LaunchError && (error.reason !== 'other' || !transientAwsError(error)))
       throw new ProvisionFailed(launchMessage(error));
     throw error;
   }
@@ -390,14 +416,30 @@ function tail(output: string, lines = 10): string {
 
 function launchMessage(error: LaunchError): string {
   switch (error.reason) {
-    case 'no-capacity':
-      return 'AWS has no capacity for this server type right now, so nothing was launched.';
+    case 'no-capacity': {
+      if (error.tried.length <= 1)
+        return 'AWS has no capacity for this server type right now, so nothing was launched.';
+      const types = [...new Set(error.tried.flatMap((p) => (p.instanceType ? [p.instanceType] : [])))];
+      const subnets = new Set(error.tried.map((p) => p.subnetId)).size;
+      const what =
+        types.length === 0
+          ? 'this server type'
+          : types.length === 1
+            ? types[0]
+            : `${types.slice(0, -1).join(', ')} or ${types.at(-1)}`;
+      const where = subnets > 1 ? ` in any of the ${subnets} configured subnets` : '';
+      return `AWS has no capacity for ${what}${where} right now, so nothing was launched.`;
+    }
     case 'bad-image':
       return 'The server image is not available, so nothing was launched.';
     case 'limit':
       return 'The fleet has reached its AWS instance limit, so nothing was launched.';
+    case 'profile-not-ready':
+      return `AWS did not accept the server's access role (instance profile) within ${minutes(error.waitedMs)} (${error.awsCode}), so nothing was launched.`;
+    case 'token-mismatch':
+      return `AWS refused the launch: its request token was already used with other settings (${error.awsCode}), so no second server was launched.`;
     default:
-      return 'AWS refused to launch the server.';
+      return `AWS refused to launch the server (${error.awsCode}), so nothing was launched.`;
   }
 }
 

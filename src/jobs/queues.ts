@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { versionPattern } from '../core/version.js';
 import type { Logger } from '../log.js';
 import { logErrors } from '../store/redis.js';
+import { unreachableReasons } from './reachability.js';
 
 /**
  * Queue names and the payload each job carries. Payloads hold references only (user ids,
@@ -66,6 +67,8 @@ export const batchSchema = z.object({
   /** `sending` is written before SendCommand, the command id right after: a crash in between is found by Comment. */
   state: z.enum(['planned', 'sending', 'sent', 'done']),
   commandId: z.string().optional(),
+  /** When the `sending` mark was written: a send younger than SSM's listing lag may not be listed yet. */
+  sendingAt: z.number().int().positive().optional(),
 });
 
 export const rolloutPayload = z.object({
@@ -79,10 +82,13 @@ export const rolloutPayload = z.object({
   /** Instances that matched but were never sent anything (halted or cancelled). */
   halted: z.enum(['errors', 'cancelled']).optional(),
   /**
-   * Planned instances found no longer running before their batch was sent, so never sent anything.
+   * Planned instances a command could not reach (no longer running, SSM agent not online, delivery
+   * never possible), so never run anything.
    * Written before the `sending` mark of the batch it shrinks; optional, so older jobs still parse.
    */
   skipped: z.array(z.string().regex(/^i-[0-9a-f]{8,17}$/)).optional(),
+  /** Why each skipped instance could not be reached; a skipped id missing here was not running. */
+  unreachable: z.record(z.string().regex(/^i-[0-9a-f]{8,17}$/), z.enum(unreachableReasons)).optional(),
 });
 export type RolloutPayload = z.infer<typeof rolloutPayload>;
 

@@ -1,6 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Fleet, FleetInstance, InstanceState } from '../aws/fleet.js';
-import { InstancesRejected, type InvocationStatus, type RunCommand } from '../aws/run-command.js';
+import {
+  type AgentPing,
+  InstancesRejected,
+  type InvocationStatus,
+  type RunCommand,
+} from '../aws/run-command.js';
 import { isThrottlingAwsError, transientAwsError } from '../aws/transient.js';
 import {
   AwsWaitExpired,
@@ -21,6 +26,7 @@ import { failureLine, failuresInSummary, failureThread } from './failure-list.js
 import { editMessage, type Outboxes, replyInThread } from './outboxes.js';
 import { type Budget, createProgress, stoppableEdit } from './progress.js';
 import type { RolloutPayload } from './queues.js';
+import { describeUnreachable, type Unreachable, unreachableAmong } from './reachability.js';
 
 export interface RolloutSettings {
   pollMs: number;
@@ -38,6 +44,13 @@ export interface RolloutSettings {
    * the plan the admin approved, so the summary names it as skipped.
    */
   planTtlMs?: number;
+  /**
+   * How long an invocation may stay Delayed (SSM cannot deliver it; ROLLOUT_DELIVERY_WAIT_SECONDS)
+   * before its instance counts as not reachable and its invocation is cancelled.
+   */
+  deliveryWaitMs?: number;
+  /** How long ListCommands may lag behind SendCommand (SSM_LISTING_LAG_SECONDS). */
+  listingLagMs?: number;
 }
 
 export interface RolloutDeps {
@@ -75,24 +88,41 @@ export interface RolloutSummary {
   total: number;
   counts: Counts;
   failed: { instanceId: string; userId: string; status: InvocationStatus; output: string }[];
-  compliance?: { missing: { instanceId: string; count: number }[]; pendingReboot: string[] };
-  /** Planned instances that were no longer running when their turn came, so never sent anything. */
+  compliance?: {
+    missing: { instanceId: string; count: number }[];
+    failed: { instanceId: string; count: number }[];
+    pendingReboot: string[];
+    /** Sent the patch command, yet no patch state from this run: their compliance is unknown. */
+    unreported: string[];
+  };
+  /** Planned instances a command could not reach (see reachability.ts), so never run anything. */
   skipped?: string[];
+  /** Why each skipped instance could not be reached. */
+  unreachable?: Record<string, Unreachable>;
   /** Set when the rollout stopped because AWS kept failing past its limit: what it failed with. */
   awsGaveUp?: string;
 }
 
 type Counts = Record<
-  'pending' | 'inProgress' | 'succeeded' | 'failed' | 'timedOut' | 'cancelled' | 'skipped',
+  'pending' | 'inProgress' | 'succeeded' | 'failed' | 'timedOut' | 'cancelled' | 'unreachable',
   number
 >;
 
 const terminal: InvocationStatus[] = ['success', 'failed', 'timed-out', 'cancelled', 'undeliverable'];
 const failing: InvocationStatus[] = ['failed', 'timed-out', 'undeliverable'];
 // Undeliverable is terminal but says nothing about why: worth one look at EC2.
-const unexplained: (InvocationStatus | undefined)[] = [undefined, 'pending', 'running', 'undeliverable'];
+const unexplained: (InvocationStatus | undefined)[] = [
+  undefined,
+  'pending',
+  'delayed',
+  'running',
+  'undeliverable',
+];
 const notRunning: InstanceState[] = ['stopping', 'stopped', 'shutting-down', 'terminated'];
-const terminatedReason = 'terminated during the deploy';
+const lostReasons = {
+  terminated: 'terminated during the deploy',
+  stopped: 'stopped while its command ran',
+} as const;
 
 /**
  * Runs one rollout across the fleet: batches of at most 50 ids, one SendCommand each, started in
@@ -160,7 +190,8 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   let batches: NonNullable<RolloutPayload['batches']> = record.batches ?? [];
   let total = 0;
   const statuses = new Map<string, InvocationStatus>();
-  const skipped = new Set<string>();
+  // Planned instances never sent anything (or whose command never reached them), and why.
+  const unreachable = new Map<string, Unreachable>();
   try {
     // One listing serves the plan (on a first run) and the owners named in the summary: on a large
     // fleet DescribeInstances is the slowest call a rollout makes.
@@ -187,7 +218,11 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
         instanceIds,
         state: 'planned' as const,
       }));
-      await persist({ ...record, batches: planned, ...(gone.length > 0 ? { skipped: gone.sort() } : {}) });
+      await persist({
+        ...record,
+        batches: planned,
+        ...unreachableRecord(new Map(gone.map((id) => [id, 'not running']))),
+      });
     }
     batches = record.batches ?? [];
     total = batches.reduce((n, b) => n + b.instanceIds.length, 0);
@@ -199,48 +234,86 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     const maxErrors = resolveAmount(parseAmount(request.maxErrors) ?? noErrors, total);
     const canaryBatches =
       request.canary > 0 ? planBatches(Array(request.canary).fill(''), concurrency).length : 0;
-    for (const id of record.skipped ?? []) skipped.add(id);
+    for (const id of record.skipped ?? []) unreachable.set(id, record.unreachable?.[id] ?? 'not running');
     // The comment is unique to this job; the margin covers a bot clock ahead of AWS's.
     const sentAfter = new Date(record.startedAt - clockSkewMarginMs);
-    const sendable = (batch: { instanceIds: string[] }) => batch.instanceIds.filter((id) => !skipped.has(id));
-    const save = () =>
-      persist({ ...record, batches, ...(skipped.size > 0 ? { skipped: [...skipped].sort() } : {}) });
+    const sendable = (batch: { instanceIds: string[] }) =>
+      batch.instanceIds.filter((id) => !unreachable.has(id));
+    const save = () => persist({ ...record, batches, ...unreachableRecord(unreachable) });
+    const markUnreachable = (found: ReadonlyMap<string, Unreachable>) => {
+      for (const [id, reason] of found) {
+        unreachable.set(id, reason);
+        statuses.delete(id);
+      }
+      if (found.size > 0)
+        log.info({ instances: Object.fromEntries(found) }, 'planned instances a command cannot reach');
+    };
     // The listing this attempt started with is as fresh as a check for a wave sent on its first tick.
     let listed: Map<string, InstanceState> | undefined = new Map(fleet.map((i) => [i.id, i.state]));
-    /** One DescribeInstances (per 200 ids) for the lot; returns how many it skipped. */
-    const skipNotRunning = async (ids: string[]) => {
+    /**
+     * Right before a wave goes out: one DescribeInstances (per 200 ids) and one
+     * DescribeInstanceInformation per 50 running ids. Returns how many it found unreachable.
+     */
+    const skipUnreachable = async (ids: string[]) => {
       const states = listed ?? (await aws.run(() => deps.fleet.states(ids)));
       listed = undefined;
-      const gone = ids.filter((id) => states.get(id) !== 'running');
-      for (const id of gone) skipped.add(id);
-      if (gone.length > 0)
-        log.info({ instanceIds: gone }, 'skipped planned instances that are no longer running');
-      return gone.length;
+      const running = ids.filter((id) => states.get(id) === 'running');
+      const agents = new Map<string, AgentPing>();
+      for (let i = 0; i < running.length; i += 50) {
+        const chunk = running.slice(i, i + 50);
+        for (const [id, ping] of await budgeted(() => runCommand.agents(chunk))) agents.set(id, ping);
+      }
+      const found = unreachableAmong(ids, states, agents);
+      markUnreachable(found);
+      return found.size;
+    };
+    const listingLagMs = settings.listingLagMs ?? defaultListingLagMs;
+    const paced = async <T>(call: () => Promise<T>): Promise<T> => {
+      await deps.ssmBudget.wait();
+      return call();
+    };
+    /**
+     * The command sent with this comment, if any. Right after SendCommand, ListCommands may not show
+     * it yet (SSM is eventually consistent), so "not found" counts only once the listing lag has
+     * passed since the send was tried: a batch is never resent just because the listing lagged.
+     */
+    const findSent = async (comment: string, triedAt: number, via: typeof paced) => {
+      const found = await via(() => runCommand.findByComment(comment, sentAfter));
+      const lagLeft = triedAt + listingLagMs - Date.now();
+      if (found || lagLeft <= 0) return found;
+      log.info(
+        { comment, waitMs: lagLeft },
+        'send not listed yet; looking again once the listing lag has passed',
+      );
+      await sleep(lagLeft);
+      return via(() => runCommand.findByComment(comment, sentAfter));
     };
     // SendCommand takes no idempotency token. A throttled send never ran and is simply sent again;
     // after a 5xx or a network error it may have run, so its Comment is looked up first.
-    const sendOnce = (instanceIds: string[], comment: string) => {
-      let maybeSent = false;
+    const sendOnce = (batch: (typeof batches)[number], comment: string) => {
+      let maybeSentAt: number | undefined;
       return aws.run(async () => {
-        if (maybeSent) {
-          await deps.ssmBudget.wait();
-          const found = await runCommand.findByComment(comment, sentAfter);
+        if (maybeSentAt !== undefined) {
+          const found = await findSent(comment, maybeSentAt, paced);
           if (found) return found;
-          maybeSent = false;
+          maybeSentAt = undefined;
         }
         await deps.ssmBudget.wait();
         // Checked after the budget's wait, right before sending: a worker that lost the job
         // must not send a batch its successor may be sending too.
         if (job.holdsLock && !(await job.holdsLock())) throw new LockLost(job.id);
+        const triedAt = Date.now();
         try {
+          const { document, parameters } = documentFor(request, settings);
           return await runCommand.sendBatch({
-            instanceIds,
-            ...documentFor(request, settings),
+            instanceIds: sendable(batch),
+            document,
+            parameters,
             comment,
             timeoutSeconds: settings.commandTimeoutSeconds,
           });
         } catch (error) {
-          maybeSent = !isThrottlingAwsError(error);
+          if (!isThrottlingAwsError(error)) maybeSentAt = triedAt;
           throw error;
         }
       });
@@ -249,7 +322,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     // Resume: a batch marked `sending` may or may not have reached SSM before the crash.
     for (const [index, batch] of batches.entries()) {
       if (batch.state !== 'sending') continue;
-      const found = await budgeted(() => runCommand.findByComment(`${job.id}:${index}`, sentAfter));
+      const found = await findSent(`${job.id}:${index}`, batch.sendingAt ?? 0, budgeted);
       batch.state = found ? 'sent' : 'planned';
       batch.commandId = found;
       log.info(
@@ -260,12 +333,15 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     }
     const cancelled = new Set<string>();
     let halted = record.halted;
-    // Instances terminated under their command: failed, whatever SSM still says. Not stored: a
-    // restarted job finds them again with its first look at EC2.
-    const terminated = new Set<string>();
+    // Instances terminated or stopped under their running command: failed, whatever SSM still
+    // says. Not stored: a restarted job finds them again with its first look at EC2.
+    const lost = new Map<string, keyof typeof lostReasons>();
     const details = new Map<string, string>();
-    // Undeliverable ids that EC2 still lists as running: looked up once, not on every tick.
-    const undeliverableRunning = new Set<string>();
+    // Undeliverable or Delayed ids that EC2 still lists as running: looked up once, not on every tick.
+    const checkedRunning = new Set<string>();
+    // When each Delayed invocation was first seen so; past the delivery wait it is given up.
+    const delayedSince = new Map<string, number>();
+    const deliveryWaitMs = settings.deliveryWaitMs ?? defaultDeliveryWaitMs;
     const goneCheckMs = Math.max(settings.pollMs, minGoneCheckMs);
     // The listing has just seen them all: the first look is due one interval from now.
     let lastGoneCheck = Date.now();
@@ -280,36 +356,63 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
         if (!commandId) continue;
         const invocations = await budgeted(() => runCommand.listInvocations(commandId));
         for (const inv of invocations) {
-          const gone = terminated.has(inv.instanceId) && inv.status !== 'success';
+          if (unreachable.has(inv.instanceId)) continue;
+          const gone = lost.has(inv.instanceId) && inv.status !== 'success';
           statuses.set(inv.instanceId, gone ? 'failed' : inv.status);
           if (inv.details) details.set(inv.instanceId, inv.details);
+          if (inv.status === 'delayed' && !delayedSince.has(inv.instanceId))
+            delayedSince.set(inv.instanceId, Date.now());
         }
       }
 
       // SSM may take a while to notice an instance terminated under its command (and a restarted
-      // job may find it InProgress still): EC2 knows at once.
+      // job may find it InProgress still), and keeps a command for a stopped one Delayed until it
+      // expires: EC2 knows at once.
       const open = batches
         .filter((b) => b.commandId)
         .flatMap(sendable)
-        .filter(
-          (id) =>
-            !terminated.has(id) && !undeliverableRunning.has(id) && unexplained.includes(statuses.get(id)),
-        );
-      const newlyUndeliverable = open.some((id) => statuses.get(id) === 'undeliverable');
-      if (open.length > 0 && (newlyUndeliverable || Date.now() - lastGoneCheck >= goneCheckMs)) {
+        .filter((id) => !lost.has(id) && unexplained.includes(statuses.get(id)));
+      const newlyStuck = open.some(
+        (id) => !checkedRunning.has(id) && ['undeliverable', 'delayed'].includes(statuses.get(id) ?? ''),
+      );
+      const toCancel = new Map<string, Unreachable>();
+      if (open.length > 0 && (newlyStuck || Date.now() - lastGoneCheck >= goneCheckMs)) {
         lastGoneCheck = Date.now();
         const states = await aws.run(() => deps.fleet.states(open));
-        const gone = open.filter((id) => {
+        for (const id of open) {
           const state = states.get(id);
-          return state === undefined || state === 'shutting-down' || state === 'terminated';
-        });
-        for (const id of gone) {
-          terminated.add(id);
-          statuses.set(id, 'failed');
+          const status = statuses.get(id);
+          if (state === 'running') {
+            if (status === 'undeliverable' || status === 'delayed') checkedRunning.add(id);
+          } else if (state === undefined || state === 'shutting-down' || state === 'terminated') {
+            lost.set(id, 'terminated');
+            statuses.set(id, 'failed');
+          } else if (status === undefined || status === 'pending' || status === 'delayed') {
+            // Stopped before its command started: it never ran anything, and must not wait out the timeout.
+            toCancel.set(id, 'not running');
+          } else {
+            lost.set(id, 'stopped');
+            statuses.set(id, 'failed');
+          }
         }
-        for (const id of open)
-          if (!terminated.has(id) && statuses.get(id) === 'undeliverable') undeliverableRunning.add(id);
-        if (gone.length > 0) log.info({ instanceIds: gone }, 'instances terminated under their command');
+        if (lost.size > 0)
+          log.info({ instances: Object.fromEntries(lost) }, 'instances lost under their command');
+      }
+      for (const [id, since] of delayedSince)
+        if (statuses.get(id) === 'delayed' && Date.now() - since >= deliveryWaitMs && !toCancel.has(id))
+          toCancel.set(id, 'delivery delayed');
+      if (toCancel.size > 0) {
+        // SSM would deliver it whenever the instance comes back, long after this rollout ended.
+        for (const batch of batches) {
+          const ids = batch.instanceIds.filter((id) => toCancel.has(id));
+          const commandId = batch.commandId;
+          if (ids.length === 0 || !commandId) continue;
+          await budgeted(() => runCommand.cancel(commandId, ids)).catch((err: unknown) =>
+            log.warn({ commandId, err: String(err) }, 'cancel of undelivered invocations failed'),
+          );
+        }
+        markUnreachable(toCancel);
+        await save();
       }
 
       for (const batch of batches)
@@ -348,7 +451,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
         }
         // Stored with the next batch's `sending` mark, so a resumed job sends the same ids.
         const waveIds = wave.flatMap(({ batch }) => sendable(batch));
-        if (waveIds.length > 0) await skipNotRunning(waveIds);
+        if (waveIds.length > 0) await skipUnreachable(waveIds);
         for (const { index, batch } of wave) {
           if (sendable(batch).length === 0) {
             batch.state = 'done';
@@ -356,18 +459,26 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
             continue;
           }
           batch.state = 'sending';
+          // A crash after this write is found by its comment; a resumed job comes back long after
+          // (a worker's lock outlives the listing lag), and this mark tells it how long ago it was.
+          batch.sendingAt = Date.now();
           await save();
           const comment = `${job.id}:${index}`;
           for (;;) {
             try {
-              batch.commandId = await sendOnce(sendable(batch), comment);
+              batch.commandId = await sendOnce(batch, comment);
               break;
             } catch (error) {
               if (!(error instanceof InstancesRejected)) throw error;
-              // One id gone between the wave's check and this send fails the whole batch in SSM:
-              // the rest goes without it. An id SSM rejects while it runs is not ours to drop.
+              // One id that became unreachable between the wave's check and this send fails the
+              // whole batch in SSM: the rest goes without it. A fresh look says why; where it finds
+              // nothing (SSM's own view lags), the ids SSM named in its refusal are left out.
               listed = undefined;
-              if ((await skipNotRunning(sendable(batch))) === 0) throw error;
+              if ((await skipUnreachable(sendable(batch))) === 0) {
+                const named = error.instanceIds.filter((id) => sendable(batch).includes(id));
+                if (named.length === 0) throw error;
+                markUnreachable(new Map(named.map((id) => [id, 'refused by SSM'])));
+              }
               await save();
               if (sendable(batch).length === 0) break;
             }
@@ -377,7 +488,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
         }
       }
 
-      current = render(title, job.id, batches, statuses, total, skipped.size, record.startedAt, halted);
+      current = render(title, job.id, batches, statuses, total, unreachable.size, record.startedAt, halted);
       show();
       // From the next tick on, the listing is too old to stand for a check.
       listed = undefined;
@@ -387,12 +498,16 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       await sleep(settings.pollMs);
     }
 
-    const counts = countsOf(statuses, total, skipped.size);
+    const counts = countsOf(statuses, total, unreachable.size);
     const failedIds = [...statuses].filter(([, s]) => failing.includes(s));
     // What a person needs to hear where SSM has no output to show: such instances never reported.
+    const lostReason = (instanceId: string) => {
+      const how = lost.get(instanceId);
+      return how && lostReasons[how];
+    };
     const reasonOf = (instanceId: string, status: InvocationStatus): string | undefined =>
-      terminated.has(instanceId)
-        ? terminatedReason
+      lostReason(instanceId)
+        ? lostReason(instanceId)
         : details.get(instanceId) === 'DeliveryTimedOut'
           ? `no answer from its SSM agent within the command timeout (${formatElapsed(settings.commandTimeoutSeconds * 1000)})`
           : status === 'undeliverable'
@@ -405,9 +520,9 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       const batch = batches.find((b) => b.instanceIds.includes(instanceId));
       const inv =
         reason === undefined && batch?.commandId
-          ? await budgeted(() => runCommand.invocation(batch.commandId ?? '', instanceId)).catch(
-              () => undefined,
-            )
+          ? await budgeted(() =>
+              runCommand.invocation(batch.commandId ?? '', instanceId, documentFor(request, settings).step),
+            ).catch(() => undefined)
           : undefined;
       failed.push({
         instanceId,
@@ -422,13 +537,20 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       return output ? [{ instanceId, userId: owners.get(instanceId) ?? '?', status, output }] : [];
     });
     const compliance =
-      request.operation === 'deploy' ? undefined : await patchCompliance(batches, budgeted, runCommand);
+      request.operation === 'deploy'
+        ? undefined
+        : await patchCompliance(
+            batches.filter((b) => b.commandId).flatMap(sendable),
+            record.startedAt,
+            budgeted,
+            runCommand,
+          );
     const outcome =
       halted === 'cancelled'
         ? 'cancelled'
         : failedIds.length > 0
           ? 'failed'
-          : skipped.size === total
+          : unreachable.size === total
             ? 'nothing-to-do'
             : 'succeeded';
     const summary: RolloutSummary = {
@@ -437,10 +559,19 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       counts,
       failed,
       compliance,
-      skipped: [...skipped].sort(),
+      ...unreachableRecord(unreachable),
     };
     await progress.finish(
-      renderSummary(title, job.id, summary, failedIds.length, record.startedAt, halted, maxErrors),
+      renderSummary(
+        title,
+        job.id,
+        summary,
+        failedIds.length,
+        record.startedAt,
+        halted,
+        maxErrors,
+        deliveryWaitMs,
+      ),
     );
     if (failedIds.length > failuresInSummary)
       for (const text of failureThread(job.id, failedIds, [...failed, ...explained], owners))
@@ -455,10 +586,10 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       throw error;
     }
     // Retrying the job would only wait again: it ends here, and says so where it was asked for.
-    const counts = countsOf(statuses, total, skipped.size);
+    const counts = countsOf(statuses, total, unreachable.size);
     const notSent = batches
       .filter((b) => b.state === 'planned' || b.state === 'sending')
-      .reduce((n, b) => n + b.instanceIds.filter((id) => !skipped.has(id)).length, 0);
+      .reduce((n, b) => n + b.instanceIds.filter((id) => !unreachable.has(id)).length, 0);
     log.warn({ aws: error.trouble.code, waitedMs: error.waitedMs, total, notSent }, 'rollout gave up on AWS');
     await progress.finish(
       renderGaveUp(title, job.id, error, { total, notSent, counts, awsWaitMs, startedAt: record.startedAt }),
@@ -484,17 +615,22 @@ const planClockMarginMs = 60_000;
 // EC2 is asked about instances under running commands at most this often (every poll when that is
 // slower): a terminated one is noticed within seconds of it, against a command timeout of minutes.
 const minGoneCheckMs = 15_000;
+// ROLLOUT_DELIVERY_WAIT_SECONDS' and SSM_LISTING_LAG_SECONDS' defaults, for callers that leave them out.
+const defaultDeliveryWaitMs = 120_000;
+const defaultListingLagMs = 10_000;
 const noErrors = { kind: 'count', value: 0 } as const;
 
 function documentFor(
   request: RolloutRequest,
   settings: RolloutSettings,
-): { document: string; parameters: Record<string, string[]> } {
+): { document: string; parameters: Record<string, string[]>; step?: string } {
   if (request.operation === 'deploy')
     // The version reaches instances only as a document parameter (allowedPattern, ENV_VAR interpolation).
     return { document: settings.deployDocument, parameters: { version: [request.version ?? ''] } };
   return {
     document: 'AWS-RunPatchBaseline',
+    // The document has a step per platform (PatchWindows, PatchLinux, PatchMacOS); the fleet runs Linux.
+    step: 'PatchLinux',
     parameters: {
       Operation: [request.operation === 'patch-scan' ? 'Scan' : 'Install'],
       RebootOption: [
@@ -506,8 +642,8 @@ function documentFor(
   };
 }
 
-/** Skipped instances are never sent anything, so none has a status: the rest of the total is pending. */
-function countsOf(statuses: Map<string, InvocationStatus>, total: number, skipped: number): Counts {
+/** Unreachable instances have no status of their own: the rest of the total is pending. */
+function countsOf(statuses: Map<string, InvocationStatus>, total: number, unreachable: number): Counts {
   const c: Counts = {
     pending: 0,
     inProgress: 0,
@@ -515,7 +651,7 @@ function countsOf(statuses: Map<string, InvocationStatus>, total: number, skippe
     failed: 0,
     timedOut: 0,
     cancelled: 0,
-    skipped,
+    unreachable,
   };
   for (const s of statuses.values()) {
     if (s === 'success') c.succeeded++;
@@ -525,7 +661,7 @@ function countsOf(statuses: Map<string, InvocationStatus>, total: number, skippe
     else if (s === 'running') c.inProgress++;
     else c.pending++;
   }
-  c.pending += total - statuses.size - skipped;
+  c.pending += total - statuses.size - unreachable;
   return c;
 }
 
@@ -535,12 +671,12 @@ function render(
   batches: NonNullable<RolloutPayload['batches']>,
   statuses: Map<string, InvocationStatus>,
   total: number,
-  skipped: number,
+  unreachable: number,
   startedAt: number,
   halted: RolloutPayload['halted'],
 ): string {
-  const c = countsOf(statuses, total, skipped);
-  const finished = c.succeeded + c.failed + c.timedOut + c.cancelled + c.skipped;
+  const c = countsOf(statuses, total, unreachable);
+  const finished = c.succeeded + c.failed + c.timedOut + c.cancelled + c.unreachable;
   const width = 20;
   const filled = Math.round((finished / total) * width);
   const elapsed = Date.now() - startedAt;
@@ -550,7 +686,7 @@ function render(
   return [
     `${title} (job ${jobId}): ${halted === 'errors' ? 'stopping, too many failures' : halted === 'cancelled' ? 'cancelling' : 'running'}`,
     `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${Math.floor((finished / total) * 100)}% of ${total}`,
-    `succeeded ${c.succeeded} · failed ${c.failed} · timed out ${c.timedOut} · cancelled ${c.cancelled} · skipped ${c.skipped} · in progress ${c.inProgress} · pending ${c.pending}`,
+    `succeeded ${c.succeeded} · failed ${c.failed} · timed out ${c.timedOut} · cancelled ${c.cancelled} · not reachable ${c.unreachable} · in progress ${c.inProgress} · pending ${c.pending}`,
     `batches ${done}/${batches.length} · elapsed ${formatElapsed(elapsed)} · ETA ${eta}`,
   ].join('\n');
 }
@@ -563,27 +699,25 @@ function renderSummary(
   startedAt: number,
   halted: RolloutPayload['halted'],
   maxErrors: number,
+  deliveryWaitMs: number,
 ): string {
   const c = s.counts;
   const head =
     s.outcome === 'succeeded'
-      ? c.skipped > 0
-        ? `${title}: succeeded on all ${s.total - c.skipped} instances still running`
+      ? c.unreachable > 0
+        ? `${title}: succeeded on all ${s.total - c.unreachable} instances it could reach`
         : `${title}: succeeded on all ${s.total} instances`
       : s.outcome === 'nothing-to-do'
-        ? `${title}: nothing was sent, as no planned instance is running any more`
+        ? `${title}: nothing was run, as no planned instance could be reached`
         : s.outcome === 'cancelled'
           ? `${title}: cancelled`
           : `${title}: failed${halted === 'errors' ? ` (stopped after ${failedCount} failures; the limit was ${maxErrors})` : ''}`;
   const lines = [
     `${head} (job ${jobId}, took ${formatElapsed(Date.now() - startedAt)}).`,
-    `succeeded ${c.succeeded} · failed ${c.failed} · timed out ${c.timedOut} · cancelled ${c.cancelled} · skipped ${c.skipped} · not started ${c.pending}`,
+    `succeeded ${c.succeeded} · failed ${c.failed} · timed out ${c.timedOut} · cancelled ${c.cancelled} · not reachable ${c.unreachable} · not started ${c.pending}`,
   ];
-  const skipped = s.skipped ?? [];
-  if (skipped.length > 0)
-    lines.push(
-      `skipped: ${skipped.length} instance${skipped.length > 1 ? 's' : ''} no longer running (${skipped.slice(0, 10).join(', ')}${skipped.length > 10 ? ', …' : ''})`,
-    );
+  const unreachable = describeUnreachable(new Map(Object.entries(s.unreachable ?? {})), deliveryWaitMs);
+  if (unreachable) lines.push(unreachable);
   if (s.failed.length > 0) {
     lines.push('Failed instances:');
     for (const f of s.failed.slice(0, failuresInSummary)) lines.push(failureLine(f));
@@ -593,22 +727,40 @@ function renderSummary(
       );
   }
   if (s.compliance) {
-    const missing = s.compliance.missing;
+    const { missing, failed, pendingReboot, unreported } = s.compliance;
+    const counted = (list: { instanceId: string; count: number }[]) =>
+      idList(list.map((m) => `${m.instanceId}: ${m.count}`));
+    const reported = s.total - s.counts.unreachable - unreported.length;
     lines.push(
-      missing.length === 0
-        ? 'Compliance: no instance reports missing patches.'
-        : `Compliance: ${missing.length} instance${missing.length > 1 ? 's' : ''} missing patches (${missing
-            .slice(0, 10)
-            .map((m) => `${m.instanceId}: ${m.count}`)
-            .join(', ')}${missing.length > 10 ? ', …' : ''}).`,
+      reported === 0
+        ? 'Compliance: no instance reported a patch state from this run.'
+        : missing.length === 0
+          ? `Compliance: none of the ${reported} instances reporting a patch state misses patches.`
+          : `Compliance: ${plural(missing.length, 'instance')} missing patches (${counted(missing)}).`,
     );
-    if (s.compliance.pendingReboot.length > 0)
-      lines.push(
-        `Pending a reboot: ${s.compliance.pendingReboot.slice(0, 10).join(', ')}${s.compliance.pendingReboot.length > 10 ? ', …' : ''}.`,
-      );
+    if (failed.length > 0) lines.push(`Patches that failed to install: ${counted(failed)}.`);
+    if (pendingReboot.length > 0) lines.push(`Pending a reboot: ${idList(pendingReboot)}.`);
+    if (unreported.length > 0 && reported > 0)
+      lines.push(`No patch state from this run (compliance unknown): ${idList(unreported)}.`);
   }
   return lines.join('\n');
 }
+
+/** How the job's record (and its summary) keeps unreachable instances; nothing when there are none. */
+function unreachableRecord(unreachable: ReadonlyMap<string, Unreachable>) {
+  if (unreachable.size === 0) return {};
+  const skipped = [...unreachable.keys()].sort();
+  return {
+    skipped,
+    unreachable: Object.fromEntries(
+      skipped.map((id) => [id, unreachable.get(id) ?? 'not running']),
+    ) as Record<string, Unreachable>,
+  };
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const idList = (items: readonly string[]) =>
+  `${items.slice(0, 10).join(', ')}${items.length > 10 ? ', …' : ''}`;
 
 function renderGaveUp(
   title: string,
@@ -623,7 +775,7 @@ function renderGaveUp(
   ];
   if (s.total > 0)
     lines.push(
-      `succeeded ${c.succeeded} · failed ${c.failed} · timed out ${c.timedOut} · cancelled ${c.cancelled} · skipped ${c.skipped} · in progress or unknown ${c.inProgress + c.pending - s.notSent} · never sent ${s.notSent}`,
+      `succeeded ${c.succeeded} · failed ${c.failed} · timed out ${c.timedOut} · cancelled ${c.cancelled} · not reachable ${c.unreachable} · in progress or unknown ${c.inProgress + c.pending - s.notSent} · never sent ${s.notSent}`,
     );
   if (s.notSent < s.total)
     lines.push('Commands already sent keep running on their instances; run it again for the rest.');
@@ -641,23 +793,37 @@ function firstLines(output: string): string {
     .slice(0, 300);
 }
 
-/** From RunPatchBaseline's patch summary in each invocation's output: one call per command. */
+/**
+ * Compliance as SSM records it per instance (DescribeInstancePatchStates, 50 ids a call), never
+ * from command output: ListCommandInvocations cuts output at 2,500 characters and RunPatchBaseline's
+ * Linux output may not carry the counts at all. A state that ended before this rollout started is
+ * an older scan's, so the instance is named as having reported nothing fresh.
+ */
 async function patchCompliance(
-  batches: NonNullable<RolloutPayload['batches']>,
+  instanceIds: readonly string[],
+  startedAt: number,
   budgeted: <T>(call: () => Promise<T>) => Promise<T>,
   runCommand: RunCommand,
 ): Promise<NonNullable<RolloutSummary['compliance']>> {
-  const missing: { instanceId: string; count: number }[] = [];
-  const pendingReboot: string[] = [];
-  for (const batch of batches) {
-    if (!batch.commandId) continue;
-    const commandId = batch.commandId;
-    for (const inv of await budgeted(() => runCommand.listInvocations(commandId, true))) {
-      const count = Number(/MissingCount\s*:\s*(\d+)/.exec(inv.output ?? '')?.[1] ?? 0);
-      if (count > 0) missing.push({ instanceId: inv.instanceId, count });
-      if (Number(/InstalledPendingRebootCount\s*:\s*(\d+)/.exec(inv.output ?? '')?.[1] ?? 0) > 0)
-        pendingReboot.push(inv.instanceId);
+  const compliance: NonNullable<RolloutSummary['compliance']> = {
+    missing: [],
+    failed: [],
+    pendingReboot: [],
+    unreported: [],
+  };
+  for (let i = 0; i < instanceIds.length; i += 50) {
+    const chunk = instanceIds.slice(i, i + 50);
+    const states = await budgeted(() => runCommand.patchStates(chunk));
+    for (const instanceId of chunk) {
+      const state = states.get(instanceId);
+      if (!state || state.endedAt.getTime() < startedAt - planClockMarginMs) {
+        compliance.unreported.push(instanceId);
+        continue;
+      }
+      if (state.missing > 0) compliance.missing.push({ instanceId, count: state.missing });
+      if (state.failed > 0) compliance.failed.push({ instanceId, count: state.failed });
+      if (state.installedPendingReboot > 0) compliance.pendingReboot.push(instanceId);
     }
   }
-  return { missing, pendingReboot };
+  return compliance;
 }

@@ -1,4 +1,4 @@
-import { EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { EC2Client, StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { main, type Running } from '../../src/main.js';
 import { testAccountId } from '../peers/aws-account.js';
@@ -18,7 +18,7 @@ import { capturedLogger } from '../support/quiet-log.js';
  * The fleet changes under a rollout: a member destroys their server while a deploy is planned or
  * running, or an agent drops off. Deploys run end to end (signed Slack requests to the real Bolt
  * receiver, the AWS simulator in front of moto), and each must end with every instance accounted
- * for: succeeded, failed, timed out, cancelled, skipped or not started.
+ * for: succeeded, failed, timed out, cancelled, not reachable or not started.
  */
 
 const accountId = testAccountId();
@@ -97,6 +97,10 @@ async function terminate(instanceId: string) {
   await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
 }
 
+async function stop(...instanceIds: string[]) {
+  await ec2.send(new StopInstancesCommand({ InstanceIds: instanceIds }));
+}
+
 const events = () => `http://127.0.0.1:${running.ports.slack}/slack/events`;
 
 async function slash(text: string) {
@@ -155,11 +159,11 @@ async function summaryOf(ts: string, jobId: string, timeoutMs = 60_000): Promise
 /** The counts line of a summary, as numbers, with the total they must add up to. */
 function counts(summary: string): Record<string, number> {
   const line =
-    /succeeded (\d+) · failed (\d+) · timed out (\d+) · cancelled (\d+) · skipped (\d+) · not started (\d+)/.exec(
+    /succeeded (\d+) · failed (\d+) · timed out (\d+) · cancelled (\d+) · not reachable (\d+) · not started (\d+)/.exec(
       summary,
     );
-  const [succeeded, failed, timedOut, cancelled, skipped, notStarted] = (line ?? []).slice(1).map(Number);
-  return { succeeded, failed, timedOut, cancelled, skipped, notStarted } as Record<string, number>;
+  const [succeeded, failed, timedOut, cancelled, unreachable, notStarted] = (line ?? []).slice(1).map(Number);
+  return { succeeded, failed, timedOut, cancelled, unreachable, notStarted } as Record<string, number>;
 }
 const sum = (c: Record<string, number>) => Object.values(c).reduce((n, v) => n + v, 0);
 
@@ -234,7 +238,7 @@ describe('instances terminated during a deploy', () => {
       failed: 2,
       timedOut: 0,
       cancelled: 0,
-      skipped: 0,
+      unreachable: 0,
       notStarted: 0,
     });
     expect(sum(counts(summary))).toBe(4);
@@ -280,7 +284,7 @@ describe('an SSM agent that goes offline during a deploy', () => {
       failed: 0,
       timedOut: 1,
       cancelled: 0,
-      skipped: 0,
+      unreachable: 0,
       notStarted: 0,
     });
     expect(summary).toContain(
@@ -311,17 +315,19 @@ describe('members destroyed while a rollout is planned', () => {
 
     const summary = await summaryOf(planned.ts, jobId);
     expect(summary).toContain(
-      `Deploy ${version} to the servers of 3 members: succeeded on all 2 instances still running (job ${jobId}`,
+      `Deploy ${version} to the servers of 3 members: succeeded on all 2 instances it could reach (job ${jobId}`,
     );
     expect(counts(summary)).toEqual({
       succeeded: 2,
       failed: 0,
       timedOut: 0,
       cancelled: 0,
-      skipped: 1,
+      unreachable: 1,
       notStarted: 0,
     });
-    expect(summary).toContain(`skipped: 1 instance no longer running (${destroyed.id})`);
+    expect(summary).toContain(
+      `not reachable, so never run: 1 instance: 1 no longer running (${destroyed.id})`,
+    );
     // SSM would have refused the whole batch over the terminated one: it was never named.
     expect(sendsOf(version)).toEqual([[first.id, last.id]]);
     expect(sentTo(version)).toEqual([first.id, last.id]);
@@ -345,17 +351,19 @@ describe('members destroyed while a rollout is planned', () => {
 
     const summary = await summaryOf(planned.ts, jobId);
     expect(summary).toContain(
-      `Deploy ${version} to the servers of 3 members: succeeded on all 2 instances still running (job ${jobId}`,
+      `Deploy ${version} to the servers of 3 members: succeeded on all 2 instances it could reach (job ${jobId}`,
     );
     expect(counts(summary)).toEqual({
       succeeded: 2,
       failed: 0,
       timedOut: 0,
       cancelled: 0,
-      skipped: 1,
+      unreachable: 1,
       notStarted: 0,
     });
-    expect(summary).toContain(`skipped: 1 instance no longer running (${destroyed.id})`);
+    expect(summary).toContain(
+      `not reachable, so never run: 1 instance: 1 no longer running (${destroyed.id})`,
+    );
     // One send per remaining wave, in plan order, and none named the destroyed server.
     expect(sendsOf(version)).toEqual([[first.id], [last.id]]);
     expect(sentTo(version)).toEqual([first.id, last.id].sort());
@@ -363,5 +371,144 @@ describe('members destroyed while a rollout is planned', () => {
     const lookups = simulator.control.calls(accountId, 'DescribeInstances').map(instanceIdFilter);
     expect(lookups).toContainEqual([destroyed.id]);
     expect(lookups).toContainEqual([last.id]);
+  }, 120_000);
+});
+
+describe('instances SSM cannot reach', () => {
+  /** Every SendCommand of this version with its HTTP status: 400 is SSM refusing the whole batch. */
+  const sendAttempts = (version: string) =>
+    simulator.control
+      .calls(accountId, 'SendCommand')
+      .filter(
+        (c) => (c.params as { Parameters?: { version?: string[] } }).Parameters?.version?.[0] === version,
+      )
+      .map((c) => ({ status: c.status, ids: (c.params as { InstanceIds: string[] }).InstanceIds }));
+
+  it('when 5 of 200 servers have an agent that never registered and 2 are stopped mid-deploy, then the other 193 get it once each and the 7 are reported not reachable', async () => {
+    const ids = (
+      await launchInstances(ec2, 200, { app: 'fleetbot', env: 'dev', user: '56000', ring: 'reach' })
+    ).sort();
+    const pick = (...at: number[]) => at.map((i) => ids[i] ?? '');
+    // Kept after a failed provision, or still booting: SSM does not know them.
+    const unregistered = pick(3, 60, 110, 160, 199);
+    for (const id of unregistered) simulator.control.setAgentRegistered(accountId, id, false);
+    const stopped = pick(120, 180);
+    const version = 'v4.4.0';
+    for (const id of ids)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 300 });
+    // The first wave stays busy until two servers of later waves have been stopped.
+    for (const id of ids.slice(0, 50))
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 5_000 });
+
+    const planned = await plan(`/deploy ${version} tag:ring=reach --concurrency 50`);
+    expect(planned.text).toContain('200 running instances match, in 4 batches of at most 50.');
+    expect(planned.text).toContain(
+      '5 of them have no SSM agent online right now: checked again before each batch, and reported as not reachable if still so.',
+    );
+    const jobId = await approve(planned);
+    await expect.poll(() => sendAttempts(version).length, { timeout: 30_000 }).toBe(1);
+    await stop(...stopped);
+
+    const summary = await summaryOf(planned.ts, jobId, 120_000);
+    expect(summary).toContain(
+      `Deploy ${version} to instances tagged ring=reach: succeeded on all 193 instances it could reach (job ${jobId}`,
+    );
+    expect(counts(summary)).toEqual({
+      succeeded: 193,
+      failed: 0,
+      timedOut: 0,
+      cancelled: 0,
+      unreachable: 7,
+      notStarted: 0,
+    });
+    expect(summary).toContain(
+      `not reachable, so never run: 7 instances: 2 no longer running (${stopped.join(', ')}); 5 SSM agent not registered (${unregistered.join(', ')})`,
+    );
+    // Each wave was checked before it went out: SSM never had a batch to refuse.
+    const attempts = sendAttempts(version);
+    expect(attempts.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+    const reached = attempts.flatMap((a) => a.ids).sort();
+    const unreachable = new Set([...unregistered, ...stopped]);
+    expect(reached).toEqual(ids.filter((id) => !unreachable.has(id)));
+    expect(sentTo(version)).toEqual(reached);
+  }, 180_000);
+
+  it('when an agent drops off between the check and the send, then SSM refuses the batch, the rest goes without it, and the summary names it', async () => {
+    const servers = await serversOf([58001, 58002, 58003]);
+    const [first, dropped, last] = servers;
+    if (!first || !dropped || !last) throw new Error('three servers were launched');
+    const version = 'v4.5.0';
+    for (const s of servers)
+      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
+    // The send is held on its way to SSM, after fleetbot checked every agent online.
+    simulator.control.injectFault(accountId, {
+      operation: 'SendCommand',
+      kind: 'latency',
+      latencyMs: 3_000,
+      count: 1,
+    });
+
+    const planned = await plan(`/deploy ${version} user:58001,58002,58003 --concurrency 3`);
+    const jobId = await approve(planned);
+    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    simulator.control.setAgentOnline(accountId, dropped.id, false);
+    try {
+      const summary = await summaryOf(planned.ts, jobId);
+      expect(counts(summary)).toEqual({
+        succeeded: 2,
+        failed: 0,
+        timedOut: 0,
+        cancelled: 0,
+        unreachable: 1,
+        notStarted: 0,
+      });
+      expect(summary).toContain(
+        `not reachable, so never run: 1 instance: 1 SSM agent offline (${dropped.id})`,
+      );
+      expect(sendAttempts(version)).toEqual([
+        { status: 400, ids: [first.id, dropped.id, last.id] },
+        { status: 200, ids: [first.id, last.id] },
+      ]);
+    } finally {
+      simulator.control.setAgentOnline(accountId, dropped.id, true);
+    }
+  }, 120_000);
+
+  it('when a server is stopped while its batch is on the way, then SSM keeps it Delayed and fleetbot cancels it there at once, without waiting out the command timeout', async () => {
+    const servers = await serversOf([59001, 59002, 59003]);
+    const [first, halted, last] = servers;
+    if (!first || !halted || !last) throw new Error('three servers were launched');
+    const version = 'v4.6.0';
+    for (const s of servers)
+      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
+    simulator.control.injectFault(accountId, {
+      operation: 'SendCommand',
+      kind: 'latency',
+      latencyMs: 3_000,
+      count: 1,
+    });
+
+    const planned = await plan(`/deploy ${version} user:59001,59002,59003 --concurrency 3`);
+    const jobId = await approve(planned);
+    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    await stop(halted.id);
+
+    // SSM accepts a stopped instance and keeps trying to deliver until the command expires
+    // (30 s here): a summary that waited for that would count it timed out.
+    const summary = await summaryOf(planned.ts, jobId);
+    expect(counts(summary)).toEqual({
+      succeeded: 2,
+      failed: 0,
+      timedOut: 0,
+      cancelled: 0,
+      unreachable: 1,
+      notStarted: 0,
+    });
+    expect(summary).toContain(`not reachable, so never run: 1 instance: 1 no longer running (${halted.id})`);
+    expect(sendAttempts(version)).toEqual([{ status: 200, ids: [first.id, halted.id, last.id] }]);
+    // Cancelled on that one instance only, so it does not run the deploy whenever it starts again.
+    const cancels = simulator.control.calls(accountId, 'CancelCommand').map((c) => c.params);
+    expect(cancels).toEqual([expect.objectContaining({ InstanceIds: [halted.id] })]);
+    expect(simulator.control.invocations(accountId, halted.id).map((i) => i.status)).toEqual(['Cancelled']);
   }, 120_000);
 });

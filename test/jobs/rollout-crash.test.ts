@@ -64,6 +64,8 @@ beforeAll(async () => {
       commandTimeoutSeconds: 60,
       deployDocument: 'fleetbot-deploy',
       editIntervalMs: 10,
+      // This simulator lists a command as soon as it is sent (no visibility lag is set but in the last test).
+      listingLagMs: 0,
     },
     log: capturedLogger().log,
   };
@@ -143,6 +145,59 @@ describe('a deploy whose worker dies', () => {
       expect(saved.batches?.every((b) => b.state === 'done')).toBe(true);
     }
   }, 120_000);
+
+  it('when ListCommands lags behind SendCommand and the worker died right after a send, then the next one waits out the lag and finds it instead of sending it again', async () => {
+    const version = 'v5.98.0';
+    const lagMs = 1_500;
+    simulator.control.setVisibilityLag(accountId, { listCommandsMs: lagMs });
+    try {
+      let saved = approvedDeploy('listlag0001', version);
+      let died = false;
+      await expect(
+        processRollout(
+          {
+            id: 'rollout-list-lag',
+            data: saved,
+            updateData: async (data) => {
+              // The write after the first SendCommand returned (its `sent` mark) never lands.
+              if (data.batches?.[0]?.state === 'sent') {
+                died = true;
+                throw new WorkerDied();
+              }
+              saved = structuredClone(data);
+            },
+          },
+          deps,
+        ),
+      ).rejects.toThrow(WorkerDied);
+      expect(died).toBe(true);
+      expect(saved.batches?.[0]?.state).toBe('sending');
+      // The next worker takes over at once: the command is younger than the listing lag.
+      await processRollout(
+        {
+          id: 'rollout-list-lag',
+          data: saved,
+          updateData: async (data) => {
+            saved = structuredClone(data);
+          },
+        },
+        { ...deps, settings: { ...deps.settings, listingLagMs: 2 * lagMs } },
+      );
+      const received = simulator.control
+        .invocations(accountId)
+        .filter((i) => i.parameters.version?.[0] === version)
+        .map((i) => i.instanceId);
+      expect(received).toHaveLength(60);
+      expect(new Set(received).size).toBe(60);
+      // The first look missed it, the second (after the lag) found it.
+      const lookups = simulator.control
+        .calls(accountId, 'ListCommands')
+        .filter((c) => c.at >= (saved.batches?.[0]?.sendingAt ?? 0));
+      expect(lookups.length).toBeGreaterThanOrEqual(2);
+    } finally {
+      simulator.control.setVisibilityLag(accountId, { listCommandsMs: 0 });
+    }
+  });
 
   it('when another worker has taken the job over, then the stalled one sends nothing more', async () => {
     const version = 'v5.99.0';

@@ -32,6 +32,8 @@ const rolloutOps = [
   'CancelCommand',
   'GetCommandInvocation',
   'ListCommands',
+  'DescribeInstanceInformation',
+  'DescribeInstancePatchStates',
 ];
 /**
  * Deadlines for what does happen, only later when the machine is busy (moto, shared by every test
@@ -527,27 +529,91 @@ describe('running a deploy', () => {
     expect(simulator.control.calls(accountId, 'SendCommand')).toHaveLength(1);
     for (const id of instanceIds) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
   }, 300_000);
+
+  it('when a deploy is cancelled and SSM is still cancelling, then an instance that finishes meanwhile counts as succeeded', async () => {
+    const [quick, slow, slower] = instanceIds.filter((id) => userOf.get(id) === '30003');
+    if (!quick || !slow || !slower) throw new Error('member 30003 has instances');
+    // Generous, so a busy machine still cancels before it finishes; the cancel takes longer still.
+    const finishMs = 10_000;
+    simulator.control.scriptRunCommand(accountId, quick, { status: 'Success', afterMs: finishMs });
+    for (const id of [slow, slower])
+      simulator.control.scriptRunCommand(accountId, id, { status: 'InProgress' });
+    // CancelCommand only asks: each invocation stays Cancelling until its agent acts on it.
+    simulator.control.setCancelDelay(accountId, 2.5 * finishMs);
+    try {
+      const { ts, jobId } = await planAndApprove(`/deploy v3.3.0 ${quick},${slow},${slower} --concurrency 3`);
+      await expect
+        .poll(() => simulator.control.calls(accountId, 'SendCommand').length, { timeout: jobEndsWithinMs })
+        .toBe(1);
+      await slash(`/cancel ${jobId}`, 'UBOB');
+      await slack.waitFor(() => messageText(ts).includes(': cancelled (job'), jobEndsWithinMs);
+      const [send] = simulator.control.calls(accountId, 'SendCommand');
+      const [cancel] = simulator.control.calls(accountId, 'CancelCommand');
+      // The scenario held: the cancel was asked for before the quick instance finished.
+      expect((cancel?.at ?? Infinity) - (send?.at ?? 0)).toBeLessThan(finishMs);
+      expect(messageText(ts)).toContain('succeeded 1 · failed 0 · timed out 0 · cancelled 2 ·');
+      expect(simulator.control.invocations(accountId, quick).at(-1)?.status).toBe('Success');
+    } finally {
+      simulator.control.setCancelDelay(accountId, 0);
+      for (const id of [quick, slow, slower])
+        simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+    }
+  }, 300_000);
 });
 
 describe('patching', () => {
-  it('when a patch scan runs, then the summary reports missing patches and pending reboots', async () => {
+  it('when a patch scan runs, then compliance comes from SSM patch states, not from the truncated output', async () => {
     const early = instanceIds.filter((id) => userOf.get(id) === '30000');
     for (const [n, id] of early.entries())
       simulator.control.scriptRunCommand(accountId, id, {
         status: 'Success',
-        output: `Patch Summary for ${id}\nInstalledCount : 40\nInstalledPendingRebootCount : ${n === 0 ? 1 : 0}\nMissingCount : ${n < 3 ? 2 : 0}\nFailedCount : 0`,
+        // Linux RunPatchBaseline output is long and its counts may sit past the 2,500 characters
+        // ListCommandInvocations shows, or be missing: here it says nothing about them at all.
+        output: `${'Installing... '.repeat(300)}\nDone.`,
+        patchState: {
+          installed: 40,
+          installedPendingReboot: n === 0 ? 1 : 0,
+          missing: n < 3 ? 2 : 0,
+          failed: n === 4 ? 1 : 0,
+        },
       });
     const { ts } = await planAndApprove('/patch scan tag:ring=early');
     await slack.waitFor(() => messageText(ts).includes('Compliance:'), jobEndsWithinMs);
     const text = messageText(ts);
     expect(text).toContain('Patch scan to instances tagged ring=early: succeeded on all 50 instances');
-    expect(text).toContain('Compliance: 3 instances missing patches');
+    expect(text).toContain(
+      `Compliance: 3 instances missing patches (${early[0]}: 2, ${early[1]}: 2, ${early[2]}: 2).`,
+    );
+    expect(text).toContain(`Patches that failed to install: ${early[4]}: 1.`);
     expect(text).toContain(`Pending a reboot: ${early[0]}.`);
+    expect(text).not.toContain('No patch state from this run');
     const sends = simulator.control.calls(accountId, 'SendCommand');
     expect(sends[0]?.params).toMatchObject({
       DocumentName: 'AWS-RunPatchBaseline',
       Parameters: { Operation: ['Scan'], RebootOption: ['NoReboot'] },
     });
+    // One DescribeInstancePatchStates per 50 instances, each naming at most 50.
+    const states = simulator.control.calls(accountId, 'DescribeInstancePatchStates');
+    expect(states).toHaveLength(1);
+    expect(states.map((c) => (c.params as { InstanceIds: string[] }).InstanceIds.sort())).toEqual([early]);
+  }, 300_000);
+
+  it('when a patch install fails on an instance, then its error output is read from the PatchLinux step and shown', async () => {
+    const [failing] = instanceIds.filter((id) => userOf.get(id) === '30002');
+    if (!failing) throw new Error('member 30002 has instances');
+    simulator.control.scriptRunCommand(accountId, failing, {
+      status: 'Failed',
+      errorOutput: 'yum: cannot reach the package repository',
+    });
+    const { ts } = await planAndApprove(`/patch install ${failing}`);
+    await slack.waitFor(() => messageText(ts).includes('Failed instances:'), jobEndsWithinMs);
+    expect(messageText(ts)).toContain(`• 30002 ${failing} failed: yum: cannot reach the package repository`);
+    // RunPatchBaseline has a step per platform: without PluginName SSM refuses GetCommandInvocation.
+    const reads = simulator.control.calls(accountId, 'GetCommandInvocation');
+    expect(reads.map((c) => (c.params as { PluginName?: string }).PluginName)).toEqual(['PatchLinux']);
+    expect(reads.map((c) => c.status)).toEqual([200]);
+    // Its state is older than this run (or absent): compliance is said to be unknown, not clean.
+    expect(messageText(ts)).toContain('Compliance: no instance reported a patch state from this run.');
   }, 300_000);
 
   it('when a patch install with reboot runs, then RunPatchBaseline gets Install and RebootIfNeeded', async () => {

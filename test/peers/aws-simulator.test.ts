@@ -303,24 +303,26 @@ describe('AWS simulator: scripted Run Command outcomes', () => {
     expect(await invocation(ssm, bad, id)).toMatchObject({ Status: 'Failed' });
   });
 
-  it('when the agent is offline, then the invocation is Undeliverable and the instance shows ConnectionLost', async () => {
+  it('when a running instance\'s agent is offline, then SendCommand naming it fails whole with InvalidInstanceId and the instance shows ConnectionLost', async () => {
     const { accountId, ssm, ec2 } = world();
     const [online = '', offline = ''] = await launch(ec2, 2);
     sim.control.setAgentOnline(accountId, offline, false);
 
-    const commandId = await send(ssm, { InstanceIds: [online, offline] });
-    expect(await invocation(ssm, commandId, offline)).toMatchObject({
-      Status: 'Failed',
-      StatusDetails: 'Undeliverable',
-      ResponseCode: -1,
+    // AWS: "SSM Agent isn't running" is one of InvalidInstanceId's causes; nothing is sent anywhere.
+    await expect(send(ssm, { InstanceIds: [online, offline] })).rejects.toMatchObject({
+      name: 'InvalidInstanceId',
+      message: `Instances [[${offline}]] not in a valid state for account ${accountId}`,
     });
-    // Undeliverable invocations do not decide the command's outcome in AWS.
-    expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
+    expect((await ssm.send(new ListCommandsCommand({}))).Commands).toEqual([]);
     const info = await ssm.send(new DescribeInstanceInformationCommand({}));
     const pings = Object.fromEntries(
       (info.InstanceInformationList ?? []).map((i) => [i.InstanceId, i.PingStatus]),
     );
     expect(pings).toEqual({ [online]: 'Online', [offline]: 'ConnectionLost' });
+
+    sim.control.setAgentOnline(accountId, offline, true);
+    const commandId = await send(ssm, { InstanceIds: [online, offline] });
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
   });
 
   it('when an instance is terminated under a running invocation, then the invocation ends Undeliverable and the next SendCommand naming it is rejected', async () => {
@@ -518,7 +520,9 @@ describe('AWS simulator: listings', () => {
       new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [ids[1] ?? ''] }] }),
     );
     expect(one.InstanceInformationList?.map((i) => i.InstanceId)).toEqual([ids[1]]);
-    await expect(send(ssm, { InstanceIds: [stopped] })).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    // Stopped is a valid state for SendCommand: accepted, and Delayed until the instance runs again.
+    const commandId = await send(ssm, { InstanceIds: [stopped] });
+    expect((await invocation(ssm, commandId, stopped)).Status).toBe('Delayed');
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * An AWS endpoint for tests and the sandbox: a small HTTP server in front of moto that owns what
- * moto lacks (Run Command with scripted outcomes over time, instance information, EC2 boot timing,
- * the real limits, injected faults, a call log) and forwards every other request to moto unchanged.
+ * moto lacks (Run Command with scripted outcomes over time, instance information, patch states, EC2
+ * boot timing, AWS's failure paths and eventual consistency, the real limits, injected faults, a
+ * call log) and forwards every other request to moto unchanged.
  * Point the real SDK clients at `url`; state is kept per `x-moto-account-id`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -12,6 +13,7 @@ import { type AwsSimulatorControl, createControl } from './aws-simulator/control
 import { CONTROL_PREFIX, handleControl } from './aws-simulator/control-http.js';
 import { createFaults, type FaultError, seededRandom } from './aws-simulator/faults.js';
 import { createInstanceInformationHandler } from './aws-simulator/instance-information.js';
+import { createPatchStatesHandler } from './aws-simulator/patch-states.js';
 import { createRunCommandHandlers } from './aws-simulator/run-command.js';
 import { createState } from './aws-simulator/state.js';
 import { createTerminationHandlers } from './aws-simulator/terminations.js';
@@ -39,9 +41,11 @@ export type {
 } from './aws-simulator/faults.js';
 export type {
   BootTiming,
+  PatchCounts,
   RegisteredInstance,
   RunCommandOutcome,
   RunCommandScript,
+  VisibilityLag,
 } from './aws-simulator/state.js';
 
 export interface AwsSimulatorOptions {
@@ -82,6 +86,7 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
   const ssmJson: Record<string, (call: AwsCall) => Promise<unknown>> = {
     ...createRunCommandHandlers(deps),
     DescribeInstanceInformation: createInstanceInformationHandler(deps),
+    DescribeInstancePatchStates: createPatchStatesHandler(deps),
   };
   const handlers = new Map<string, Handler>();
   for (const [operation, handle] of Object.entries(ssmJson)) {

@@ -62,6 +62,8 @@ function fakes() {
     findByComment: notUsed,
     send: notUsed,
     invocation: notUsed,
+    agents: notUsed,
+    patchStates: notUsed,
   };
   return { fleet, runCommand, lists, sweeps };
 }

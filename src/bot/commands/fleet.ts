@@ -5,6 +5,7 @@ import { UserError } from '../../core/errors.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
 import { requestProvision } from './provisioning.js';
+import { unbindAfterTerminate } from './server.js';
 
 /** Admin views and actions on members' servers. */
 
@@ -104,9 +105,17 @@ export const destroyForConfirmed = defineCommand<BotDeps, typeof userIdArg>({
   async run({ args: userId, reply, audit }, deps) {
     const instance = await memberInstance(userId, deps);
     await deps.fleet.terminate(instance.id);
-    await deps.secrets.unbindFromInstance(userId, deps.settings.requiredSecrets);
-    audit({ outcome: `terminated ${instance.id}` });
-    await reply.send(`${instance.id} (Telegram user ${userId}) is being terminated.`);
+    const unbindFailure = await unbindAfterTerminate(userId, deps);
+    audit({
+      outcome: `terminated ${instance.id}${unbindFailure ? `; unbind failed (${unbindFailure})` : ''}`,
+    });
+    await reply.send(
+      `${instance.id} (Telegram user ${userId}) is being terminated.${
+        unbindFailure
+          ? ` Its parameters keep their InstanceArn tag (unbinding failed: ${unbindFailure}).`
+          : ''
+      }`,
+    );
   },
 });
 

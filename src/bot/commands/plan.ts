@@ -59,9 +59,12 @@ export async function proposePlan(
     );
 
   const targets = parseTargets(request.targets);
-  const matched = targets
-    ? (await deps.fleetView.instances()).filter((i) => matchesTargets(i, targets)).length
-    : 0;
+  const view = targets ? await deps.fleetView.snapshot() : undefined;
+  const matching = targets ? (view?.instances ?? []).filter((i) => matchesTargets(i, targets)) : [];
+  const matched = matching.length;
+  // SSM refuses a send to an instance whose agent is not online; the job checks again before each
+  // batch, so one that comes online meanwhile still gets it.
+  const offline = matching.filter((i) => view?.agentsOnline.get(i.id) !== true).length;
   const concurrency = Math.max(
     1,
     resolveAmount(parseAmount(request.concurrency) ?? { kind: 'count', value: 1 }, matched),
@@ -78,6 +81,9 @@ export async function proposePlan(
     matched === 0
       ? 'No running fleet instance matches right now.'
       : `${matched} running instance${matched > 1 ? 's' : ''} match${schedule ? ' right now' : ''}, in ${batches} batch${batches > 1 ? 'es' : ''} of at most ${Math.min(maxIdsPerCommand, concurrency)}.`,
+    offline > 0
+      ? `${offline} of them ha${offline > 1 ? 've' : 's'} no SSM agent online right now: checked again before each batch, and reported as not reachable if still so.`
+      : '',
     `At most ${concurrency} at once (--concurrency ${formatAmount(parseAmount(request.concurrency) ?? { kind: 'count', value: 1 })}); it ${describeErrorLimit(maxErrors)}.`,
     request.canary > 0
       ? `Canary: ${request.canary} instance${request.canary > 1 ? 's' : ''} first; the rest waits for them.`

@@ -1,4 +1,5 @@
 import type { FleetInstance } from '../../aws/fleet.js';
+import { SecretStoreError } from '../../aws/secret-store.js';
 import type { Reply } from '../../core/chat.js';
 import { UserError } from '../../core/errors.js';
 import { secretKinds } from '../../core/secret-kinds.js';
@@ -112,9 +113,16 @@ export const destroyConfirmed = defineCommand<BotDeps, typeof noArgs>({
   async run({ caller, reply, audit }, deps) {
     const instance = await ownInstance(caller.userId, deps);
     await deps.fleet.terminate(instance.id);
-    await deps.secrets.unbindFromInstance(caller.userId, deps.settings.requiredSecrets);
-    audit({ outcome: `terminated ${instance.id}` });
-    await reply.send(`Your server ${instance.id} is being terminated.`);
+    // The server is going either way: the member hears that, and what is left if unbinding failed.
+    const unbindFailure = await unbindAfterTerminate(caller.userId, deps);
+    audit({
+      outcome: `terminated ${instance.id}${unbindFailure ? `; unbind failed (${unbindFailure})` : ''}`,
+    });
+    await reply.send(
+      unbindFailure
+        ? `Your server ${instance.id} is being terminated. Your stored secrets could not be unlinked from it (AWS answered ${unbindFailure}); no other server can read them, and your next server links them to itself.`
+        : `Your server ${instance.id} is being terminated.`,
+    );
     await reply.confirm('Delete your stored secrets too?', '/forget-all-confirmed', {
       confirm: 'Delete them',
       cancel: 'Keep them',
@@ -140,6 +148,21 @@ export const forgetAllConfirmed = defineCommand<BotDeps, typeof noArgs>({
     );
   },
 });
+
+/**
+ * Removes the InstanceArn tags after a terminate, and says what AWS answered when that failed: the
+ * tag then names an instance that no longer runs, which no other instance's ARN can match.
+ */
+export async function unbindAfterTerminate(userId: string, deps: BotDeps): Promise<string | undefined> {
+  try {
+    await deps.secrets.unbindFromInstance(userId, deps.settings.requiredSecrets);
+    return undefined;
+  } catch (error) {
+    const code = error instanceof SecretStoreError ? error.awsCode : 'an unexpected error';
+    deps.intake.log.warn({ user: userId, err: code }, 'unbinding secrets after terminate failed');
+    return code;
+  }
+}
 
 /** `/start` without an invite code: a member's stopped server comes back through the readiness stages. */
 export async function stoppedServer(userId: string, deps: BotDeps): Promise<boolean> {

@@ -2,10 +2,13 @@
  * moto flips instances to `running` with status `ok` instantly, so the pending -> running ->
  * status-ok path of provisioning could never be exercised. These handlers pass EC2 calls through
  * to moto and rewrite its XML for instances still inside their simulated boot window, or whose
- * boot was set to end with an impaired status check.
+ * boot was set to end with an impaired status check, or that DescribeInstanceStatus must not know
+ * yet (visibility-lag.ts). Starting an instance also releases commands Delayed on it.
  */
+import { instanceStarted } from './delayed-delivery.js';
 import { type BootPhase, type BootRecord, bootPhase, type SimulatorState } from './state.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
+import { rejectUnseen, unseenInstances } from './visibility-lag.js';
 import type { AwsCall, Reply } from './wire.js';
 import { element, items, parseXml, path, replaceChild, serializeXml, text, type XmlElement } from './xml.js';
 
@@ -47,13 +50,14 @@ export function createBootTimingHandlers(deps: {
     async RunInstances(call) {
       const response = await upstream.fetch(call);
       const { account, now } = phases(call);
+      if (response.status !== 200) return asReply(response);
       const timing = account.bootTiming;
-      if (response.status === 200 && timing) {
-        const { root } = parseXml(response.body.toString('utf8'));
-        for (const item of items(path(root, 'instancesSet'))) {
-          const instanceId = text(path(item, 'instanceId'));
-          if (instanceId) account.boots.set(instanceId, { ...timing, startedAt: now, firstBoot: true });
-        }
+      const { root } = parseXml(response.body.toString('utf8'));
+      for (const item of items(path(root, 'instancesSet'))) {
+        const instanceId = text(path(item, 'instanceId'));
+        if (!instanceId) continue;
+        account.launchedAt.set(instanceId, now);
+        if (timing) account.boots.set(instanceId, { ...timing, startedAt: now, firstBoot: true });
       }
       return asReply(response);
     },
@@ -70,6 +74,7 @@ export function createBootTimingHandlers(deps: {
         const timing = account.bootTiming;
         if (timing) account.boots.set(instanceId, { ...timing, startedAt: now, firstBoot: false });
         else account.boots.delete(instanceId);
+        instanceStarted(account, instanceId, now + (timing?.pendingMs ?? 0), now);
       }
       return asReply(response);
     },
@@ -105,8 +110,11 @@ export function createBootTimingHandlers(deps: {
     },
 
     async DescribeInstanceStatus(call) {
-      const { account, phaseOf, anyIn, anyImpaired } = phases(call);
-      if (!anyIn(['pending', 'initializing']) && !anyImpaired()) return asReply(await upstream.fetch(call));
+      const { account, now, phaseOf, anyIn, anyImpaired } = phases(call);
+      const unseen = unseenInstances(account, now);
+      rejectUnseen(call.form, unseen);
+      if (!anyIn(['pending', 'initializing']) && !anyImpaired() && unseen.size === 0)
+        return asReply(await upstream.fetch(call));
       const includeAll = call.form.get('IncludeAllInstances') === 'true';
       const { forwarded, held } = holdFilters(call.form, STATUS_FILTERS);
       const response = await upstream.fetch(call, Buffer.from(forwarded.toString()));
@@ -117,6 +125,7 @@ export function createBootTimingHandlers(deps: {
         statusSet.children = statusSet.children.filter((item) => {
           if (typeof item === 'string') return true;
           const instanceId = text(path(item, 'instanceId')) ?? '';
+          if (unseen.has(instanceId)) return false;
           const phase = phaseOf(instanceId);
           if (stateName(item) === 'running' && phase === 'pending') {
             // Like AWS, a pending instance is only listed when the caller asks for all instances.

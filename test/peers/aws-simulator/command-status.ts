@@ -15,6 +15,22 @@ export interface InvocationView {
   stderr: string;
 }
 
+/**
+ * One invocation's status at `now`. Besides Pending -> InProgress -> the scripted end:
+ *
+ * - Delayed, for an invocation accepted while its instance was not running: "The system attempted
+ *   to send the command to the managed node but wasn't successful. The system retries again."
+ *   (StatusDetails of CommandInvocation,
+ *   https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandInvocation.html).
+ *   Not terminal; the script runs from when the agent picks it up, or it times out undelivered.
+ * - Cancelling, for a delivered invocation that CancelCommand reached: CancelCommand "Attempts to
+ *   cancel the command [...]. There is no guarantee that the command will be terminated and the
+ *   underlying process stopped."
+ *   (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CancelCommand.html), and
+ *   Cancelling is one of CommandInvocation's Status values ("Pending | InProgress | Delayed |
+ *   Success | Cancelled | TimedOut | Failed | Cancelling"). So a script that ends before the cancel
+ *   takes effect (`cancelDelayMs`) reports its own outcome; otherwise it ends Cancelled.
+ */
 export function invocationView(
   command: CommandRecord,
   invocation: InvocationRecord,
@@ -22,27 +38,43 @@ export function invocationView(
 ): InvocationView {
   const { outcome } = invocation;
   const base = { stdout: '', stderr: '', startedAt: undefined, endedAt: undefined };
-  if (outcome.status === 'Undeliverable') {
-    return { ...base, status: 'Failed', statusDetails: 'Undeliverable', responseCode: -1, terminal: true };
-  }
-  const startAt = command.requestedAt + (outcome.pendingMs ?? 0);
+  const expires = expiresAt(command);
+  // The script's timeline starts when the agent picks the command up; a Delayed one not picked up
+  // before the command expires never starts.
+  const origin = invocation.delayed ? invocation.pickedUpAt : command.requestedAt;
+  const delivered = origin !== undefined && origin < expires ? origin : Number.POSITIVE_INFINITY;
+  const startAt = delivered + (outcome.pendingMs ?? 0);
   const finishAt =
     outcome.status === 'InProgress'
       ? Number.POSITIVE_INFINITY
-      : Math.max(startAt, command.requestedAt + (outcome.afterMs ?? 0));
-  if (invocation.cancelledAt !== undefined) {
-    const started = invocation.cancelledAt >= startAt ? startAt : undefined;
-    return {
-      ...base,
-      status: 'Cancelled',
-      statusDetails: 'Cancelled',
-      responseCode: -1,
-      terminal: true,
-      startedAt: started,
-      endedAt: invocation.cancelledAt,
-    };
+      : Math.max(startAt, delivered + (outcome.afterMs ?? 0));
+  const { cancelledAt } = invocation;
+  if (cancelledAt !== undefined) {
+    // A script that ends before the cancel takes effect reports its own outcome.
+    if (finishAt > cancelledAt && now >= cancelledAt) {
+      return {
+        ...base,
+        status: 'Cancelled',
+        statusDetails: 'Cancelled',
+        responseCode: -1,
+        terminal: true,
+        startedAt: cancelledAt >= startAt ? startAt : undefined,
+        endedAt: cancelledAt,
+      };
+    }
+    const requestedAt = invocation.cancelRequestedAt ?? cancelledAt;
+    if (now >= requestedAt && now < Math.min(finishAt, cancelledAt)) {
+      return {
+        ...base,
+        status: 'Cancelling',
+        statusDetails: 'Cancelling',
+        responseCode: -1,
+        terminal: false,
+        startedAt: now >= startAt ? startAt : undefined,
+      };
+    }
   }
-  const cut = cutOff(command, invocation);
+  const cut = cutOff(command, invocation, startAt);
   if (cut && now >= cut.endsAt) {
     return {
       ...base,
@@ -56,6 +88,8 @@ export function invocationView(
   }
   // Cut off, the invocation shows what it showed at that moment: nothing reports any progress.
   const at = cut ? Math.min(now, cut.at) : now;
+  if (at < delivered)
+    return { ...base, status: 'Delayed', statusDetails: 'Delayed', responseCode: -1, terminal: false };
   if (at < startAt)
     return { ...base, status: 'Pending', statusDetails: 'Pending', responseCode: -1, terminal: false };
   if (at < finishAt) {
@@ -130,8 +164,17 @@ export function commandView(command: CommandRecord, now: number) {
     terminal: completed === views.length,
     ...counts,
   });
+  // Command Status values: "Pending | InProgress | Success | Cancelled | Failed | TimedOut |
+  // Cancelling" (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_Command.html);
+  // Delayed exists only as a StatusDetails value there.
+  if (views.some((v) => v.status === 'Cancelling')) return result('Cancelling');
   if (completed < views.length) {
-    return views.every((v) => v.status === 'Pending') ? result('Pending') : result('InProgress');
+    if (views.every((v) => v.status === 'Pending')) return result('Pending');
+    const open = views.filter((v) => !v.terminal);
+    const waiting = open.every((v) => v.status === 'Delayed' || v.status === 'Pending');
+    return waiting && open.some((v) => v.status === 'Delayed')
+      ? result('InProgress', 'Delayed')
+      : result('InProgress');
   }
   if (command.cancelRequested && cancelled > 0) return result('Cancelled');
   if (failed + timedOut > allowedErrors(command.maxErrors, views.length)) {
@@ -175,9 +218,12 @@ interface CutOff {
  *   https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_Command.html). AWS adds the
  *   document's execution timeout to ExpiresAfter; the simulator's ExpiresAfter is the request time
  *   plus TimeoutSeconds, and the invocation follows what ExpiresAfter says.
+ * - It was never picked up before the command expired (Pending that long, or Delayed on an instance
+ *   that did not run again in time): DeliveryTimedOut at expiry, for the same reason.
  */
-function cutOff(command: CommandRecord, invocation: InvocationRecord): CutOff | undefined {
+function cutOff(command: CommandRecord, invocation: InvocationRecord, startAt: number): CutOff | undefined {
   const cuts: CutOff[] = [];
+  const expires = expiresAt(command);
   if (invocation.instanceGoneAt !== undefined)
     cuts.push({
       at: invocation.instanceGoneAt,
@@ -188,10 +234,12 @@ function cutOff(command: CommandRecord, invocation: InvocationRecord): CutOff | 
   if (invocation.agentLostAt !== undefined)
     cuts.push({
       at: invocation.agentLostAt,
-      endsAt: Math.max(invocation.agentLostAt, expiresAt(command)),
+      endsAt: Math.max(invocation.agentLostAt, expires),
       status: 'TimedOut',
       statusDetails: 'DeliveryTimedOut',
     });
+  if (startAt > expires)
+    cuts.push({ at: expires, endsAt: expires, status: 'TimedOut', statusDetails: 'DeliveryTimedOut' });
   const first = cuts.sort((a, b) => a.endsAt - b.endsAt)[0];
   return first && { ...first, at: Math.min(...cuts.map((c) => c.at)) };
 }

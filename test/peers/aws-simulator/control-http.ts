@@ -16,6 +16,17 @@ const outcome = z.strictObject({
   responseCode: z.number().int().optional(),
   afterMs: z.number().min(0).optional(),
   pendingMs: z.number().min(0).optional(),
+  patchState: z
+    .strictObject({
+      installed: z.number().int().min(0).optional(),
+      installedOther: z.number().int().min(0).optional(),
+      installedPendingReboot: z.number().int().min(0).optional(),
+      installedRejected: z.number().int().min(0).optional(),
+      missing: z.number().int().min(0).optional(),
+      failed: z.number().int().min(0).optional(),
+      notApplicable: z.number().int().min(0).optional(),
+    })
+    .optional(),
 });
 
 const faultTarget = {
@@ -28,7 +39,14 @@ const faultTarget = {
 const bodies = {
   script: z.strictObject({ accountId: account, instanceId: z.string().default('*'), outcome }),
   agent: z.strictObject({ accountId: account, instanceId: z.string(), online: z.boolean() }),
+  agentRegistered: z.strictObject({ accountId: account, instanceId: z.string(), registered: z.boolean() }),
   terminationNotice: z.strictObject({ accountId: account, delayMs: z.number().min(0) }),
+  cancelDelay: z.strictObject({ accountId: account, delayMs: z.number().min(0) }),
+  visibilityLag: z.strictObject({
+    accountId: account,
+    listCommandsMs: z.number().min(0).optional(),
+    instanceStatusMs: z.number().min(0).optional(),
+  }),
   instances: z.strictObject({
     accountId: account,
     instanceId: z.string(),
@@ -48,6 +66,7 @@ const bodies = {
     pendingMs: z.number().min(0),
     initializingMs: z.number().min(0),
     impaired: z.enum(['system', 'instance']).optional(),
+    agentRegistrationMs: z.number().min(0).optional(),
   }),
   fault: z.discriminatedUnion('kind', [
     z.strictObject({ ...faultTarget, kind: z.enum(['throttle', 'server-error']) }),
@@ -86,6 +105,21 @@ export function handleControl(
       case 'POST /agent': {
         const input = parse(bodies.agent, body);
         control.setAgentOnline(input.accountId, input.instanceId, input.online);
+        return ok({ ok: true });
+      }
+      case 'POST /agent-registered': {
+        const input = parse(bodies.agentRegistered, body);
+        control.setAgentRegistered(input.accountId, input.instanceId, input.registered);
+        return ok({ ok: true });
+      }
+      case 'POST /cancel-delay': {
+        const input = parse(bodies.cancelDelay, body);
+        control.setCancelDelay(input.accountId, input.delayMs);
+        return ok({ ok: true });
+      }
+      case 'POST /visibility-lag': {
+        const { accountId, ...lag } = parse(bodies.visibilityLag, body);
+        control.setVisibilityLag(accountId, lag);
         return ok({ ok: true });
       }
       case 'POST /termination-notice': {

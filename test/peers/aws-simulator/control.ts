@@ -1,19 +1,45 @@
 import type { CallLog, CallRecord } from './call-log.js';
 import { invocationView, openInvocations } from './command-status.js';
+import { agentBack } from './delayed-delivery.js';
 import type { FaultSpec, Faults } from './faults.js';
 import { INSTANCE_ID } from './send-command-input.js';
-import type { BootTiming, RegisteredInstance, RunCommandScript, SimulatorState } from './state.js';
+import type {
+  BootTiming,
+  RegisteredInstance,
+  RunCommandScript,
+  SimulatorState,
+  VisibilityLag,
+} from './state.js';
 
 /** What a test (or the sandbox, over `/_sim/`) can arrange and observe. */
 export interface AwsSimulatorControl {
   /** How commands sent later end on this instance; `*` sets the account's default. */
   scriptRunCommand(accountId: string, instanceId: string, script: RunCommandScript): void;
   /**
-   * An offline agent shows ConnectionLost, and commands sent to it end Failed/Undeliverable. One
-   * that goes offline under an unfinished invocation leaves it as it was until the command expires
-   * (DeliveryTimedOut), unless it comes back before that and reports after all.
+   * An offline agent on a running instance shows ConnectionLost (still registered), and SendCommand
+   * naming it fails whole with InvalidInstanceId ("SSM Agent isn't running"). One that goes offline
+   * under an unfinished invocation leaves it as it was until the command expires (DeliveryTimedOut),
+   * unless it comes back before that and reports after all.
    */
   setAgentOnline(accountId: string, instanceId: string, online: boolean): void;
+  /**
+   * `false`: the instance's agent never registered with SSM (e.g. one kept after a failed
+   * provision), so SSM does not know it for good: absent from DescribeInstanceInformation, rejected
+   * by SendCommand. `true` undoes that.
+   */
+  setAgentRegistered(accountId: string, instanceId: string, registered: boolean): void;
+  /**
+   * How long CancelCommand takes to reach a delivered (InProgress) invocation, which shows
+   * Cancelling until then and ends Cancelled, unless its script ends first; 0 (at once) unless set.
+   * Pending and Delayed invocations cancel at once.
+   */
+  setCancelDelay(accountId: string, delayMs: number): void;
+  /**
+   * Eventual consistency, 0 unless set; fields left out keep their value. ListCommands does not show
+   * a command until `listCommandsMs` after its SendCommand; DescribeInstanceStatus does not know an
+   * instance until `instanceStatusMs` after RunInstances launched it.
+   */
+  setVisibilityLag(accountId: string, lag: Partial<VisibilityLag>): void;
   /**
    * How long SSM takes to notice that an instance was terminated under an unfinished invocation,
    * which then ends Undeliverable; 0 (at once) unless set. Applies to terminations from now on.
@@ -23,7 +49,8 @@ export interface AwsSimulatorControl {
   registerInstance(accountId: string, instanceId: string, info?: RegisteredInstance): void;
   /**
    * Applies to instances launched (or started from stopped) after this call; zeros without
-   * `impaired` switch it off.
+   * `impaired` switch it off. `agentRegistrationMs` keeps a new instance unknown to SSM for that
+   * long after its first boot reached `running`.
    */
   setBootTiming(accountId: string, timing: BootTiming): void;
   /** `accountId` `*` hits every account. Returns an id for reference in logs. */
@@ -63,11 +90,28 @@ export function createControl(deps: {
       const account = state.account(accountId);
       const now = clock();
       account.agents.set(instanceId, { online, since: now });
+      if (online) agentBack(account, instanceId, now);
       // Open means not expired yet: an agent back in time picks the command up (or reports it) after all.
       for (const invocation of openInvocations(account.commands, instanceId, now)) {
         if (!online) invocation.agentLostAt ??= now;
         else delete invocation.agentLostAt;
       }
+    },
+    setAgentRegistered(accountId, instanceId, registered) {
+      const { unregistered } = state.account(accountId);
+      if (registered) unregistered.delete(instanceId);
+      else unregistered.add(instanceId);
+    },
+    setCancelDelay(accountId, delayMs) {
+      if (!(delayMs >= 0)) throw new Error('the cancel delay must be >= 0');
+      state.account(accountId).cancelDelayMs = delayMs;
+    },
+    setVisibilityLag(accountId, lag) {
+      for (const value of [lag.listCommandsMs, lag.instanceStatusMs]) {
+        if (value !== undefined && !(value >= 0)) throw new Error('visibility lags must be >= 0');
+      }
+      const account = state.account(accountId);
+      account.visibilityLag = { ...account.visibilityLag, ...definedOnly(lag) };
     },
     setTerminationNotice(accountId, delayMs) {
       if (!(delayMs >= 0)) throw new Error('the termination notice delay must be >= 0');
@@ -85,8 +129,12 @@ export function createControl(deps: {
       if (timing.impaired !== undefined && timing.impaired !== 'system' && timing.impaired !== 'instance') {
         throw new Error(`boot timing impaired must be 'system' or 'instance', got ${timing.impaired}`);
       }
-      // An impaired instance with no boot delay still needs its record, or it would report ok.
-      const off = timing.pendingMs === 0 && timing.initializingMs === 0 && !timing.impaired;
+      if (timing.agentRegistrationMs !== undefined && !(timing.agentRegistrationMs >= 0)) {
+        throw new Error('boot timing agentRegistrationMs must be >= 0');
+      }
+      // An impaired instance or a slow agent with no boot delay still needs its record.
+      const off =
+        timing.pendingMs === 0 && timing.initializingMs === 0 && !timing.impaired && !timing.agentRegistrationMs;
       state.account(accountId).bootTiming = off ? undefined : { ...timing };
     },
     injectFault(accountId, fault) {
@@ -127,4 +175,8 @@ export function createControl(deps: {
       callLog.reset(accountId);
     },
   };
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -1,19 +1,41 @@
 /**
- * Which instances SSM knows about. moto can't say (DescribeInstanceInformation is missing there),
- * so the answer is built from moto's EC2 instances plus explicitly registered ones: an instance
- * becomes managed once it has finished its first boot, is Online while it runs and its agent is
- * online, and ConnectionLost when the agent is marked offline or the instance is stopped.
+ * Which instances SSM knows about, and what SendCommand does with each. moto can't say
+ * (DescribeInstanceInformation is missing there), so the answer is built from moto's EC2 instances
+ * plus explicitly registered ones: an instance becomes managed once its first boot has reached
+ * `running` and its agent has registered (`agentRegistrationMs` later), is Online while it runs and
+ * its agent is online, and ConnectionLost when the agent is marked offline or the instance is not
+ * running. An instance whose agent never registered (`setAgentRegistered(..., false)`) or that is
+ * gone is unknown.
  */
 import { page } from './pagination.js';
-import { bootPhase, type SimulatorState } from './state.js';
+import { type AccountState, bootPhase, type SimulatorState } from './state.js';
 import type { Upstream } from './upstream.js';
 import { type AwsCall, AwsError, epochSeconds } from './wire.js';
+
+/**
+ * SendCommand's rules, from InvalidInstanceId: "The following problems can cause this exception: [...]
+ * SSM Agent isn't running. [...] SSM Agent isn't registered with the SSM endpoint. [...] The managed
+ * node isn't in a valid state. Valid states are: Running, Pending, Stopped, and Stopping. Invalid
+ * states are: Shutting-down and Terminated."
+ * (https://docs.aws.amazon.com/botocore/latest/reference/services/ssm/client/exceptions/InvalidInstanceId.html)
+ *
+ * - `deliver`: running with its agent online; the agent picks the command up now.
+ * - `delay`: a known node in a valid state that is not running (stopped, stopping, pending on a
+ *   restart). Accepted, the invocation shows Delayed: "The system attempted to send the command to
+ *   the managed node but wasn't successful. The system retries again." (StatusDetails of
+ *   CommandInvocation, https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandInvocation.html)
+ * - `reject`: running but its agent is offline ("SSM Agent isn't running"). Unknown nodes (never
+ *   registered, still registering, terminated or shutting down) are not listed at all and are
+ *   rejected as well.
+ */
+export type Delivery = 'deliver' | 'delay' | 'reject';
 
 export interface ManagedInstance {
   instanceId: string;
   pingStatus: 'Online' | 'ConnectionLost';
-  /** Whether SendCommand accepts it: a stopped instance is rejected, an offline agent is not. */
-  acceptsCommands: boolean;
+  delivery: Delivery;
+  /** For `delay`: when the instance will be running again, if already known (a restart under way). */
+  runningFrom: number | undefined;
   lastPingAt: number;
   platformType: string;
   platformName: string;
@@ -24,7 +46,22 @@ export interface ManagedInstance {
   tags: Record<string, string>;
 }
 
-const AGENT_VERSION = '3.3.1142.0';
+/**
+ * SSM Agent 3.3.2746.0 or later: fleetbot's documents pass the version with `interpolationType:
+ * ENV_VAR`, and "Environment variables not available during execution [...] Verify SSM Agent
+ * version is 3.3.2746.0 or later"
+ * (https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-troubleshooting.html).
+ * 3.3.3572.0 also fixed ENV_VAR interpolation of Parameter Store values
+ * (https://github.com/aws/amazon-ssm-agent/releases/tag/3.3.3572.0).
+ */
+export const AGENT_VERSION = '3.3.3572.0';
+
+/** A first boot hides the instance from SSM until it runs and its agent has registered. */
+function registering(account: AccountState, instanceId: string, now: number): boolean {
+  const boot = account.boots.get(instanceId);
+  if (!boot?.firstBoot) return false;
+  return now < boot.startedAt + boot.pendingMs + (boot.agentRegistrationMs ?? 0);
+}
 
 export async function managedInstances(
   deps: { state: SimulatorState; upstream: Upstream; clock: () => number },
@@ -48,14 +85,17 @@ export async function managedInstances(
       gone.add(instance.instanceId);
       continue;
     }
+    if (account.unregistered.has(instance.instanceId) || registering(account, instance.instanceId, now))
+      continue;
     const boot = account.boots.get(instance.instanceId);
-    const phase = bootPhase(boot, now);
-    if (phase === 'pending' && boot?.firstBoot) continue;
-    const running = instance.state === 'running' && phase !== 'pending';
+    const restarting = instance.state === 'running' && bootPhase(boot, now) === 'pending';
+    const running = instance.state === 'running' && !restarting;
+    const online = running && agentOnline(instance.instanceId);
     byId.set(instance.instanceId, {
       instanceId: instance.instanceId,
-      pingStatus: running && agentOnline(instance.instanceId) ? 'Online' : 'ConnectionLost',
-      acceptsCommands: running,
+      pingStatus: online ? 'Online' : 'ConnectionLost',
+      delivery: online ? 'deliver' : running ? 'reject' : 'delay',
+      runningFrom: restarting && boot ? boot.startedAt + boot.pendingMs : undefined,
       lastPingAt: running ? lastPing(instance.instanceId) : now,
       // Our fleet runs Linux; moto labels its sample AMIs as windows, which says nothing about the agent.
       platformType: 'Linux',
@@ -69,13 +109,16 @@ export async function managedInstances(
   }
 
   for (const [instanceId, info] of account.registered) {
-    if (gone.has(instanceId)) continue;
+    if (gone.has(instanceId) || account.unregistered.has(instanceId)) continue;
     const fromMoto = byId.get(instanceId);
+    // Registered without a moto instance, it always runs: only its agent decides.
+    const online = agentOnline(instanceId);
     byId.set(instanceId, {
       instanceId,
-      pingStatus: agentOnline(instanceId) ? 'Online' : 'ConnectionLost',
-      acceptsCommands: true,
-      lastPingAt: lastPing(instanceId),
+      pingStatus: fromMoto?.pingStatus ?? (online ? 'Online' : 'ConnectionLost'),
+      delivery: fromMoto?.delivery ?? (online ? 'deliver' : 'reject'),
+      runningFrom: fromMoto?.runningFrom,
+      lastPingAt: fromMoto?.lastPingAt ?? lastPing(instanceId),
       platformType: info.platformType ?? 'Linux',
       platformName: info.platformName ?? 'Amazon Linux',
       platformVersion: info.platformVersion ?? '2023',
@@ -86,6 +129,11 @@ export async function managedInstances(
     });
   }
   return [...byId.values()];
+}
+
+/** The ids SendCommand rejects, in the order asked; unknown ones included. */
+export function rejectedIds(instanceIds: string[], managed: Map<string, ManagedInstance>): string[] {
+  return instanceIds.filter((id) => (managed.get(id)?.delivery ?? 'reject') === 'reject');
 }
 
 export function createInstanceInformationHandler(deps: {

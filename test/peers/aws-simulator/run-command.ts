@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { commandView, expiresAt, type InvocationView, invocationView } from './command-status.js';
-import { managedInstances } from './instance-information.js';
+import { stepsFor } from './documents.js';
+import { type ManagedInstance, managedInstances, rejectedIds } from './instance-information.js';
 import { page } from './pagination.js';
 import { validateSendCommand } from './send-command-input.js';
 import type {
@@ -17,7 +18,9 @@ import type {
   RunCommandScript,
   SimulatorState,
 } from './state.js';
+import { pluginStatus, type StepView, stepViews } from './steps.js';
 import type { Upstream } from './upstream.js';
+import { listedCommand } from './visibility-lag.js';
 import { type AwsCall, AwsError, epochSeconds, validationError } from './wire.js';
 
 type Handler = (call: AwsCall) => Promise<unknown>;
@@ -26,11 +29,6 @@ const DEFAULT_OUTCOME: RunCommandOutcome = { status: 'Success', output: '', afte
 const GET_STDOUT_LIMIT = 24_000;
 const GET_STDERR_LIMIT = 8_000;
 const LIST_OUTPUT_LIMIT = 2_500;
-const PLUGIN_NAMES: Record<string, string> = {
-  'AWS-RunShellScript': 'aws:runShellScript',
-  'AWS-RunPowerShellScript': 'aws:runPowerShellScript',
-  'AWS-RunPatchBaseline': 'PatchLinux',
-};
 
 export function createRunCommandHandlers(deps: {
   state: SimulatorState;
@@ -47,13 +45,15 @@ export function createRunCommandHandlers(deps: {
       const managed = new Map(
         (await managedInstances(deps, call.accountId, call.region)).map((m) => [m.instanceId, m]),
       );
-      const invalid = request.instanceIds.filter((id) => !managed.get(id)?.acceptsCommands);
-      if (invalid.length > 0) {
+      // One unreachable id fails the whole call; the message is AWS's, bad ids in request order.
+      const rejected = rejectedIds(request.instanceIds, managed);
+      if (rejected.length > 0) {
         throw new AwsError(
           'InvalidInstanceId',
-          `Instances [[${invalid.join(', ')}]] not in a valid state for account ${call.accountId}`,
+          `Instances [[${rejected.join(', ')}]] not in a valid state for account ${call.accountId}`,
         );
       }
+      const requestedAt = clock();
       const command: CommandRecord = {
         commandId: randomUUID(),
         region: call.region,
@@ -65,17 +65,19 @@ export function createRunCommandHandlers(deps: {
         maxConcurrency: request.maxConcurrency,
         maxErrors: request.maxErrors,
         timeoutSeconds: request.timeoutSeconds,
-        requestedAt: clock(),
+        requestedAt,
         echo: input,
         cancelRequested: false,
-        invocations: request.instanceIds.map((instanceId) => ({
-          instanceId,
-          outcome:
-            managed.get(instanceId)?.pingStatus === 'Online'
-              ? resolveScript(account, instanceId, request.documentName, request.parameters)
-              : { status: 'Undeliverable' },
-          pluginName: PLUGIN_NAMES[request.documentName] ?? 'aws:runShellScript',
-        })),
+        invocations: request.instanceIds.map((instanceId) => {
+          // Accepted ids are all known: rejectedIds left no other.
+          const node = managed.get(instanceId) as ManagedInstance;
+          return {
+            instanceId,
+            outcome: resolveScript(account, instanceId, request.documentName, request.parameters),
+            steps: stepsFor(request.documentName, node.platformType),
+            ...(node.delivery === 'delay' ? delayed(account, node, requestedAt) : {}),
+          };
+        }),
       };
       account.commands.push(command);
       return { Command: commandJson(command, clock()) };
@@ -88,10 +90,12 @@ export function createRunCommandHandlers(deps: {
       const commandId = optionalCommandId(input.CommandId);
       const instanceId = optionalString(input.InstanceId);
       const account = state.account(call.accountId);
-      if (commandId && !account.commands.some((c) => c.commandId === commandId)) {
+      // Right after SendCommand the command is not listed yet, not even by its id (visibility-lag.ts).
+      const listed = newestFirst(account).filter((c) => listedCommand(account, c, now));
+      if (commandId && !listed.some((c) => c.commandId === commandId)) {
         throw new AwsError('InvalidCommandId', 'Invalid command id.');
       }
-      const matching = newestFirst(account)
+      const matching = listed
         .filter((c) => !commandId || c.commandId === commandId)
         .filter((c) => !instanceId || c.instanceIds.includes(instanceId))
         .map((c) => ({ command: c, view: commandView(c, now) }))
@@ -154,29 +158,26 @@ export function createRunCommandHandlers(deps: {
       if (!command || !invocation) {
         throw new AwsError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist).');
       }
-      const pluginName = optionalString(input.PluginName);
-      if (pluginName && pluginName !== invocation.pluginName) {
-        throw new AwsError('InvalidPluginName', 'The plugin name is not valid.');
-      }
       const view = invocationView(command, invocation, clock());
-      const end = view.endedAt ?? (view.startedAt === undefined ? undefined : clock());
+      const step = chosenStep(stepViews(invocation, view), optionalString(input.PluginName));
+      const end = step.endedAt ?? (step.startedAt === undefined ? undefined : clock());
       return {
         CommandId: command.commandId,
         InstanceId: instanceId,
         Comment: command.comment,
         DocumentName: command.documentName,
         DocumentVersion: command.documentVersion,
-        PluginName: invocation.pluginName,
-        ResponseCode: view.responseCode,
-        ExecutionStartDateTime: view.startedAt === undefined ? '' : new Date(view.startedAt).toISOString(),
+        PluginName: step.name,
+        ResponseCode: step.responseCode,
+        ExecutionStartDateTime: step.startedAt === undefined ? '' : new Date(step.startedAt).toISOString(),
         ExecutionElapsedTime:
-          view.startedAt === undefined || end === undefined ? '' : isoDuration(end - view.startedAt),
-        ExecutionEndDateTime: view.endedAt === undefined ? '' : new Date(view.endedAt).toISOString(),
-        Status: view.status,
-        StatusDetails: view.statusDetails,
-        StandardOutputContent: view.stdout.slice(0, GET_STDOUT_LIMIT),
+          step.startedAt === undefined || end === undefined ? '' : isoDuration(end - step.startedAt),
+        ExecutionEndDateTime: step.endedAt === undefined ? '' : new Date(step.endedAt).toISOString(),
+        Status: step.status,
+        StatusDetails: step.statusDetails,
+        StandardOutputContent: step.stdout.slice(0, GET_STDOUT_LIMIT),
         StandardOutputUrl: '',
-        StandardErrorContent: view.stderr.slice(0, GET_STDERR_LIMIT),
+        StandardErrorContent: step.stderr.slice(0, GET_STDERR_LIMIT),
         StandardErrorUrl: '',
         CloudWatchOutputConfig: cloudWatchConfig(command),
       };
@@ -196,9 +197,17 @@ export function createRunCommandHandlers(deps: {
         );
       }
       const now = clock();
+      const account = state.account(call.accountId);
       for (const invocation of command.invocations) {
         if (only && !only.includes(invocation.instanceId)) continue;
-        if (!invocationView(command, invocation, now).terminal) invocation.cancelledAt = now;
+        if (invocation.cancelledAt !== undefined) continue;
+        const view = invocationView(command, invocation, now);
+        if (view.terminal) continue;
+        // Only a delivered invocation has an agent to tell; one still Pending or Delayed ends at once.
+        if (view.status === 'InProgress') {
+          invocation.cancelRequestedAt = now;
+          invocation.cancelledAt = now + account.cancelDelayMs;
+        } else invocation.cancelledAt = now;
       }
       if (!only) command.cancelRequested = true;
       return {};
@@ -218,6 +227,34 @@ function resolveScript(
   return typeof script === 'function'
     ? { ...script(documentName, structuredClone(parameters), instanceId) }
     : { ...script };
+}
+
+/**
+ * An invocation for a node that is not running waits Delayed. Its agent picks it up when the node
+ * runs again (known already for a restart under way); an agent marked offline leaves it waiting
+ * until the agent is back.
+ */
+function delayed(account: AccountState, node: ManagedInstance, now: number): Partial<InvocationRecord> {
+  const agentOffline = account.agents.get(node.instanceId)?.online === false;
+  return {
+    delayed: true,
+    ...(node.runningFrom === undefined ? {} : { pickedUpAt: node.runningFrom }),
+    ...(agentOffline ? { agentLostAt: now } : {}),
+  };
+}
+
+/**
+ * GetCommandInvocation's PluginName: "If the document contains only one step, you can omit the name
+ * and details for that step. If the document contains more than one step, you must specify the name
+ * of the step for which you want to view details."
+ * (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetCommandInvocation.html);
+ * InvalidPluginName ("The plugin name isn't valid.") is the operation's error for a step name it
+ * cannot use.
+ */
+function chosenStep(steps: StepView[], pluginName: string | undefined): StepView {
+  const step = pluginName === undefined ? (steps.length === 1 ? steps[0] : undefined) : steps.find((s) => s.name === pluginName);
+  if (!step) throw new AwsError('InvalidPluginName', 'The plugin name is not valid.');
+  return step;
 }
 
 function newestFirst(account: AccountState): CommandRecord[] {
@@ -275,27 +312,28 @@ function invocationJson(
     TraceOutput: '',
     StandardOutputUrl: '',
     StandardErrorUrl: '',
-    CommandPlugins: details
-      ? [
-          {
-            Name: invocation.pluginName,
-            Status: view.status,
-            StatusDetails: view.statusDetails,
-            ResponseCode: view.responseCode,
-            ...(view.startedAt === undefined ? {} : { ResponseStartDateTime: epochSeconds(view.startedAt) }),
-            ...(view.endedAt === undefined ? {} : { ResponseFinishDateTime: epochSeconds(view.endedAt) }),
-            Output: output.slice(0, LIST_OUTPUT_LIMIT),
-            StandardOutputUrl: '',
-            StandardErrorUrl: '',
-            OutputS3Region: command.region,
-            OutputS3BucketName: '',
-            OutputS3KeyPrefix: '',
-          },
-        ]
-      : [],
+    CommandPlugins: details ? stepViews(invocation, view).map((step) => pluginJson(command, step)) : [],
     ServiceRole: typeof command.echo.ServiceRoleArn === 'string' ? command.echo.ServiceRoleArn : '',
     NotificationConfig: notificationConfig(command),
     CloudWatchOutputConfig: cloudWatchConfig(command),
+  };
+}
+
+function pluginJson(command: CommandRecord, step: StepView) {
+  const output = step.stderr ? `${step.stdout}\n----------ERROR-------\n${step.stderr}` : step.stdout;
+  return {
+    Name: step.name,
+    Status: pluginStatus(step.status),
+    StatusDetails: step.statusDetails,
+    ResponseCode: step.responseCode,
+    ...(step.startedAt === undefined ? {} : { ResponseStartDateTime: epochSeconds(step.startedAt) }),
+    ...(step.endedAt === undefined ? {} : { ResponseFinishDateTime: epochSeconds(step.endedAt) }),
+    Output: output.slice(0, LIST_OUTPUT_LIMIT),
+    StandardOutputUrl: '',
+    StandardErrorUrl: '',
+    OutputS3Region: command.region,
+    OutputS3BucketName: '',
+    OutputS3KeyPrefix: '',
   };
 }
 

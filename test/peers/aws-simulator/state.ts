@@ -5,8 +5,10 @@
 
 /**
  * How one invocation ends. It stays Pending for `pendingMs`, InProgress until `afterMs` (both
- * measured from SendCommand on the simulator clock), then reaches `status`. `InProgress` as the
- * status means it never finishes by itself, which is what a cancel or a poll-timeout test needs.
+ * measured from when the agent picked the command up: SendCommand on the simulator clock, or, for a
+ * command Delayed on a stopped instance, the moment that instance runs again), then reaches
+ * `status`. `InProgress` as the status means it never finishes by itself, which is what a cancel or
+ * a poll-timeout test needs.
  */
 export interface RunCommandOutcome {
   status: 'Success' | 'Failed' | 'TimedOut' | 'InProgress';
@@ -18,6 +20,21 @@ export interface RunCommandOutcome {
   responseCode?: number;
   afterMs?: number;
   pendingMs?: number;
+  /**
+   * What a successful AWS-RunPatchBaseline run reports to Patch Manager, read back through
+   * DescribeInstancePatchStates (see patch-states.ts); every count defaults to 0.
+   */
+  patchState?: PatchCounts;
+}
+
+export interface PatchCounts {
+  installed?: number;
+  installedOther?: number;
+  installedPendingReboot?: number;
+  installedRejected?: number;
+  missing?: number;
+  failed?: number;
+  notApplicable?: number;
 }
 
 /** A fixed outcome, or one computed from what was sent, so a test can see a document parameter arrive. */
@@ -33,6 +50,11 @@ export interface BootTiming {
    * guest OS failure that moto can never report; both pass when omitted.
    */
   impaired?: 'system' | 'instance';
+  /**
+   * How long SSM keeps not knowing a new instance once its first boot has reached `running` (the
+   * agent registers itself after the OS is up); 0 unless set. A restarted instance is registered already.
+   */
+  agentRegistrationMs?: number;
 }
 
 export interface BootRecord extends BootTiming {
@@ -58,8 +80,17 @@ export interface AgentState {
 export interface InvocationRecord {
   instanceId: string;
   /** Fixed at send time: scripts apply to commands sent after they were set. */
-  outcome: RunCommandOutcome | { status: 'Undeliverable' };
-  pluginName: string;
+  outcome: RunCommandOutcome;
+  /** The document's steps for this instance, in order; exactly one of them runs the script. */
+  steps: StepRecord[];
+  /**
+   * Accepted for an instance that was not running (stopped, stopping, pending): Delayed until the
+   * agent picks it up at `pickedUpAt`, known once the instance runs again (see delayed-delivery.ts).
+   */
+  delayed?: boolean;
+  pickedUpAt?: number;
+  /** When CancelCommand reached a delivered invocation; it shows Cancelling until `cancelledAt`. */
+  cancelRequestedAt?: number;
   cancelledAt?: number;
   /**
    * When the agent went offline before the invocation finished: from then on it can never report,
@@ -70,6 +101,12 @@ export interface InvocationRecord {
   instanceGoneAt?: number;
   /** When SSM has noticed that termination and ends the invocation Undeliverable. */
   undeliverableAt?: number;
+}
+
+/** One step (plugin) of a document; `skippedFor` names the platform a skipped step's precondition wants. */
+export interface StepRecord {
+  name: string;
+  skippedFor?: string;
 }
 
 export interface CommandRecord {
@@ -100,6 +137,21 @@ export interface AccountState {
   boots: Map<string, BootRecord>;
   /** How long SSM takes to notice that an instance under an unfinished invocation was terminated. */
   terminationNoticeMs: number;
+  /** Instances whose agent never registered with SSM (`setAgentRegistered(..., false)`). */
+  unregistered: Set<string>;
+  /** How long a cancel takes to reach a delivered invocation; 0 cancels at once. */
+  cancelDelayMs: number;
+  visibilityLag: VisibilityLag;
+  /** When RunInstances launched each instance, for DescribeInstanceStatus's visibility lag. */
+  launchedAt: Map<string, number>;
+}
+
+/** Eventual consistency: how long fresh results stay invisible to the listed reads; 0 unless set. */
+export interface VisibilityLag {
+  /** ListCommands does not show a command for this long after its SendCommand. */
+  listCommandsMs: number;
+  /** DescribeInstanceStatus does not know an instance for this long after RunInstances. */
+  instanceStatusMs: number;
 }
 
 export interface SimulatorState {
@@ -121,6 +173,10 @@ export function createState(): SimulatorState {
           bootTiming: undefined,
           boots: new Map(),
           terminationNoticeMs: 0,
+          unregistered: new Set(),
+          cancelDelayMs: 0,
+          visibilityLag: { listCommandsMs: 0, instanceStatusMs: 0 },
+          launchedAt: new Map(),
         };
         accounts.set(accountId, state);
       }
