@@ -708,7 +708,7 @@ describe('scheduled maintenance', () => {
     );
     const summary = slack.channel('CREPORTS').messages.find((m) => m.ts === ts)?.text ?? '';
     expect(summary).toContain('Patch scan to instances tagged ring=early: succeeded on all 50 instances');
-    expect(summary).toContain('Compliance: no instance reports missing patches.');
+    expect(summary).toContain('Compliance: none of the 50 instances reporting a patch state misses patches.');
     // Runs due meanwhile were skipped: the next report was posted only after this one finished.
     await expect
       .poll(() => logs.lines.some((l) => l.includes('scheduled run skipped')), { timeout: jobEndsWithinMs })

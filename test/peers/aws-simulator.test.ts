@@ -12,12 +12,15 @@ import {
   CancelCommandCommand,
   type Command,
   DescribeInstanceInformationCommand,
+  DescribeInstancePatchStatesCommand,
+  type DescribeInstancePatchStatesCommandInput,
   GetCommandInvocationCommand,
   GetParameterCommand,
   InvalidInstanceId,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
   PutParameterCommand,
+  paginateDescribeInstancePatchStates,
   paginateListCommandInvocations,
   paginateListCommands,
   SendCommandCommand,
@@ -303,7 +306,7 @@ describe('AWS simulator: scripted Run Command outcomes', () => {
     expect(await invocation(ssm, bad, id)).toMatchObject({ Status: 'Failed' });
   });
 
-  it('when a running instance\'s agent is offline, then SendCommand naming it fails whole with InvalidInstanceId and the instance shows ConnectionLost', async () => {
+  it("when a running instance's agent is offline, then SendCommand naming it fails whole with InvalidInstanceId and the instance shows ConnectionLost", async () => {
     const { accountId, ssm, ec2 } = world();
     const [online = '', offline = ''] = await launch(ec2, 2);
     sim.control.setAgentOnline(accountId, offline, false);
@@ -648,6 +651,498 @@ describe('AWS simulator: EC2 boot timing', () => {
   });
 });
 
+describe('AWS simulator: SendCommand reachability', () => {
+  it('when ids are unknown, terminated, unregistered or on an offline agent, then SendCommand fails whole naming exactly those', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [ok = '', gone = '', offline = '', neverRegistered = '', stopped = ''] = await launch(ec2, 5);
+    const unknown = 'i-0123456789abcdef0';
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [gone] }));
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [stopped] }));
+    sim.control.setAgentOnline(accountId, offline, false);
+    sim.control.setAgentRegistered(accountId, neverRegistered, false);
+
+    await expect(
+      send(ssm, { InstanceIds: [ok, unknown, gone, stopped, offline, neverRegistered] }),
+    ).rejects.toMatchObject({
+      name: 'InvalidInstanceId',
+      message: `Instances [[${unknown}, ${gone}, ${offline}, ${neverRegistered}]] not in a valid state for account ${accountId}`,
+    });
+    expect(sim.control.invocations(accountId)).toEqual([]);
+    const listed = await ssm.send(new DescribeInstanceInformationCommand({}));
+    expect(listed.InstanceInformationList?.map((i) => i.InstanceId).sort()).toEqual(
+      [ok, offline, stopped].sort(),
+    );
+
+    sim.control.setAgentRegistered(accountId, neverRegistered, true);
+    const commandId = await send(ssm, { InstanceIds: [ok, stopped, neverRegistered] });
+    expect(sim.control.invocations(accountId).map((i) => [i.instanceId, i.status])).toEqual([
+      [ok, 'Success'],
+      [stopped, 'Delayed'],
+      [neverRegistered, 'Success'],
+    ]);
+    expect(await commandStatus(ssm, commandId)).toMatchObject({
+      Status: 'InProgress',
+      StatusDetails: 'Delayed',
+    });
+  });
+
+  it('when an instance registered without moto is marked unregistered, then SSM forgets it until it is registered again', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    sim.control.setAgentRegistered(accountId, id, false);
+
+    expect((await ssm.send(new DescribeInstanceInformationCommand({}))).InstanceInformationList).toEqual([]);
+    await expect(send(ssm, { InstanceIds: [id] })).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    sim.control.setAgentRegistered(accountId, id, true);
+    await expect(send(ssm, { InstanceIds: [id] })).resolves.toBeTruthy();
+  });
+
+  it('when a command targets a stopped instance that is never started, then it stays Delayed until the command expires and then times out undelivered', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    sim.control.scriptRunCommand(accountId, id, { status: 'Success', output: 'never' });
+
+    const commandId = await send(ssm, { InstanceIds: [id], TimeoutSeconds: 60 });
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'Delayed',
+      StatusDetails: 'Delayed',
+      ResponseCode: -1,
+      ExecutionStartDateTime: '',
+    });
+    const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }));
+    expect(listed.CommandInvocations?.[0]).toMatchObject({
+      Status: 'Delayed',
+      StatusDetails: 'Delayed',
+      CommandPlugins: [{ Name: 'aws:runShellScript', Status: 'Pending', StatusDetails: 'Delayed' }],
+    });
+    advance(59_999);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Delayed');
+    advance(1);
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'TimedOut',
+      StatusDetails: 'DeliveryTimedOut',
+      StandardOutputContent: '',
+    });
+    expect(await commandStatus(ssm, commandId)).toMatchObject({
+      Status: 'TimedOut',
+      StatusDetails: 'DeliveryTimedOut',
+      DeliveryTimedOutCount: 1,
+    });
+    // Started too late: the command is over.
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+    advance(10_000);
+    expect((await invocation(ssm, commandId, id)).StatusDetails).toBe('DeliveryTimedOut');
+  });
+
+  it('when a stopped instance is started before the command expires, then the agent picks it up once running and the script runs from then', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    sim.control.scriptRunCommand(accountId, id, {
+      status: 'Success',
+      output: 'late but done',
+      pendingMs: 1000,
+      afterMs: 5000,
+    });
+
+    const commandId = await send(ssm, { InstanceIds: [id], TimeoutSeconds: 600 });
+    advance(20_000);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Delayed');
+    sim.control.setBootTiming(accountId, { pendingMs: 10_000, initializingMs: 0 });
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+    const pickedUp = now + 10_000;
+    advance(9_999);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Delayed');
+    advance(1);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Pending');
+    advance(1000);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('InProgress');
+    advance(4000);
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'Success',
+      StandardOutputContent: 'late but done',
+      ExecutionStartDateTime: new Date(pickedUp + 1000).toISOString(),
+      ExecutionElapsedTime: 'PT4S',
+    });
+    expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
+  });
+
+  it('when a command targets an instance still pending on a restart, then it is Delayed until the instance runs', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    sim.control.setBootTiming(accountId, { pendingMs: 15_000, initializingMs: 0 });
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+    expect(await stateOf(ec2, id)).toEqual({ Code: 0, Name: 'pending' });
+
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Delayed');
+    advance(15_000);
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Success');
+  });
+
+  it('when the agent registers slowly, then SSM does not know a new instance until agentRegistrationMs after it runs, and a restart does not hide it again', async () => {
+    const { accountId, ssm, ec2 } = world();
+    sim.control.setBootTiming(accountId, {
+      pendingMs: 1000,
+      initializingMs: 5000,
+      agentRegistrationMs: 20_000,
+    });
+    const [id = ''] = await launch(ec2, 1);
+    const known = async () =>
+      (await ssm.send(new DescribeInstanceInformationCommand({}))).InstanceInformationList?.map(
+        (i) => i.PingStatus,
+      );
+
+    advance(1000);
+    expect(await stateOf(ec2, id)).toEqual({ Code: 16, Name: 'running' });
+    expect(await known()).toEqual([]);
+    advance(19_999);
+    expect(await known()).toEqual([]);
+    await expect(send(ssm, { InstanceIds: [id] })).rejects.toMatchObject({
+      name: 'InvalidInstanceId',
+      message: `Instances [[${id}]] not in a valid state for account ${accountId}`,
+    });
+    advance(1);
+    expect(await known()).toEqual(['Online']);
+    await expect(send(ssm, { InstanceIds: [id] })).resolves.toBeTruthy();
+
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+    expect(await known()).toEqual(['ConnectionLost']);
+    advance(1000);
+    expect(await known()).toEqual(['Online']);
+  });
+
+  it('when DescribeInstanceInformation answers, then AgentVersion is at least 3.3.2746.0, which ENV_VAR interpolation needs', async () => {
+    const { accountId, ssm } = world();
+    registered(accountId, 1);
+
+    const out = await ssm.send(new DescribeInstanceInformationCommand({}));
+    const version = (out.InstanceInformationList?.[0]?.AgentVersion ?? '').split('.').map(Number);
+    const minimum = [3, 3, 2746, 0];
+    const cmp = version.map((part, i) => part - (minimum[i] ?? 0)).find((d) => d !== 0) ?? 0;
+    expect(version).toHaveLength(4);
+    expect(cmp).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('AWS simulator: multi-step documents', () => {
+  it('when AWS-RunPatchBaseline runs on Linux, then PatchLinux runs, the other steps are skipped, and GetCommandInvocation needs a step name', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    sim.control.scriptRunCommand(accountId, id, {
+      status: 'Success',
+      output: 'MissingCount : 2',
+      afterMs: 3000,
+    });
+
+    const commandId = await send(ssm, {
+      InstanceIds: [id],
+      DocumentName: 'AWS-RunPatchBaseline',
+      Parameters: { Operation: ['Scan'] },
+    });
+    const plugins = async () =>
+      (
+        await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }))
+      ).CommandInvocations?.[0]?.CommandPlugins?.map((p) => [p.Name, p.Status, p.ResponseCode]);
+    expect(await plugins()).toEqual([
+      ['PatchWindows', 'Success', 0],
+      ['PatchLinux', 'InProgress', -1],
+      ['PatchMacOS', 'Pending', -1],
+    ]);
+    advance(3000);
+    expect(await plugins()).toEqual([
+      ['PatchWindows', 'Success', 0],
+      ['PatchLinux', 'Success', 0],
+      ['PatchMacOS', 'Success', 0],
+    ]);
+    const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }));
+    const macos = listed.CommandInvocations?.[0]?.CommandPlugins?.[2];
+    expect(macos?.Output).toBe(
+      `Step execution skipped due to unsatisfied preconditions: '"StringEquals": [platformType, MacOS]'. Step name: PatchMacOS`,
+    );
+
+    await expect(invocation(ssm, commandId, id)).rejects.toMatchObject({ name: 'InvalidPluginName' });
+    await expect(
+      ssm.send(
+        new GetCommandInvocationCommand({
+          CommandId: commandId,
+          InstanceId: id,
+          PluginName: 'aws:runShellScript',
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'InvalidPluginName' });
+    const linux = await ssm.send(
+      new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: id, PluginName: 'PatchLinux' }),
+    );
+    expect(linux).toMatchObject({
+      PluginName: 'PatchLinux',
+      Status: 'Success',
+      ResponseCode: 0,
+      StandardOutputContent: 'MissingCount : 2',
+    });
+    const windows = await ssm.send(
+      new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: id, PluginName: 'PatchWindows' }),
+    );
+    expect(windows).toMatchObject({
+      Status: 'Success',
+      StandardOutputContent: expect.stringContaining(
+        'Step execution skipped due to unsatisfied preconditions',
+      ),
+    });
+  });
+
+  it('when single-step documents run, then GetCommandInvocation works without a step name', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    sim.control.scriptRunCommand(accountId, id, { status: 'Success', output: 'ok' });
+
+    const shell = await send(ssm, { InstanceIds: [id] });
+    const deploy = await send(ssm, { InstanceIds: [id], DocumentName: 'Fleetbot-Deploy' });
+    expect(await invocation(ssm, shell, id)).toMatchObject({
+      PluginName: 'aws:runShellScript',
+      StandardOutputContent: 'ok',
+    });
+    expect((await invocation(ssm, deploy, id)).StandardOutputContent).toBe('ok');
+    const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: deploy, Details: true }));
+    expect(listed.CommandInvocations?.[0]?.CommandPlugins).toHaveLength(1);
+  });
+});
+
+describe('AWS simulator: patch states', () => {
+  const patch = (ssm: SSMClient, ids: string[], operation: 'Scan' | 'Install', reboot = 'NoReboot') =>
+    send(ssm, {
+      InstanceIds: ids,
+      DocumentName: 'AWS-RunPatchBaseline',
+      Parameters: { Operation: [operation], RebootOption: [reboot] },
+    });
+  const states = async (ssm: SSMClient, ids: string[]) =>
+    (await ssm.send(new DescribeInstancePatchStatesCommand({ InstanceIds: ids }))).InstancePatchStates ?? [];
+
+  it('when patch runs succeed, fail or time out, then DescribeInstancePatchStates shows the last successful one and leaves unpatched instances out', async () => {
+    const { accountId, ssm } = world();
+    const [id = '', never = ''] = registered(accountId, 2);
+    sim.control.scriptRunCommand(accountId, id, {
+      status: 'Success',
+      pendingMs: 500,
+      afterMs: 2000,
+      patchState: { installed: 40, missing: 3, notApplicable: 7 },
+    });
+
+    expect(await states(ssm, [id, never])).toEqual([]);
+    const scanAt = now;
+    await patch(ssm, [id], 'Scan');
+    // Not finished yet: nothing reported.
+    expect(await states(ssm, [id])).toEqual([]);
+    advance(2000);
+    expect(await states(ssm, [id, never])).toEqual([
+      {
+        InstanceId: id,
+        PatchGroup: '',
+        BaselineId: expect.stringMatching(/^pb-[0-9a-f]{17}$/),
+        OperationStartTime: new Date(scanAt + 500),
+        OperationEndTime: new Date(scanAt + 2000),
+        Operation: 'Scan',
+        InstalledCount: 40,
+        InstalledOtherCount: 0,
+        InstalledPendingRebootCount: 0,
+        InstalledRejectedCount: 0,
+        MissingCount: 3,
+        FailedCount: 0,
+        UnreportedNotApplicableCount: 0,
+        NotApplicableCount: 7,
+      },
+    ]);
+
+    sim.control.scriptRunCommand(accountId, id, {
+      status: 'Success',
+      afterMs: 1000,
+      patchState: { installed: 43, installedPendingReboot: 3, notApplicable: 7 },
+    });
+    const installAt = now;
+    await patch(ssm, [id], 'Install');
+    advance(1000);
+    const installed = (await states(ssm, [id]))[0];
+    expect(installed).toMatchObject({
+      Operation: 'Install',
+      RebootOption: 'NoReboot',
+      InstalledCount: 43,
+      InstalledPendingRebootCount: 3,
+      MissingCount: 0,
+      OperationEndTime: new Date(installAt + 1000),
+      LastNoRebootInstallOperationTime: new Date(installAt),
+    });
+
+    sim.control.scriptRunCommand(accountId, id, { status: 'Failed', patchState: { failed: 5 } });
+    await patch(ssm, [id], 'Install', 'RebootIfNeeded');
+    sim.control.scriptRunCommand(accountId, id, { status: 'TimedOut', patchState: { missing: 9 } });
+    await patch(ssm, [id], 'Scan');
+    advance(1000);
+    expect((await states(ssm, [id]))[0]).toEqual(installed);
+  });
+
+  it('when DescribeInstancePatchStates gets no ids, too many ids or a page size out of range, then it fails with ValidationException', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 51);
+    const call = (input: object) =>
+      ssm.send(new DescribeInstancePatchStatesCommand(input as DescribeInstancePatchStatesCommandInput));
+
+    await expect(call({})).rejects.toMatchObject({
+      name: 'ValidationException',
+      message: expect.stringContaining('instanceIds'),
+    });
+    await expect(call({ InstanceIds: ids })).rejects.toMatchObject({
+      name: 'ValidationException',
+      message: expect.stringContaining('less than or equal to 50'),
+    });
+    await expect(call({ InstanceIds: ['web-1'] })).rejects.toMatchObject({ name: 'ValidationException' });
+    await expect(call({ InstanceIds: ids.slice(0, 1), MaxResults: 9 })).rejects.toMatchObject({
+      name: 'ValidationException',
+    });
+    await expect(call({ InstanceIds: ids.slice(0, 1), MaxResults: 101 })).rejects.toMatchObject({
+      name: 'ValidationException',
+    });
+    // The model allows 0 to 50 ids and a page of 10 to 100 (not 50).
+    await expect(call({ InstanceIds: ids.slice(0, 50), MaxResults: 100 })).resolves.toMatchObject({
+      InstancePatchStates: [],
+    });
+    await expect(call({ InstanceIds: [] })).resolves.toMatchObject({ InstancePatchStates: [] });
+  });
+
+  it('when many instances have patch states, then DescribeInstancePatchStates pages them with NextToken', async () => {
+    const { accountId, ssm } = world();
+    const ids = registered(accountId, 12);
+    await patch(ssm, ids, 'Scan');
+
+    const pages: string[][] = [];
+    for await (const out of paginateDescribeInstancePatchStates(
+      { client: ssm, pageSize: 10 },
+      { InstanceIds: ids },
+    )) {
+      pages.push((out.InstancePatchStates ?? []).map((s) => s.InstanceId ?? ''));
+    }
+    expect(pages.map((p) => p.length)).toEqual([10, 2]);
+    expect(pages.flat()).toEqual(ids);
+  });
+});
+
+describe('AWS simulator: cancelling', () => {
+  it('when a cancel takes time to reach the agent, then delivered invocations show Cancelling, a script that ends first keeps its outcome, and pending ones cancel at once', async () => {
+    const { accountId, ssm } = world();
+    const [finishing = '', endless = '', waiting = ''] = registered(accountId, 3);
+    sim.control.setCancelDelay(accountId, 5000);
+    sim.control.scriptRunCommand(accountId, finishing, {
+      status: 'Success',
+      output: 'made it',
+      afterMs: 13_000,
+    });
+    sim.control.scriptRunCommand(accountId, endless, { status: 'InProgress' });
+    sim.control.scriptRunCommand(accountId, waiting, {
+      status: 'Success',
+      pendingMs: 60_000,
+      afterMs: 70_000,
+    });
+
+    const commandId = await send(ssm, { InstanceIds: [finishing, endless, waiting] });
+    advance(10_000);
+    await ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+    const statuses = async () =>
+      Promise.all(
+        [finishing, endless, waiting].map(async (id) => {
+          const got = await invocation(ssm, commandId, id);
+          return [got.Status, got.StatusDetails];
+        }),
+      );
+
+    expect(await statuses()).toEqual([
+      ['Cancelling', 'Cancelling'],
+      ['Cancelling', 'Cancelling'],
+      ['Cancelled', 'Cancelled'],
+    ]);
+    expect(await commandStatus(ssm, commandId)).toMatchObject({
+      Status: 'Cancelling',
+      StatusDetails: 'Cancelling',
+    });
+    const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }));
+    expect(listed.CommandInvocations?.map((i) => i.CommandPlugins?.[0]?.Status)).toEqual([
+      'InProgress',
+      'InProgress',
+      'Cancelled',
+    ]);
+
+    advance(3000);
+    expect(await statuses()).toEqual([
+      ['Success', 'Success'],
+      ['Cancelling', 'Cancelling'],
+      ['Cancelled', 'Cancelled'],
+    ]);
+    expect((await invocation(ssm, commandId, finishing)).StandardOutputContent).toBe('made it');
+    advance(2000);
+    expect(await statuses()).toEqual([
+      ['Success', 'Success'],
+      ['Cancelled', 'Cancelled'],
+      ['Cancelled', 'Cancelled'],
+    ]);
+    expect(await invocation(ssm, commandId, endless)).toMatchObject({
+      ExecutionEndDateTime: new Date(now).toISOString(),
+    });
+    expect(await commandStatus(ssm, commandId)).toMatchObject({ Status: 'Cancelled', CompletedCount: 3 });
+  });
+});
+
+describe('AWS simulator: visibility lag', () => {
+  it('when ListCommands lags, then a fresh command is missing from listings and unknown by id, while its invocations are already there', async () => {
+    const { accountId, ssm } = world();
+    const [id = ''] = registered(accountId, 1);
+    sim.control.setVisibilityLag(accountId, { listCommandsMs: 2000 });
+
+    const commandId = await send(ssm, { InstanceIds: [id] });
+    expect((await ssm.send(new ListCommandsCommand({}))).Commands).toEqual([]);
+    await expect(ssm.send(new ListCommandsCommand({ CommandId: commandId }))).rejects.toMatchObject({
+      name: 'InvalidCommandId',
+    });
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Success');
+    const invocations = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
+    expect(invocations.CommandInvocations).toHaveLength(1);
+
+    advance(1999);
+    expect((await ssm.send(new ListCommandsCommand({}))).Commands).toEqual([]);
+    advance(1);
+    expect((await commandStatus(ssm, commandId))?.CommandId).toBe(commandId);
+  });
+
+  it('when DescribeInstanceStatus lags, then naming a fresh instance fails whole with InvalidInstanceID.NotFound and listing all leaves it out', async () => {
+    const { accountId, ec2 } = world();
+    const [old = ''] = await launch(ec2, 1);
+    sim.control.setVisibilityLag(accountId, { instanceStatusMs: 5000 });
+    advance(5000);
+    const [fresh = '', fresher = ''] = await launch(ec2, 2);
+    const describe = (ids?: string[]) => ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: ids }));
+
+    await expect(describe([old, fresh])).rejects.toMatchObject({
+      name: 'InvalidInstanceID.NotFound',
+      message: `The instance ID '${fresh}' does not exist`,
+      $metadata: { httpStatusCode: 400 },
+    });
+    await expect(describe([fresh, fresher])).rejects.toMatchObject({
+      name: 'InvalidInstanceID.NotFound',
+      message: `The instance IDs '${fresh}, ${fresher}' do not exist`,
+    });
+    expect((await describe()).InstanceStatuses?.map((s) => s.InstanceId)).toEqual([old]);
+    expect((await describe([old])).InstanceStatuses?.map((s) => s.InstanceId)).toEqual([old]);
+
+    advance(4999);
+    await expect(describe([fresh])).rejects.toMatchObject({ name: 'InvalidInstanceID.NotFound' });
+    advance(1);
+    expect((await describe([fresh, fresher])).InstanceStatuses?.map((s) => s.InstanceId)).toEqual([
+      fresh,
+      fresher,
+    ]);
+  });
+});
+
 describe('AWS simulator: faults', () => {
   it('when a throttle is injected once on SendCommand, then only that call fails with ThrottlingException', async () => {
     const { accountId, ssm } = world();
@@ -930,6 +1425,77 @@ describe('AWS simulator: HTTP control API', () => {
       InstanceStatus: { Status: 'impaired' },
       SystemStatus: { Status: 'ok' },
     });
+  });
+  it('when registration, cancel delay, visibility lag, agent registration time and patch states are posted over HTTP, then they take effect and malformed ones are refused', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = registered(accountId, 1);
+    const post = (route: string, body: unknown) =>
+      fetch(`${sim.url}/_sim/${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+
+    expect((await post('agent-registered', { accountId, instanceId: id, registered: false })).status).toBe(
+      200,
+    );
+    await expect(send(ssm, { InstanceIds: [id] })).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    expect((await post('agent-registered', { accountId, instanceId: id, registered: true })).status).toBe(
+      200,
+    );
+    expect((await post('agent-registered', { accountId, instanceId: id })).status).toBe(400);
+
+    expect(
+      (
+        await post('script', {
+          accountId,
+          instanceId: id,
+          outcome: { status: 'Success', patchState: { installed: 2, missing: 1 } },
+        })
+      ).status,
+    ).toBe(200);
+    const bad = await post('script', {
+      accountId,
+      outcome: { status: 'Success', patchState: { missing: -1 } },
+    });
+    expect(bad.status).toBe(400);
+    await send(ssm, { InstanceIds: [id], DocumentName: 'AWS-RunPatchBaseline' });
+    const patched = await ssm.send(new DescribeInstancePatchStatesCommand({ InstanceIds: [id] }));
+    expect(patched.InstancePatchStates?.[0]).toMatchObject({
+      Operation: 'Scan',
+      InstalledCount: 2,
+      MissingCount: 1,
+    });
+
+    expect((await post('visibility-lag', { accountId, listCommandsMs: 1000 })).status).toBe(200);
+    expect((await post('visibility-lag', { accountId, instanceStatusMs: -5 })).status).toBe(400);
+    const fresh = await send(ssm, { InstanceIds: [id] });
+    await expect(ssm.send(new ListCommandsCommand({ CommandId: fresh }))).rejects.toMatchObject({
+      name: 'InvalidCommandId',
+    });
+    advance(1000);
+
+    expect((await post('cancel-delay', { accountId, delayMs: 1000 })).status).toBe(200);
+    expect((await post('cancel-delay', { accountId })).status).toBe(400);
+    await post('script', { accountId, instanceId: id, outcome: { status: 'InProgress' } });
+    const running = await send(ssm, { InstanceIds: [id] });
+    await ssm.send(new CancelCommandCommand({ CommandId: running }));
+    expect((await invocation(ssm, running, id)).Status).toBe('Cancelling');
+    advance(1000);
+    expect((await invocation(ssm, running, id)).Status).toBe('Cancelled');
+
+    expect(
+      (await post('boot-timing', { accountId, pendingMs: 0, initializingMs: 0, agentRegistrationMs: 3000 }))
+        .status,
+    ).toBe(200);
+    expect(
+      (await post('boot-timing', { accountId, pendingMs: 0, initializingMs: 0, agentRegistrationMs: -1 }))
+        .status,
+    ).toBe(400);
+    const [launched = ''] = await launch(ec2, 1);
+    await expect(send(ssm, { InstanceIds: [launched] })).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    advance(3000);
+    await expect(send(ssm, { InstanceIds: [launched] })).resolves.toBeTruthy();
   });
 });
 

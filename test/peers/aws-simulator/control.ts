@@ -134,7 +134,10 @@ export function createControl(deps: {
       }
       // An impaired instance or a slow agent with no boot delay still needs its record.
       const off =
-        timing.pendingMs === 0 && timing.initializingMs === 0 && !timing.impaired && !timing.agentRegistrationMs;
+        timing.pendingMs === 0 &&
+        timing.initializingMs === 0 &&
+        !timing.impaired &&
+        !timing.agentRegistrationMs;
       state.account(accountId).bootTiming = off ? undefined : { ...timing };
     },
     injectFault(accountId, fault) {

@@ -94,7 +94,9 @@ function patchStateJson(last: PatchRun, history: PatchRun[]) {
   const operation = last.command.parameters.Operation?.[0] === 'Install' ? 'Install' : 'Scan';
   const rebootOption = rebootOf(last.command);
   const lastNoReboot = history
-    .filter((run) => run.command.parameters.Operation?.[0] === 'Install' && rebootOf(run.command) === 'NoReboot')
+    .filter(
+      (run) => run.command.parameters.Operation?.[0] === 'Install' && rebootOf(run.command) === 'NoReboot',
+    )
     .at(-1);
   return {
     InstanceId: last.invocation.instanceId,

@@ -5,7 +5,8 @@
  * forward instead of sleeping.
  */
 import { randomUUID } from 'node:crypto';
-import { commandView, expiresAt, type InvocationView, invocationView } from './command-status.js';
+import { cloudWatchConfig, commandJson, invocationJson } from './command-json.js';
+import { commandView, invocationView } from './command-status.js';
 import { stepsFor } from './documents.js';
 import { type ManagedInstance, managedInstances, rejectedIds } from './instance-information.js';
 import { page } from './pagination.js';
@@ -18,17 +19,16 @@ import type {
   RunCommandScript,
   SimulatorState,
 } from './state.js';
-import { pluginStatus, type StepView, stepViews } from './steps.js';
+import { type StepView, stepViews } from './steps.js';
 import type { Upstream } from './upstream.js';
 import { listedCommand } from './visibility-lag.js';
-import { type AwsCall, AwsError, epochSeconds, validationError } from './wire.js';
+import { type AwsCall, AwsError, validationError } from './wire.js';
 
 type Handler = (call: AwsCall) => Promise<unknown>;
 
 const DEFAULT_OUTCOME: RunCommandOutcome = { status: 'Success', output: '', afterMs: 0 };
 const GET_STDOUT_LIMIT = 24_000;
 const GET_STDERR_LIMIT = 8_000;
-const LIST_OUTPUT_LIMIT = 2_500;
 
 export function createRunCommandHandlers(deps: {
   state: SimulatorState;
@@ -252,103 +252,18 @@ function delayed(account: AccountState, node: ManagedInstance, now: number): Par
  * cannot use.
  */
 function chosenStep(steps: StepView[], pluginName: string | undefined): StepView {
-  const step = pluginName === undefined ? (steps.length === 1 ? steps[0] : undefined) : steps.find((s) => s.name === pluginName);
+  const step =
+    pluginName === undefined
+      ? steps.length === 1
+        ? steps[0]
+        : undefined
+      : steps.find((s) => s.name === pluginName);
   if (!step) throw new AwsError('InvalidPluginName', 'The plugin name is not valid.');
   return step;
 }
 
 function newestFirst(account: AccountState): CommandRecord[] {
   return [...account.commands].reverse();
-}
-
-function commandJson(command: CommandRecord, now: number) {
-  const view = commandView(command, now);
-  const echo = command.echo;
-  return {
-    CommandId: command.commandId,
-    DocumentName: command.documentName,
-    DocumentVersion: command.documentVersion,
-    Comment: command.comment,
-    ExpiresAfter: epochSeconds(expiresAt(command)),
-    Parameters: command.parameters,
-    InstanceIds: command.instanceIds,
-    Targets: [],
-    RequestedDateTime: epochSeconds(command.requestedAt),
-    Status: view.status,
-    StatusDetails: view.statusDetails,
-    OutputS3Region: typeof echo.OutputS3Region === 'string' ? echo.OutputS3Region : command.region,
-    OutputS3BucketName: typeof echo.OutputS3BucketName === 'string' ? echo.OutputS3BucketName : '',
-    OutputS3KeyPrefix: typeof echo.OutputS3KeyPrefix === 'string' ? echo.OutputS3KeyPrefix : '',
-    MaxConcurrency: command.maxConcurrency,
-    MaxErrors: command.maxErrors,
-    TargetCount: view.targetCount,
-    CompletedCount: view.completedCount,
-    ErrorCount: view.errorCount,
-    DeliveryTimedOutCount: view.deliveryTimedOutCount,
-    ServiceRole: typeof echo.ServiceRoleArn === 'string' ? echo.ServiceRoleArn : '',
-    NotificationConfig: notificationConfig(command),
-    CloudWatchOutputConfig: cloudWatchConfig(command),
-    TimeoutSeconds: command.timeoutSeconds,
-  };
-}
-
-function invocationJson(
-  command: CommandRecord,
-  invocation: InvocationRecord,
-  view: InvocationView,
-  details: boolean,
-) {
-  const output = view.stderr ? `${view.stdout}\n----------ERROR-------\n${view.stderr}` : view.stdout;
-  return {
-    CommandId: command.commandId,
-    InstanceId: invocation.instanceId,
-    InstanceName: '',
-    Comment: command.comment,
-    DocumentName: command.documentName,
-    DocumentVersion: command.documentVersion,
-    RequestedDateTime: epochSeconds(command.requestedAt),
-    Status: view.status,
-    StatusDetails: view.statusDetails,
-    TraceOutput: '',
-    StandardOutputUrl: '',
-    StandardErrorUrl: '',
-    CommandPlugins: details ? stepViews(invocation, view).map((step) => pluginJson(command, step)) : [],
-    ServiceRole: typeof command.echo.ServiceRoleArn === 'string' ? command.echo.ServiceRoleArn : '',
-    NotificationConfig: notificationConfig(command),
-    CloudWatchOutputConfig: cloudWatchConfig(command),
-  };
-}
-
-function pluginJson(command: CommandRecord, step: StepView) {
-  const output = step.stderr ? `${step.stdout}\n----------ERROR-------\n${step.stderr}` : step.stdout;
-  return {
-    Name: step.name,
-    Status: pluginStatus(step.status),
-    StatusDetails: step.statusDetails,
-    ResponseCode: step.responseCode,
-    ...(step.startedAt === undefined ? {} : { ResponseStartDateTime: epochSeconds(step.startedAt) }),
-    ...(step.endedAt === undefined ? {} : { ResponseFinishDateTime: epochSeconds(step.endedAt) }),
-    Output: output.slice(0, LIST_OUTPUT_LIMIT),
-    StandardOutputUrl: '',
-    StandardErrorUrl: '',
-    OutputS3Region: command.region,
-    OutputS3BucketName: '',
-    OutputS3KeyPrefix: '',
-  };
-}
-
-function notificationConfig(command: CommandRecord) {
-  const given = command.echo.NotificationConfig;
-  return given && typeof given === 'object'
-    ? given
-    : { NotificationArn: '', NotificationEvents: [], NotificationType: '' };
-}
-
-function cloudWatchConfig(command: CommandRecord) {
-  const given = command.echo.CloudWatchOutputConfig;
-  return given && typeof given === 'object'
-    ? given
-    : { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false };
 }
 
 interface CommandFilter {

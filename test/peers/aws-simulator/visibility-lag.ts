@@ -42,8 +42,5 @@ export function rejectUnseen(form: URLSearchParams, unseen: Set<string>): void {
   if (missing.length === 1)
     throw new AwsError('InvalidInstanceID.NotFound', `The instance ID '${missing[0]}' does not exist`);
   if (missing.length > 1)
-    throw new AwsError(
-      'InvalidInstanceID.NotFound',
-      `The instance IDs '${missing.join(', ')}' do not exist`,
-    );
+    throw new AwsError('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
 }
