@@ -79,9 +79,6 @@ export interface FleetSettings {
   profileName?: string;
   /** How long a launch waits for a new instance profile to become usable; 120 s unless set. */
   profileWaitMs?: number;
-  /** For tests: the wait between launch attempts while the profile is not usable yet. */
-  sleep?: (ms: number) => Promise<void>;
-  random?: () => number;
 }
 
 export type LaunchFailure =
@@ -101,7 +98,7 @@ export class LaunchError extends Error {
     readonly awsCode: string,
     /** The placements that had no capacity, in the order they were tried (no-capacity only). */
     readonly tried: readonly Placement[] = [],
-    /** How long the launch waited on the instance profile (profile-not-ready only). */
+    /** How long the launch waited for the instance profile: its limit (profile-not-ready only). */
     readonly waitedMs = 0,
   ) {
     super(`launch failed: ${reason} (${awsCode})`);
@@ -179,7 +176,10 @@ export interface Fleet {
    */
   states(instanceIds: readonly string[]): Promise<Map<string, InstanceState>>;
   launch(request: LaunchRequest): Promise<FleetInstance>;
-  /** One DescribeInstanceStatus for all ids, however many provisions are waiting. */
+  /**
+   * One DescribeInstanceStatus per 100 ids, however many provisions are waiting. An id EC2 does not
+   * know yet (just launched) gets no entry, and costs the others nothing but one more call.
+   */
   health(instanceIds: readonly string[]): Promise<Map<string, InstanceHealth>>;
   stop(instanceId: string): Promise<void>;
   start(instanceId: string): Promise<void>;
@@ -239,11 +239,9 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       } catch (error) {
         if (!(error instanceof LaunchError && error.reason === 'profile-not-ready')) throw error;
         const waitedMs = Date.now() - started;
-        if (waitedMs >= limitMs) throw new LaunchError(error.reason, error.awsCode, [], waitedMs);
+        if (waitedMs >= limitMs) throw new LaunchError(error.reason, error.awsCode, [], limitMs);
         request.onProfileWait?.(waitedMs);
-        await (settings.sleep ?? sleep)(
-          Math.min(backoffDelay(attempt, awsBackoff, settings.random ?? Math.random), limitMs - waitedMs),
-        );
+        await sleep(Math.min(backoffDelay(attempt, awsBackoff, Math.random), limitMs - waitedMs));
       }
     }
   };

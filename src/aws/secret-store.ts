@@ -116,6 +116,8 @@ export function createSecretStore(
         );
     },
     async unbindFromInstance(userId, kinds) {
+      // Every kind is tried even when one fails, so one refusal leaves as few tags behind as it can.
+      let failure: unknown;
       for (const kind of kinds) {
         await call(() =>
           ssm.send(
@@ -129,9 +131,10 @@ export function createSecretStore(
           // A parameter forgotten in the meantime (/forget before /destroy) has nothing left to
           // unbind: RemoveTagsFromResource answers InvalidResourceId for a parameter that no longer
           // exists. The name is built by code with the right resource type, so that is all it can mean.
-          if (!(error instanceof SecretStoreError && parameterGone.test(error.awsCode))) throw error;
+          if (!(error instanceof SecretStoreError && parameterGone.test(error.awsCode))) failure ??= error;
         });
       }
+      if (failure) throw failure;
     },
     async remove(userId, kind) {
       try {

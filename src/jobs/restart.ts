@@ -34,7 +34,8 @@ export async function processRestart(data: RestartPayload, deps: RestartDeps): P
         deps.log.warn({ err: String(error) }, 'restart status not readable yet');
         return undefined;
       });
-    if (!invocation || invocation.status === 'pending' || invocation.status === 'running') continue;
+    // Delayed: SSM has not reached the agent yet and keeps trying, so the outcome is still open.
+    if (!invocation || ['pending', 'delayed', 'running'].includes(invocation.status)) continue;
     status = invocation.status;
     output = invocation.output;
     break;

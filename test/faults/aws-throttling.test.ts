@@ -162,7 +162,10 @@ async function jobRecord(f: Fleetbot, queue: 'rollout' | 'provision', jobId: str
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function planAndApprove(f: Fleetbot, command: string): Promise<{ ts: string; jobId: string }> {
+async function planAndApprove(
+  f: Fleetbot,
+  command: string,
+): Promise<{ ts: string; jobId: string; approvedAt: number }> {
   const events = `http://127.0.0.1:${f.running.ports.slack}/slack/events`;
   const posted = (predicate: (c: SlackCall) => boolean) =>
     slack.waitFor((c) => c.status === 200 && c.response.ok === true && predicate(c), 20_000);
@@ -179,6 +182,7 @@ async function planAndApprove(f: Fleetbot, command: string): Promise<{ ts: strin
   );
   const ts = String(plan.response.ts);
   const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+  const approvedAt = Date.now();
   await sendInteraction(
     events,
     secret,
@@ -198,7 +202,7 @@ async function planAndApprove(f: Fleetbot, command: string): Promise<{ ts: strin
       String(c.params.text).startsWith('Approved') &&
       String(c.params.text).includes(planId),
   );
-  return { ts, jobId: /job (rollout-[a-f0-9]+)/.exec(String(approved.params.text))?.[1] ?? '' };
+  return { ts, jobId: /job (rollout-[a-f0-9]+)/.exec(String(approved.params.text))?.[1] ?? '', approvedAt };
 }
 
 /** Sends /provision and returns the progress message the worker will edit. */
@@ -228,17 +232,28 @@ const slackEdits = (ts: string) =>
     .map((c) => String(c.params.text));
 
 /** The deploy's own SSM calls, every attempt included; the provisions' bootstrap checks are not paced. */
-function deployCalls(f: Fleetbot, version: string): CallRecord[] {
-  const commands = new Set(
-    f.simulator.control
-      .invocations(f.accountId)
-      .filter((i) => i.parameters.version?.[0] === version)
-      .map((i) => i.commandId),
-  );
+function deployCalls(f: Fleetbot, version: string, approvedAt: number): CallRecord[] {
+  const sent = f.simulator.control
+    .invocations(f.accountId)
+    .filter((i) => i.parameters.version?.[0] === version);
+  const commands = new Set(sent.map((i) => i.commandId));
+  const fleet = new Set(f.fleetIds);
   return f.simulator.control.calls(f.accountId).filter((c) => {
-    const params = c.params as { DocumentName?: string; CommandId?: string };
+    const params = c.params as {
+      DocumentName?: string;
+      CommandId?: string;
+      Filters?: { Key?: string; Values?: string[] }[];
+    };
     if (c.operation === 'SendCommand') return params.DocumentName === 'fleetbot-deploy';
     if (c.operation === 'GetCommandInvocation') return commands.has(params.CommandId ?? '');
+    // The agent check before each wave names fleet instances only (a provision's names its own),
+    // and comes after the approval (the plan's own agent sweep, before it, is a read for people).
+    if (c.operation === 'DescribeInstanceInformation')
+      return (
+        c.at >= approvedAt &&
+        (params.Filters?.[0]?.Values ?? []).every((id) => fleet.has(id)) &&
+        params.Filters?.[0]?.Key === 'InstanceIds'
+      );
     return ['ListCommandInvocations', 'ListCommands', 'CancelCommand'].includes(c.operation);
   });
 }
@@ -270,7 +285,10 @@ describe('an AWS throttling storm', () => {
     const version = 'v7.0.0';
     simulator.control.resetCalls(accountId);
     const logMark = logs.lines.length;
-    const { ts, jobId } = await planAndApprove(f, `/deploy ${version} all --concurrency 20 --max-errors 0`);
+    const { ts, jobId, approvedAt } = await planAndApprove(
+      f,
+      `/deploy ${version} all --concurrency 20 --max-errors 0`,
+    );
     const messages = new Map<number, number>();
     for (const userId of members) messages.set(userId, await provision(f, userId));
 
@@ -303,7 +321,7 @@ describe('an AWS throttling storm', () => {
       .map((i) => i.instanceId);
     expect(received.sort()).toEqual(f.fleetIds);
     // The storm reached the deploy, and each of its 10 batches was sent once all the same.
-    const calls = deployCalls(f, version);
+    const calls = deployCalls(f, version, approvedAt);
     expect(calls.filter((c) => c.status === 400).length).toBeGreaterThan(0);
     expect(calls.filter((c) => c.operation === 'SendCommand' && c.status === 200)).toHaveLength(10);
     // Every attempt, retries included, took its own slot from the shared SSM pacer.

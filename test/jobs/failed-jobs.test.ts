@@ -309,45 +309,82 @@ describe('a provision whose launch AWS keeps refusing', () => {
   const telegramText = (messageId: number) =>
     telegram.chat(token, member).messages.find((m) => m.message_id === messageId)?.text ?? '';
 
-  it('when every launch is refused, then the member’s message says it will retry, then that it failed, at which stage and that no server exists', async () => {
-    // EC2 answers a caller its IAM policy does not allow with UnauthorizedOperation (HTTP 403).
+  it('when EC2 refuses the launch outright, then the member is told at once, with AWS’s code, that nothing was launched', async () => {
+    // EC2 answers a caller its IAM policy does not allow with UnauthorizedOperation (HTTP 403):
+    // an answer no retry changes.
     simulator.control.injectFault(accountId, {
       kind: 'error',
       operation: 'RunInstances',
       code: 'UnauthorizedOperation',
       status: 403,
       message: 'You are not authorized to perform this operation.',
+      count: 1,
     });
+    simulator.control.resetCalls(accountId);
     const message = await send('/provision');
     expect(message.text).toMatch(/^Setting up your server: launching…/);
     const jobId = `provision-${member}`;
-    await telegram.waitFor(
-      () =>
-        telegram
-          .chat(token, member)
-          .edits.find(
-            (e) =>
-              e.messageId === message.message_id &&
-              (e.text ?? '').startsWith(
-                'Setting up your server hit an error on attempt 1 of 3 and will retry',
-              ),
-          ),
-      60_000,
-    );
     const failed = await finalState(provisions, jobId);
-    expect(failed.attemptsMade).toBe(3);
-    expect(failed.failedReason).toBe('launch failed: other (UnauthorizedOperation)');
+    expect(failed.attemptsMade).toBe(1);
     const expected = [
-      `Setting up your server failed (job ${jobId}): launch failed: other (UnauthorizedOperation)`,
-      'It got as far as launching. No server was launched; you can try /provision again later.',
+      'AWS refused to launch the server (UnauthorizedOperation), so nothing was launched.',
+      'The admins have been told. You can try /provision again later.',
     ].join('\n');
     await telegram.waitFor(() => telegramText(message.message_id) === expected, 30_000);
-    const edits = telegram
-      .chat(token, member)
-      .edits.filter((e) => e.messageId === message.message_id)
-      .map((e) => e.text ?? '');
-    expect(edits.filter((t) => t.includes('will retry'))).toHaveLength(2);
-    expect(edits.at(-1)).toBe(expected);
+    expect(simulator.control.calls(accountId, 'RunInstances')).toHaveLength(1);
+    await provisions.remove(jobId);
+  }, 240_000);
+
+  it('when a step after the launch keeps failing, then the member’s message says it will retry, then that it failed, at which stage and that the server exists', async () => {
+    // The member's secrets cannot be bound to the new server: an error the job does not explain.
+    simulator.control.injectFault(accountId, {
+      kind: 'error',
+      operation: 'AddTagsToResource',
+      code: 'AccessDeniedException',
+      status: 400,
+      message: 'User is not authorized to perform: ssm:AddTagsToResource',
+    });
+    simulator.control.resetCalls(accountId);
+    try {
+      const message = await send('/provision');
+      expect(message.text).toMatch(/^Setting up your server: launching…/);
+      const jobId = `provision-${member}`;
+      await telegram.waitFor(
+        () =>
+          telegram
+            .chat(token, member)
+            .edits.find(
+              (e) =>
+                e.messageId === message.message_id &&
+                (e.text ?? '').startsWith(
+                  'Setting up your server hit an error on attempt 1 of 3 and will retry',
+                ),
+            ),
+        60_000,
+      );
+      const failed = await finalState(provisions, jobId);
+      expect(failed.attemptsMade).toBe(3);
+      // One server, adopted by each retry rather than launched again.
+      const launches = simulator.control.calls(accountId, 'RunInstances').filter((c) => c.status === 200);
+      expect(launches).toHaveLength(1);
+      await telegram.waitFor(
+        () => telegramText(message.message_id).startsWith(`Setting up your server failed (job ${jobId}): `),
+        30_000,
+      );
+      const text = telegramText(message.message_id);
+      expect(text).toContain('AccessDeniedException');
+      expect(text).toMatch(
+        /\nIt got as far as [a-z ]+\. Your server i-[0-9a-f]+ exists but may not be ready: \/status shows it\.$/,
+      );
+      const edits = telegram
+        .chat(token, member)
+        .edits.filter((e) => e.messageId === message.message_id)
+        .map((e) => e.text ?? '');
+      expect(edits.filter((t) => t.includes('will retry'))).toHaveLength(2);
+      expect(edits.at(-1)).toBe(text);
+    } finally {
+      simulator.control.clearFaults(accountId);
+    }
   }, 240_000);
 });
 
