@@ -506,13 +506,12 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       return how && lostReasons[how];
     };
     const reasonOf = (instanceId: string, status: InvocationStatus): string | undefined =>
-      lostReason(instanceId)
-        ? lostReason(instanceId)
-        : details.get(instanceId) === 'DeliveryTimedOut'
-          ? `no answer from its SSM agent within the command timeout (${formatElapsed(settings.commandTimeoutSeconds * 1000)})`
-          : status === 'undeliverable'
-            ? 'SSM could not reach its agent'
-            : undefined;
+      lostReason(instanceId) ??
+      (details.get(instanceId) === 'DeliveryTimedOut'
+        ? `no answer from its SSM agent within the command timeout (${formatElapsed(settings.commandTimeoutSeconds * 1000)})`
+        : status === 'undeliverable'
+          ? 'SSM could not reach its agent'
+          : undefined);
     const failed = [];
     // Full error output only for failed instances, and only as many as the summary shows.
     for (const [instanceId, status] of failedIds.slice(0, 20)) {

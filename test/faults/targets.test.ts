@@ -1,4 +1,9 @@
-import { EC2Client, StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import {
+  EC2Client,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { main, type Running } from '../../src/main.js';
 import { testAccountId } from '../peers/aws-account.js';
@@ -28,6 +33,8 @@ const logs = capturedLogger();
 const secret = 'targets-signing-secret';
 // The shortest the configuration allows, so an agent that goes silent times out within the test.
 const commandTimeoutSeconds = 30;
+// Well inside the command timeout, so giving up on a Delayed invocation is told apart from its expiry.
+const deliveryWaitSeconds = 2;
 let simulator: AwsSimulator;
 let slack: FakeSlack;
 let running: Running;
@@ -59,6 +66,7 @@ beforeAll(async () => {
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       ROLLOUT_POLL_MS: '150',
       ROLLOUT_COMMAND_TIMEOUT_SECONDS: String(commandTimeoutSeconds),
+      ROLLOUT_DELIVERY_WAIT_SECONDS: String(deliveryWaitSeconds),
       SHUTDOWN_GRACE_MS: '2000',
       DASHBOARD_PASSWORD: 'unused',
       DASHBOARD_LISTEN: '127.0.0.1:0',
@@ -99,6 +107,10 @@ async function terminate(instanceId: string) {
 
 async function stop(...instanceIds: string[]) {
   await ec2.send(new StopInstancesCommand({ InstanceIds: instanceIds }));
+}
+
+async function start(...instanceIds: string[]) {
+  await ec2.send(new StartInstancesCommand({ InstanceIds: instanceIds }));
 }
 
 const events = () => `http://127.0.0.1:${running.ports.slack}/slack/events`;
@@ -510,5 +522,57 @@ describe('instances SSM cannot reach', () => {
     const cancels = simulator.control.calls(accountId, 'CancelCommand').map((c) => c.params);
     expect(cancels).toEqual([expect.objectContaining({ InstanceIds: [halted.id] })]);
     expect(simulator.control.invocations(accountId, halted.id).map((i) => i.status)).toEqual(['Cancelled']);
+  }, 120_000);
+
+  it('when a running server’s command stays Delayed, then after ROLLOUT_DELIVERY_WAIT_SECONDS it is cancelled there and reported not reachable', async () => {
+    const servers = await serversOf([61001, 61002, 61003]);
+    const [first, stuck, last] = servers;
+    if (!first || !stuck || !last) throw new Error('three servers were launched');
+    const version = 'v4.7.0';
+    for (const s of servers)
+      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
+    // The send is held while the server stops, so SSM accepts it Delayed; fleetbot's first look at
+    // the invocations is held while the server starts again with its agent still offline: EC2 says
+    // running, SSM keeps the command Delayed.
+    simulator.control.injectFault(accountId, {
+      operation: 'SendCommand',
+      kind: 'latency',
+      latencyMs: 3_000,
+      count: 1,
+    });
+    const planned = await plan(`/deploy ${version} user:61001,61002,61003 --concurrency 3`);
+    const jobId = await approve(planned);
+    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    await stop(stuck.id);
+    simulator.control.injectFault(accountId, {
+      operation: 'ListCommandInvocations',
+      kind: 'latency',
+      latencyMs: 3_000,
+      count: 1,
+    });
+    await expect.poll(() => sendAttempts(version).length, { timeout: 30_000 }).toBe(1);
+    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    simulator.control.setAgentOnline(accountId, stuck.id, false);
+    await start(stuck.id);
+    try {
+      expect(simulator.control.invocations(accountId, stuck.id).map((i) => i.status)).toEqual(['Delayed']);
+      const summary = await summaryOf(planned.ts, jobId);
+      expect(counts(summary)).toEqual({
+        succeeded: 2,
+        failed: 0,
+        timedOut: 0,
+        cancelled: 0,
+        unreachable: 1,
+        notStarted: 0,
+      });
+      expect(summary).toContain(
+        `not reachable, so never run: 1 instance: 1 SSM could not deliver the command within ${deliveryWaitSeconds}s (${stuck.id})`,
+      );
+      const cancels = simulator.control.calls(accountId, 'CancelCommand').map((c) => c.params);
+      expect(cancels).toEqual([expect.objectContaining({ InstanceIds: [stuck.id] })]);
+      expect(simulator.control.invocations(accountId, stuck.id).map((i) => i.status)).toEqual(['Cancelled']);
+    } finally {
+      simulator.control.setAgentOnline(accountId, stuck.id, true);
+    }
   }, 120_000);
 });

@@ -768,6 +768,25 @@ describe('AWS simulator: SendCommand reachability', () => {
     expect((await commandStatus(ssm, commandId))?.Status).toBe('Success');
   });
 
+  it('when a started instance’s agent is still offline, then its command stays Delayed and a cancel ends it Cancelled at once', async () => {
+    const { accountId, ssm, ec2 } = world();
+    const [id = ''] = await launch(ec2, 1);
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    sim.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 300 });
+    const commandId = await send(ssm, { InstanceIds: [id], TimeoutSeconds: 600 });
+    sim.control.setAgentOnline(accountId, id, false);
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+    advance(5_000);
+    // Running as far as EC2 knows, yet nothing picked the command up.
+    expect((await invocation(ssm, commandId, id)).Status).toBe('Delayed');
+    await ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [id] }));
+    expect(await invocation(ssm, commandId, id)).toMatchObject({
+      Status: 'Cancelled',
+      StatusDetails: 'Cancelled',
+    });
+    sim.control.setAgentOnline(accountId, id, true);
+  });
+
   it('when a command targets an instance still pending on a restart, then it is Delayed until the instance runs', async () => {
     const { accountId, ssm, ec2 } = world();
     const [id = ''] = await launch(ec2, 1);

@@ -48,10 +48,13 @@ export function invocationView(
     outcome.status === 'InProgress'
       ? Number.POSITIVE_INFINITY
       : Math.max(startAt, delivered + (outcome.afterMs ?? 0));
+  const cut = cutOff(command, invocation, startAt);
+  // An agent cut off before the script's end never reports that end: only the cancel can end it.
+  const reportsEnd = cut && cut.at < finishAt ? Number.POSITIVE_INFINITY : finishAt;
   const { cancelledAt } = invocation;
   if (cancelledAt !== undefined) {
     // A script that ends before the cancel takes effect reports its own outcome.
-    if (finishAt > cancelledAt && now >= cancelledAt) {
+    if (reportsEnd > cancelledAt && now >= cancelledAt) {
       return {
         ...base,
         status: 'Cancelled',
@@ -63,7 +66,7 @@ export function invocationView(
       };
     }
     const requestedAt = invocation.cancelRequestedAt ?? cancelledAt;
-    if (now >= requestedAt && now < Math.min(finishAt, cancelledAt)) {
+    if (now >= requestedAt && now < Math.min(reportsEnd, cancelledAt)) {
       return {
         ...base,
         status: 'Cancelling',
@@ -74,7 +77,6 @@ export function invocationView(
       };
     }
   }
-  const cut = cutOff(command, invocation, startAt);
   if (cut && now >= cut.endsAt) {
     return {
       ...base,
@@ -88,7 +90,9 @@ export function invocationView(
   }
   // Cut off, the invocation shows what it showed at that moment: nothing reports any progress.
   const at = cut ? Math.min(now, cut.at) : now;
-  if (at < delivered)
+  // An agent lost by the moment it would pick the command up (started with its agent offline) never does.
+  const neverPickedUp = invocation.delayed === true && cut !== undefined && cut.at <= delivered;
+  if (at < delivered || neverPickedUp)
     return { ...base, status: 'Delayed', statusDetails: 'Delayed', responseCode: -1, terminal: false };
   if (at < startAt)
     return { ...base, status: 'Pending', statusDetails: 'Pending', responseCode: -1, terminal: false };
