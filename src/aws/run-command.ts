@@ -1,10 +1,10 @@
 import {
   CancelCommandCommand,
-  DescribeInstanceInformationCommand,
-  DescribeInstancePatchStatesCommand,
   GetCommandInvocationCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
+  paginateDescribeInstanceInformation,
+  paginateDescribeInstancePatchStates,
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
@@ -114,19 +114,13 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
   async function agents(instanceIds: readonly string[]): Promise<Map<string, AgentPing>> {
     const pings = new Map<string, AgentPing>();
     for (let i = 0; i < instanceIds.length; i += 50) {
-      let NextToken: string | undefined;
-      do {
-        const res = await ssm.send(
-          new DescribeInstanceInformationCommand({
-            Filters: [{ Key: 'InstanceIds', Values: instanceIds.slice(i, i + 50) }],
-            MaxResults: 50,
-            NextToken,
-          }),
-        );
-        for (const info of res.InstanceInformationList ?? [])
+      const pages = paginateDescribeInstanceInformation(
+        { client: ssm, pageSize: 50 },
+        { Filters: [{ Key: 'InstanceIds', Values: instanceIds.slice(i, i + 50) }] },
+      );
+      for await (const page of pages)
+        for (const info of page.InstanceInformationList ?? [])
           if (info.InstanceId) pings.set(info.InstanceId, (info.PingStatus as AgentPing) ?? 'Inactive');
-        NextToken = res.NextToken;
-      } while (NextToken);
     }
     return pings;
   }
@@ -248,16 +242,12 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
       const states = new Map<string, PatchState>();
       // InstanceIds takes at most 50 ids (DescribeInstancePatchStates API reference).
       for (let i = 0; i < instanceIds.length; i += 50) {
-        let NextToken: string | undefined;
-        do {
-          const res = await ssm.send(
-            new DescribeInstancePatchStatesCommand({
-              InstanceIds: instanceIds.slice(i, i + 50),
-              MaxResults: 50,
-              NextToken,
-            }),
-          );
-          for (const p of res.InstancePatchStates ?? [])
+        const pages = paginateDescribeInstancePatchStates(
+          { client: ssm, pageSize: 50 },
+          { InstanceIds: instanceIds.slice(i, i + 50) },
+        );
+        for await (const page of pages)
+          for (const p of page.InstancePatchStates ?? [])
             if (p.InstanceId)
               states.set(p.InstanceId, {
                 missing: p.MissingCount ?? 0,
@@ -266,8 +256,6 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
                 operation: p.Operation === 'Install' ? 'Install' : 'Scan',
                 endedAt: p.OperationEndTime ?? new Date(0),
               });
-          NextToken = res.NextToken;
-        } while (NextToken);
       }
       return states;
     },

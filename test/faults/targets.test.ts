@@ -396,6 +396,35 @@ describe('instances SSM cannot reach', () => {
       )
       .map((c) => ({ status: c.status, ids: (c.params as { InstanceIds: string[] }).InstanceIds }));
 
+  /**
+   * Three members' servers get `version`, with the one send held on its way to SSM (after fleetbot
+   * checked every agent online) until the test has changed the middle server.
+   */
+  async function deployWithSendHeld(userIds: [number, number, number], version: string) {
+    const [first, middle, last] = await serversOf(userIds);
+    if (!first || !middle || !last) throw new Error('three servers were launched');
+    for (const s of [first, middle, last])
+      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
+    simulator.control.injectFault(accountId, {
+      operation: 'SendCommand',
+      kind: 'latency',
+      latencyMs: 3_000,
+      count: 1,
+    });
+    const planned = await plan(`/deploy ${version} user:${userIds.join(',')} --concurrency 3`);
+    const jobId = await approve(planned);
+    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    return { first, middle, last, planned, jobId };
+  }
+  const twoReachedOneNot = {
+    succeeded: 2,
+    failed: 0,
+    timedOut: 0,
+    cancelled: 0,
+    unreachable: 1,
+    notStarted: 0,
+  };
+
   it('when 5 of 200 servers have an agent that never registered and 2 are stopped mid-deploy, then the other 193 get it once each and the 7 are reported not reachable', async () => {
     const ids = (
       await launchInstances(ec2, 200, { app: 'fleetbot', env: 'dev', user: '56000', ring: 'reach' })
@@ -446,34 +475,18 @@ describe('instances SSM cannot reach', () => {
   }, 180_000);
 
   it('when an agent drops off between the check and the send, then SSM refuses the batch, the rest goes without it, and the summary names it', async () => {
-    const servers = await serversOf([58001, 58002, 58003]);
-    const [first, dropped, last] = servers;
-    if (!first || !dropped || !last) throw new Error('three servers were launched');
     const version = 'v4.5.0';
-    for (const s of servers)
-      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
-    // The send is held on its way to SSM, after fleetbot checked every agent online.
-    simulator.control.injectFault(accountId, {
-      operation: 'SendCommand',
-      kind: 'latency',
-      latencyMs: 3_000,
-      count: 1,
-    });
-
-    const planned = await plan(`/deploy ${version} user:58001,58002,58003 --concurrency 3`);
-    const jobId = await approve(planned);
-    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    const {
+      first,
+      middle: dropped,
+      last,
+      planned,
+      jobId,
+    } = await deployWithSendHeld([58001, 58002, 58003], version);
     simulator.control.setAgentOnline(accountId, dropped.id, false);
     try {
       const summary = await summaryOf(planned.ts, jobId);
-      expect(counts(summary)).toEqual({
-        succeeded: 2,
-        failed: 0,
-        timedOut: 0,
-        cancelled: 0,
-        unreachable: 1,
-        notStarted: 0,
-      });
+      expect(counts(summary)).toEqual(twoReachedOneNot);
       expect(summary).toContain(
         `not reachable, so never run: 1 instance: 1 SSM agent offline (${dropped.id})`,
       );
@@ -487,35 +500,20 @@ describe('instances SSM cannot reach', () => {
   }, 120_000);
 
   it('when a server is stopped while its batch is on the way, then SSM keeps it Delayed and fleetbot cancels it there at once, without waiting out the command timeout', async () => {
-    const servers = await serversOf([59001, 59002, 59003]);
-    const [first, halted, last] = servers;
-    if (!first || !halted || !last) throw new Error('three servers were launched');
     const version = 'v4.6.0';
-    for (const s of servers)
-      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
-    simulator.control.injectFault(accountId, {
-      operation: 'SendCommand',
-      kind: 'latency',
-      latencyMs: 3_000,
-      count: 1,
-    });
-
-    const planned = await plan(`/deploy ${version} user:59001,59002,59003 --concurrency 3`);
-    const jobId = await approve(planned);
-    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    const {
+      first,
+      middle: halted,
+      last,
+      planned,
+      jobId,
+    } = await deployWithSendHeld([59001, 59002, 59003], version);
     await stop(halted.id);
 
     // SSM accepts a stopped instance and keeps trying to deliver until the command expires
     // (30 s here): a summary that waited for that would count it timed out.
     const summary = await summaryOf(planned.ts, jobId);
-    expect(counts(summary)).toEqual({
-      succeeded: 2,
-      failed: 0,
-      timedOut: 0,
-      cancelled: 0,
-      unreachable: 1,
-      notStarted: 0,
-    });
+    expect(counts(summary)).toEqual(twoReachedOneNot);
     expect(summary).toContain(`not reachable, so never run: 1 instance: 1 no longer running (${halted.id})`);
     expect(sendAttempts(version)).toEqual([{ status: 200, ids: [first.id, halted.id, last.id] }]);
     // Cancelled on that one instance only, so it does not run the deploy whenever it starts again.
@@ -525,24 +523,11 @@ describe('instances SSM cannot reach', () => {
   }, 120_000);
 
   it('when a running server’s command stays Delayed, then after ROLLOUT_DELIVERY_WAIT_SECONDS it is cancelled there and reported not reachable', async () => {
-    const servers = await serversOf([61001, 61002, 61003]);
-    const [first, stuck, last] = servers;
-    if (!first || !stuck || !last) throw new Error('three servers were launched');
-    const version = 'v4.7.0';
-    for (const s of servers)
-      simulator.control.scriptRunCommand(accountId, s.id, { status: 'Success', afterMs: 300 });
     // The send is held while the server stops, so SSM accepts it Delayed; fleetbot's first look at
     // the invocations is held while the server starts again with its agent still offline: EC2 says
     // running, SSM keeps the command Delayed.
-    simulator.control.injectFault(accountId, {
-      operation: 'SendCommand',
-      kind: 'latency',
-      latencyMs: 3_000,
-      count: 1,
-    });
-    const planned = await plan(`/deploy ${version} user:61001,61002,61003 --concurrency 3`);
-    const jobId = await approve(planned);
-    await expect.poll(() => simulator.held(), { timeout: 30_000 }).toBe(1);
+    const version = 'v4.7.0';
+    const { middle: stuck, planned, jobId } = await deployWithSendHeld([61001, 61002, 61003], version);
     await stop(stuck.id);
     simulator.control.injectFault(accountId, {
       operation: 'ListCommandInvocations',
@@ -557,14 +542,7 @@ describe('instances SSM cannot reach', () => {
     try {
       expect(simulator.control.invocations(accountId, stuck.id).map((i) => i.status)).toEqual(['Delayed']);
       const summary = await summaryOf(planned.ts, jobId);
-      expect(counts(summary)).toEqual({
-        succeeded: 2,
-        failed: 0,
-        timedOut: 0,
-        cancelled: 0,
-        unreachable: 1,
-        notStarted: 0,
-      });
+      expect(counts(summary)).toEqual(twoReachedOneNot);
       expect(summary).toContain(
         `not reachable, so never run: 1 instance: 1 SSM could not deliver the command within ${deliveryWaitSeconds}s (${stuck.id})`,
       );
