@@ -2,6 +2,7 @@ import type { Stage } from '../core/provision-stages.js';
 import { type RolloutRequest, rolloutTitle } from '../core/rollout-request.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { RolloutPayload } from './queues.js';
+import { type Unreachable, unreachableIn } from './reachability.js';
 
 /**
  * What a job's own chat message says when an attempt fails: either that it will retry, or that it
@@ -48,6 +49,7 @@ export interface RolloutRecord {
   request?: RolloutRequest;
   batches?: Batches;
   skipped?: string[];
+  unreachable?: Record<string, Unreachable>;
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.endsWith('ch') ? 'es' : 's'}`;
@@ -56,11 +58,11 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.e
 export function rolloutDone(record: RolloutRecord, final: boolean): string {
   const batches = record.batches;
   if (!batches) return final ? 'Nothing was sent: no batch had been planned.' : 'Nothing was sent yet.';
-  const skipped = new Set(record.skipped ?? []);
+  const unreachable = unreachableIn(record);
   const total = batches.reduce((n, b) => n + b.instanceIds.length, 0);
   const sent = batches.filter((b) => b.commandId);
-  const reached = sent.reduce((n, b) => n + b.instanceIds.filter((id) => !skipped.has(id)).length, 0);
-  const gone = batches.reduce((n, b) => n + b.instanceIds.filter((id) => skipped.has(id)).length, 0);
+  const reached = sent.reduce((n, b) => n + b.instanceIds.filter((id) => !unreachable.has(id)).length, 0);
+  const gone = batches.reduce((n, b) => n + b.instanceIds.filter((id) => unreachable.has(id)).length, 0);
   const notSent = total - reached;
   // `sending` is written before SendCommand and stays when the attempt fails at that send: SSM
   // answered it with an error, so it counts as never sent. (Only a retry, which looks the send up

@@ -81,13 +81,13 @@ export const rolloutPayload = z.object({
   batches: z.array(batchSchema).optional(),
   /** Instances that matched but were never sent anything (halted or cancelled). */
   halted: z.enum(['errors', 'cancelled']).optional(),
+  /** Written by older jobs only: planned instances found no longer running (see `unreachable`). */
+  skipped: z.array(z.string().regex(/^i-[0-9a-f]{8,17}$/)).optional(),
   /**
    * Planned instances a command could not reach (no longer running, SSM agent not online, delivery
-   * never possible), so never run anything.
-   * Written before the `sending` mark of the batch it shrinks; optional, so older jobs still parse.
+   * never possible), so never run anything, and why. Written before the `sending` mark of the batch
+   * it shrinks; optional, so older jobs still parse.
    */
-  skipped: z.array(z.string().regex(/^i-[0-9a-f]{8,17}$/)).optional(),
-  /** Why each skipped instance could not be reached; a skipped id missing here was not running. */
   unreachable: z.record(z.string().regex(/^i-[0-9a-f]{8,17}$/), z.enum(unreachableReasons)).optional(),
 });
 export type RolloutPayload = z.infer<typeof rolloutPayload>;

@@ -19,6 +19,16 @@ export const unreachableReasons = [
 ] as const;
 export type Unreachable = (typeof unreachableReasons)[number];
 
+/** What a job's record says was never reached, and why: older records list such ids (all not running) as `skipped`. */
+export function unreachableIn(record: {
+  skipped?: readonly string[];
+  unreachable?: Readonly<Record<string, Unreachable>>;
+}): Map<string, Unreachable> {
+  const found = new Map<string, Unreachable>(Object.entries(record.unreachable ?? {}));
+  for (const id of record.skipped ?? []) if (!found.has(id)) found.set(id, 'not running');
+  return found;
+}
+
 /** The instances among `ids` a command cannot reach now, from one look at EC2 and one at SSM. */
 export function unreachableAmong(
   ids: readonly string[],

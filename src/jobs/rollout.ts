@@ -26,7 +26,7 @@ import { failureLine, failuresInSummary, failureThread } from './failure-list.js
 import { editMessage, type Outboxes, replyInThread } from './outboxes.js';
 import { type Budget, createProgress, stoppableEdit } from './progress.js';
 import type { RolloutPayload } from './queues.js';
-import { describeUnreachable, type Unreachable, unreachableAmong } from './reachability.js';
+import { describeUnreachable, type Unreachable, unreachableAmong, unreachableIn } from './reachability.js';
 
 export interface RolloutSettings {
   pollMs: number;
@@ -41,7 +41,7 @@ export interface RolloutSettings {
   /**
    * How long a plan waits for approval (ROLLOUT_PLAN_TTL_MINUTES), the configured default when left
    * out: an instance that stopped running within that long before the approval may have been in
-   * the plan the admin approved, so the summary names it as skipped.
+   * the plan the admin approved, so the summary names it as not reachable.
    */
   planTtlMs?: number;
   /**
@@ -95,9 +95,7 @@ export interface RolloutSummary {
     /** Sent the patch command, yet no patch state from this run: their compliance is unknown. */
     unreported: string[];
   };
-  /** Planned instances a command could not reach (see reachability.ts), so never run anything. */
-  skipped?: string[];
-  /** Why each skipped instance could not be reached. */
+  /** Planned instances a command could not reach (see reachability.ts), so never run anything, and why. */
   unreachable?: Record<string, Unreachable>;
   /** Set when the rollout stopped because AWS kept failing past its limit: what it failed with. */
   awsGaveUp?: string;
@@ -135,11 +133,13 @@ const lostReasons = {
  * to `awsWaitMs` of unbroken trouble. Past that it gives up and its last edit says why.
  *
  * The fleet changes under a rollout. Before each wave is sent, one DescribeInstances over its ids
- * (the job's own fleet listing, for its first wave) finds planned instances that are no longer
- * running: they are skipped, since SSM would reject the whole batch over one of them. While
+ * (the job's own fleet listing, for its first wave) and one DescribeInstanceInformation per 50 find
+ * planned instances that are no longer running or whose SSM agent is not online: they are left out
+ * and reported not reachable, since SSM would reject the whole batch over one of them. While
  * commands run, one DescribeInstances over the ids still open (at most every 15 s, and at once
- * when SSM calls one Undeliverable) finds instances terminated under them: they count as failed
- * then, whether or not SSM has noticed yet.
+ * when SSM calls one Undeliverable or Delayed) finds instances terminated or stopped under them:
+ * they count as failed then (not reachable, if their command never started), whether or not SSM
+ * has noticed yet.
  */
 export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promise<RolloutSummary> {
   const { runCommand, settings } = deps;
@@ -199,7 +199,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     const owners = new Map(fleet.map((i) => [i.id, i.userId]));
     if (!record.batches) {
       // The plan the admin approved counted instances that were running then. One stopped or
-      // terminated since is planned and skipped at once, so the summary says what became of it.
+      // terminated since is planned and left out at once, so the summary says what became of it.
       const approvedPlan = !record.requestedBy.startsWith('schedule:');
       const planPosted = record.startedAt - (settings.planTtlMs ?? defaultPlanTtlMs) - planClockMarginMs;
       const goneSincePlan = (i: FleetInstance) =>
@@ -234,7 +234,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
     const maxErrors = resolveAmount(parseAmount(request.maxErrors) ?? noErrors, total);
     const canaryBatches =
       request.canary > 0 ? planBatches(Array(request.canary).fill(''), concurrency).length : 0;
-    for (const id of record.skipped ?? []) unreachable.set(id, record.unreachable?.[id] ?? 'not running');
+    for (const [id, reason] of unreachableIn(record)) unreachable.set(id, reason);
     // The comment is unique to this job; the margin covers a bot clock ahead of AWS's.
     const sentAfter = new Date(record.startedAt - clockSkewMarginMs);
     const sendable = (batch: { instanceIds: string[] }) =>
@@ -745,16 +745,11 @@ function renderSummary(
   return lines.join('\n');
 }
 
-/** How the job's record (and its summary) keeps unreachable instances; nothing when there are none. */
+/** How the job's record (and its summary) keeps unreachable instances, by id; nothing when there are none. */
 function unreachableRecord(unreachable: ReadonlyMap<string, Unreachable>) {
   if (unreachable.size === 0) return {};
-  const skipped = [...unreachable.keys()].sort();
-  return {
-    skipped,
-    unreachable: Object.fromEntries(
-      skipped.map((id) => [id, unreachable.get(id) ?? 'not running']),
-    ) as Record<string, Unreachable>,
-  };
+  const byId = [...unreachable].sort(([a], [b]) => (a < b ? -1 : 1));
+  return { unreachable: Object.fromEntries(byId) as Record<string, Unreachable> };
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;

@@ -283,11 +283,14 @@ function attemptOf(job: Job, error: unknown): AttemptInfo {
 
 /** The parts of a stored rollout record that are sound; a part that is not is left out, never guessed. */
 function rolloutRecord(data: unknown): RolloutRecord {
-  const record = data as { request?: unknown; batches?: unknown; skipped?: unknown } | undefined;
+  const record = data as
+    | { request?: unknown; batches?: unknown; skipped?: unknown; unreachable?: unknown }
+    | undefined;
   return {
     request: rolloutRequestSchema.safeParse(record?.request).data,
     batches: rolloutPayload.shape.batches.safeParse(record?.batches).data,
     skipped: rolloutPayload.shape.skipped.safeParse(record?.skipped).data,
+    unreachable: rolloutPayload.shape.unreachable.safeParse(record?.unreachable).data,
   };
 }
 
