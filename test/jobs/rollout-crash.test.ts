@@ -77,6 +77,16 @@ afterAll(async () => {
   await redis.quit();
 });
 
+/** Every one of the 60 instances received this deploy, and none of them twice. */
+function expectEachInstanceOnce(version: string) {
+  const received = simulator.control
+    .invocations(accountId)
+    .filter((i) => i.parameters.version?.[0] === version)
+    .map((i) => i.instanceId);
+  expect(received).toHaveLength(60);
+  expect(new Set(received).size).toBe(60);
+}
+
 /** An approved deploy of `version` to the whole fleet, 20 instances at a time: three batches. */
 function approvedDeploy(planId: string, version: string): RolloutPayload {
   return {
@@ -136,12 +146,7 @@ describe('a deploy whose worker dies', () => {
         }
       }
       expect(crashed).toBe(true);
-      const received = simulator.control
-        .invocations(accountId)
-        .filter((i) => i.parameters.version?.[0] === version)
-        .map((i) => i.instanceId);
-      expect(received).toHaveLength(60);
-      expect(new Set(received).size).toBe(60);
+      expectEachInstanceOnce(version);
       expect(saved.batches?.every((b) => b.state === 'done')).toBe(true);
     }
   }, 120_000);
@@ -183,12 +188,7 @@ describe('a deploy whose worker dies', () => {
         },
         { ...deps, settings: { ...deps.settings, listingLagMs: 2 * lagMs } },
       );
-      const received = simulator.control
-        .invocations(accountId)
-        .filter((i) => i.parameters.version?.[0] === version)
-        .map((i) => i.instanceId);
-      expect(received).toHaveLength(60);
-      expect(new Set(received).size).toBe(60);
+      expectEachInstanceOnce(version);
       // The first look missed it, the second (after the lag) found it.
       const lookups = simulator.control
         .calls(accountId, 'ListCommands')
