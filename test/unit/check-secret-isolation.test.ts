@@ -104,6 +104,19 @@ afterAll(() => {
 
 const withStub = (env: Record<string, string>) => ({ PATH: `${stubBin}:${process.env.PATH ?? ''}`, ...env });
 
+/** The workstation mode against the test instance and parameters, printing its session command instead of running it. */
+const dryRunArgs = () => [
+  '--region',
+  region,
+  '--instance',
+  instanceId,
+  '--own',
+  own,
+  '--other',
+  other,
+  '--dry-run',
+];
+
 describe('check-secret-isolation.sh', () => {
   it('when shellcheck reads it at style level, then it reports nothing', () => {
     expect(shellcheck(script)).toEqual({ status: 0, output: '' });
@@ -155,17 +168,7 @@ describe('check-secret-isolation.sh', () => {
   });
 
   it('when the own parameter is not bound to the instance, then the workstation mode stops before any session', () => {
-    const result = run([
-      '--region',
-      region,
-      '--instance',
-      instanceId,
-      '--own',
-      own,
-      '--other',
-      other,
-      '--dry-run',
-    ]);
+    const result = run(dryRunArgs());
     expect(result.stdout).toContain(
       `RESULT: INCONCLUSIVE: ${own} is tagged InstanceArn=None, not ${instanceArn}`,
     );
@@ -187,17 +190,7 @@ describe('check-secret-isolation.sh', () => {
         Tags: [{ Key: 'InstanceArn', Value: instanceArn }],
       }),
     );
-    const result = run([
-      '--region',
-      region,
-      '--instance',
-      instanceId,
-      '--own',
-      own,
-      '--other',
-      other,
-      '--dry-run',
-    ]);
+    const result = run(dryRunArgs());
     expect(result.status).toBe(0);
     expect(result.stdout).toContain(`bindings: ${own} -> ${instanceArn}`);
     expect(result.stdout).toContain(
