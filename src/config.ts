@@ -41,6 +41,8 @@ const csv = z
   );
 
 const url = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+/** Characters a dashboard password needs at least. */
+export const minDashboardPassword = 16;
 const listen = (fallback: string) =>
   z
     .string()
@@ -91,6 +93,16 @@ const envSchema = z.object({
     .refine((v) => !/^(aws|ssm)/i.test(v), 'must not start with "aws" or "ssm" (reserved by SSM)')
     .default('fleetbot'),
   KMS_KEY_ID: z.string().trim().min(1).default('alias/aws/ssm'),
+  // The stack's SecretBinderFunction (name or ARN); see src/aws/secret-binder.ts.
+  SECRET_BINDER_FUNCTION: optional.pipe(
+    z
+      .string()
+      .regex(
+        /^(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}$/,
+        'must be a Lambda function name or ARN (the stack output SecretBinderFunctionName)',
+      )
+      .optional(),
+  ),
 
   TELEGRAM_BOT_TOKEN: optional.pipe(
     z
@@ -135,10 +147,26 @@ const envSchema = z.object({
   PARAMETER_WRITES_PER_SECOND: z.coerce.number().positive().max(100).default(2),
   INVITE_TTL_HOURS: z.coerce.number().int().min(1).max(720).default(168),
   SET_TIMEOUT_SECONDS: z.coerce.number().int().min(10).max(3600).default(120),
+  // Members' own commands (src/core/command-limits.ts); admins are never limited by them.
+  MEMBER_COMMANDS_PER_MINUTE: z.coerce.number().int().min(1).max(1000).default(10),
+  MEMBER_SERVER_ACTIONS_PER_HOUR: z.coerce.number().int().min(1).max(1000).default(20),
+  PROVISION_COOLDOWN_SECONDS: z.coerce.number().int().min(0).max(86_400).default(600),
+  LAUNCHES_PER_MEMBER_PER_DAY: z.coerce.number().int().min(1).max(100).default(3),
+  REFUSAL_WINDOW_SECONDS: z.coerce.number().int().min(10).max(86_400).default(600),
+  GUEST_REPLIES_PER_WINDOW: z.coerce.number().int().min(0).max(100).default(3),
 
   DASHBOARD_LISTEN: listen('127.0.0.1:8080'),
   DASHBOARD_USER: z.string().trim().min(1).default('ops'),
-  DASHBOARD_PASSWORD: optional,
+  // Basic auth over the network can be guessed at: a short password is refused in every environment.
+  DASHBOARD_PASSWORD: optional.pipe(
+    z
+      .string()
+      .refine(
+        (v) => [...v].length >= minDashboardPassword,
+        `must be at least ${minDashboardPassword} characters (for example: openssl rand -base64 24)`,
+      )
+      .optional(),
+  ),
   AUDIT_RETENTION: z.coerce.number().int().min(100).max(10_000_000).default(100_000),
   DASHBOARD_ALLOW_ACTIONS: z.enum(['true', 'false']).default('false'),
   METRICS_PUBLIC: z.enum(['true', 'false']).default('false'),
@@ -245,7 +273,14 @@ export interface Config {
   /** How long a provision or rollout stays claimed by a worker that stopped renewing it (crashed). */
   jobLockMs: number;
   redis: { url: string; prefix: string };
-  aws: { region: string; endpoint?: string; parameterPrefix: string; kmsKeyId: string };
+  aws: {
+    region: string;
+    endpoint?: string;
+    parameterPrefix: string;
+    kmsKeyId: string;
+    /** Unset only in dev: the service then tags parameters itself. */
+    secretBinderFunction?: string;
+  };
   telegram?: {
     token: string;
     mode: 'polling' | 'webhook';
@@ -292,6 +327,16 @@ export interface Config {
   fleetCacheMs: number;
   /** How many audit records the Redis stream keeps (oldest trimmed first). */
   auditRetention: number;
+  /** Members' command limits, and how refusals of anyone but admins are recorded and answered. */
+  limits: {
+    commandsPerMinute: number;
+    serverActionsPerHour: number;
+    provisionCooldownMs: number;
+    launchesPerDay: number;
+    /** One audit record per sender and window of refusals; guests' reply budget is per window too. */
+    refusalWindowMs: number;
+    guestRepliesPerWindow: number;
+  };
   /** Who may do what; closed by default (empty lists allow nobody). */
   access: { telegramUserIds: string[]; slackAdminIds: string[]; slackChannelIds: string[] };
   dashboard: {
@@ -362,6 +407,7 @@ export function loadConfig(
   const processRoles = overrides.roles ?? parseRoles(env.FLEETBOT_ROLE ?? 'all') ?? everyRole;
   // Checked on the raw values so that one message lists these together with the schema's findings.
   problems.push(...missingTogether(env, processRoles, Boolean(overrides.console)));
+  problems.push(...outsideDev(env, processRoles));
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
 
@@ -400,6 +446,7 @@ export function loadConfig(
       endpoint: e.AWS_ENDPOINT_URL,
       parameterPrefix: e.PARAMETER_PREFIX,
       kmsKeyId: e.KMS_KEY_ID,
+      secretBinderFunction: e.SECRET_BINDER_FUNCTION,
     },
     telegram,
     slack,
@@ -427,6 +474,14 @@ export function loadConfig(
     },
     fleetCacheMs: e.FLEET_CACHE_SECONDS * 1000,
     auditRetention: e.AUDIT_RETENTION,
+    limits: {
+      commandsPerMinute: e.MEMBER_COMMANDS_PER_MINUTE,
+      serverActionsPerHour: e.MEMBER_SERVER_ACTIONS_PER_HOUR,
+      provisionCooldownMs: e.PROVISION_COOLDOWN_SECONDS * 1000,
+      launchesPerDay: e.LAUNCHES_PER_MEMBER_PER_DAY,
+      refusalWindowMs: e.REFUSAL_WINDOW_SECONDS * 1000,
+      guestRepliesPerWindow: e.GUEST_REPLIES_PER_WINDOW,
+    },
     access: {
       telegramUserIds: e.TELEGRAM_ALLOWED_USER_IDS,
       slackAdminIds: e.SLACK_ADMIN_USER_IDS,
@@ -507,6 +562,51 @@ function missingTogether(env: Env, processRoles: readonly ProcessRole[], withCon
   if (runs('dashboard') && !has('DASHBOARD_PASSWORD'))
     problems.push(
       'DASHBOARD_PASSWORD: is required for the dashboard role (an empty password never means open)',
+    );
+  return problems;
+}
+
+/** Every key that names a server fleetbot talks to (or, for the webhook, one Telegram posts to). */
+export const endpointKeys = [
+  'AWS_ENDPOINT_URL',
+  'TELEGRAM_API_ROOT',
+  'TELEGRAM_WEBHOOK_URL',
+  'SLACK_API_URL',
+  'OPENAI_BASE_URL',
+] as const;
+
+/** SSM's AWS managed key, by alias or alias ARN (any partition, region and account). */
+const awsManagedSsmKey = /^(alias\/aws\/ssm|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias\/aws\/ssm)$/;
+
+/**
+ * What only a developer's machine may get away with. Checked on the raw values, so one message lists
+ * these with the schema's findings; an invalid FLEETBOT_ENV counts as not dev.
+ */
+function outsideDev(env: Env, processRoles: readonly ProcessRole[]): string[] {
+  if ((env.FLEETBOT_ENV ?? 'dev').trim() === 'dev') return [];
+  const problems: string[] = [];
+  // No loopback exception: outside dev, an http:// endpoint carries tokens, secrets and AWS signatures in clear.
+  for (const key of endpointKeys)
+    if (/^\s*http:/i.test(env[key] ?? ''))
+      problems.push(
+        `${key}: must be an https:// URL unless FLEETBOT_ENV=dev (http:// is sent in clear text)`,
+      );
+  const kmsKey = env.KMS_KEY_ID?.trim();
+  const managedKey =
+    'the AWS managed key, which every principal in the account that may read SSM parameters can decrypt ' +
+    'with; set your own key, the stack output KmsKeyAlias (alias/<Prefix>-secrets, see infra/README.md)';
+  // An empty value is the schema's to report.
+  if (kmsKey === undefined)
+    problems.push(
+      `KMS_KEY_ID: is required unless FLEETBOT_ENV=dev, because its default alias/aws/ssm is ${managedKey}`,
+    );
+  else if (awsManagedSsmKey.test(kmsKey))
+    problems.push(`KMS_KEY_ID: must not be alias/aws/ssm unless FLEETBOT_ENV=dev: it is ${managedKey}`);
+  // The bot (a re-stored secret) and the worker (a provisioned server) bind; the stack's role lets
+  // only its binder do that, so without it every binding would be refused.
+  if (!env.SECRET_BINDER_FUNCTION?.trim() && processRoles.some((r) => r === 'bot' || r === 'worker'))
+    problems.push(
+      "SECRET_BINDER_FUNCTION: is required unless FLEETBOT_ENV=dev: set the stack output SecretBinderFunctionName (see infra/README.md); only that function may give a server access to its member's secrets",
     );
   return problems;
 }

@@ -30,11 +30,14 @@ export const redactedPaths = [
   'req.headers["x-slack-signature"]',
 ];
 
+// A bot token sits right after "/bot" in Bot API URLs, where \b finds no word boundary.
 const secretShaped =
-  /\b\d{5,16}:[A-Za-z0-9_-]{30,}|\bsk-[A-Za-z0-9_-]{16,}|xox[abpr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}/g;
+  /(?<!\d)\d{5,16}:[A-Za-z0-9_-]{30,}|\bsk-[A-Za-z0-9_-]{16,}|xox[abpr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}/g;
 
 export function scrub(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return value.replace(secretShaped, '[redacted]');
+  // An error's message and stack are not enumerable: serialized first, or it would be logged as {}.
+  if (value instanceof Error) return scrub(pino.stdSerializers.err(value), depth + 1);
   if (depth > 8 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrub(v, depth + 1)]));
@@ -46,7 +49,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       base: { app: 'fleetbot' },
       redact: { paths: redactedPaths, censor: '[redacted]' },
-      serializers: { err: (err: unknown) => scrub(pino.stdSerializers.err(err as Error)) },
+      serializers: {
+        err: (err: unknown) => scrub(err instanceof Error ? pino.stdSerializers.err(err) : err),
+      },
       formatters: { log: (object) => scrub(object) as Record<string, unknown> },
       hooks: {
         // The message string itself (and any interpolation arguments) gets the same pass.

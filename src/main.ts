@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { Redis } from 'ioredis';
 import type { DestinationStream } from 'pino';
@@ -9,6 +10,7 @@ import { createFleet } from './aws/fleet.js';
 import { createFleetView } from './aws/fleet-view.js';
 import { createAwsProbe } from './aws/probe.js';
 import { createRunCommand } from './aws/run-command.js';
+import { createLambdaBinder } from './aws/secret-binder.js';
 import { createSecretStore } from './aws/secret-store.js';
 import { createBot } from './bot/bot.js';
 import { type ConsoleAdapter, type ConsoleIdentity, createConsoleAdapter } from './bot/console.js';
@@ -96,6 +98,13 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
   // Jobs' Run Command calls: every attempt must wait its turn at the shared SSM budget, which the
   // SDK's retries would skip, so the SDK never retries them and the jobs retry through the budget.
   const jobSsm = new SSMClient({ ...where, maxAttempts: 1 });
+  const lambda = new LambdaClient({ ...where, retryMode: 'standard', maxAttempts: 3 });
+  const binderFunction = config.aws.secretBinderFunction;
+  const secrets = createSecretStore(ssm, {
+    prefix: config.aws.parameterPrefix,
+    kmsKeyId: config.aws.kmsKeyId,
+    binder: binderFunction ? createLambdaBinder(lambda, binderFunction) : undefined,
+  });
   const probeAws = createAwsProbe(ec2);
   const fleet = createFleet(ec2, { region: config.aws.region, env: config.env, ...config.instances });
   const runCommand = createRunCommand(ssm);
@@ -119,7 +128,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       stops.push(() => queues.close());
       const bot = createBot(
         config,
-        { redis: requestsRedis, ssm, queues, members, fleet, fleetView, runCommand, auditTrail, metrics },
+        { redis: requestsRedis, secrets, queues, members, fleet, fleetView, runCommand, auditTrail, metrics },
         botLog,
       );
       const dispatch = bot.dispatch;
@@ -239,10 +248,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
           provision: {
             fleet,
             runCommand: jobRunCommand,
-            secrets: createSecretStore(ssm, {
-              prefix: config.aws.parameterPrefix,
-              kmsKeyId: config.aws.kmsKeyId,
-            }),
+            secrets,
             poller,
             launchPacer: createPacer(
               redis,
@@ -305,6 +311,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
         ec2.destroy();
         ssm.destroy();
         jobSsm.destroy();
+        lambda.destroy();
         log.info('fleetbot stopped');
       })();
       return stopping;
@@ -358,6 +365,35 @@ async function connectRedis(url: string, use: RedisUse, log: Logger): Promise<Re
   return redis;
 }
 
+/** How long an uncaught exception waits for its log line to reach stdout before the process exits anyway. */
+const fatalFlushMs = 2000;
+
+/**
+ * Process-wide last resorts, so nothing ends the process, or fails, without a log line. `currentLog`
+ * is read when something happens: the startup logger until main has its own.
+ */
+export function installCrashHandlers(currentLog: () => Logger): void {
+  // After an uncaught exception the process is in a state nobody planned for: log it, let the line
+  // reach stdout, exit 1 for the supervisor to restart us. No graceful stop: it would run on that
+  // broken state. Nothing is lost for good: jobs are resumed from their recorded phase by another
+  // worker once their lock expires (as after SIGKILL), and an unanswered webhook is redelivered.
+  process.on('uncaughtException', (error, origin) => {
+    const log = currentLog();
+    log.fatal({ err: error, origin }, 'uncaught exception; exiting');
+    setTimeout(() => process.exit(1), fatalFlushMs);
+    log.flush(() => process.exit(1));
+  });
+  // An unhandled rejection is logged and the process stays up. Every long-running loop (polling,
+  // BullMQ workers, Redis connections, HTTP servers) handles its own errors, so a rejection nobody
+  // awaited belongs to one update, request or job whose work has already failed, and this line is
+  // what keeps that from passing silently. Exiting would not bring that work back; it would abort
+  // every other update and job in flight in every role of this process, including webhook updates
+  // Telegram was already answered for and will never send again.
+  process.on('unhandledRejection', (reason) => {
+    currentLog().error({ err: reason }, 'unhandled promise rejection; the work it belonged to failed');
+  });
+}
+
 /** Runs main as a process: prints startup errors without stack traces and exits cleanly on signals. */
 export async function runProcess(
   env: Env,
@@ -366,7 +402,9 @@ export async function runProcess(
   /** Runs after fleetbot stopped, and also when it failed to start (the sandbox stops its peers here). */
   cleanup: () => Promise<void> = async () => {},
 ): Promise<void> {
-  let running: Running;
+  let running: Running | undefined;
+  const startupLog = createLogger('info', options.logDestination);
+  installCrashHandlers(() => running?.log ?? startupLog);
   try {
     running = await main(env, argv, options);
   } catch (error) {

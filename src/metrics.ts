@@ -1,6 +1,8 @@
 import type { Job, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isThrottlingAwsError } from './aws/transient.js';
+import type { Role } from './core/caller.js';
+import type { RefusalReason } from './core/command-limits.js';
 
 /**
  * Prometheus metrics. Every call makes its own registry (never prom-client's global one), so
@@ -36,6 +38,8 @@ export interface Metrics {
   /** An update delivered again (same update id) and dropped unhandled. */
   chatDuplicateDropped(platform: string): void;
   secretStored(kind: string): void;
+  /** A chat command refused before it ran: by role, or by a member's limits (src/core/command-limits.ts). */
+  commandRefused(reason: RefusalReason, role: Role): void;
   /** Queues whose counts `fleetbot_jobs` reports on each scrape. */
   observeQueues(queues: readonly CountedQueue[]): void;
   /** Where `fleetbot_instances` comes from; one EC2 listing serves every scrape for `ttlMs`. */
@@ -133,6 +137,12 @@ export function createMetrics(): Metrics {
     labelNames: ['kind'] as const,
     registers,
   });
+  const commandsRefused = new Counter({
+    name: 'fleetbot_commands_refused_total',
+    help: 'Chat commands refused before they ran, by reason (role, unknown to a guest, or a member limit) and caller role.',
+    labelNames: ['reason', 'role'] as const,
+    registers,
+  });
 
   return {
     registry,
@@ -156,6 +166,9 @@ export function createMetrics(): Metrics {
     },
     secretStored(kind) {
       secretsStored.inc({ kind });
+    },
+    commandRefused(reason, role) {
+      commandsRefused.inc({ reason, role });
     },
     observeQueues(list) {
       queues = list;

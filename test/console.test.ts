@@ -27,7 +27,7 @@ beforeAll(async () => {
       TELEGRAM_ALLOWED_USER_IDS: '42',
       SLACK_ADMIN_USER_IDS: 'U123',
       DASHBOARD_LISTEN: '127.0.0.1:0',
-      DASHBOARD_PASSWORD: 'pw',
+      DASHBOARD_PASSWORD: 'console-dashboard-password',
       LOG_LEVEL: 'silent',
     },
     ['--role=all'],

@@ -3,7 +3,6 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
   CreateSubnetCommand,
@@ -21,6 +20,16 @@ import {
 } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { testAccountId, withAccount } from './peers/aws-account.js';
+import {
+  list,
+  loadTemplate,
+  type PolicyDocument,
+  policiesOf,
+  resource,
+  type Statement,
+  type Template,
+  templatePath,
+} from './support/cfn-template.js';
 
 /*
  * infra/fleetbot.yaml three ways: cfn-lint, the policies and scripts read from the template itself,
@@ -32,7 +41,17 @@ import { testAccountId, withAccount } from './peers/aws-account.js';
  *  - AWS::SSM::Document without DocumentFormat is refused; the template states CloudFormation's default.
  *  - AWS::IAM::Role Policies are stored as a Python repr, not JSON; the template keeps statements in
  *    AWS::IAM::Policy resources, which moto stores and validates like IAM does.
- *  - AWS::IAM::Role ManagedPolicyArns are ignored: AmazonSSMManagedInstanceCore is not attached in moto.
+ *  - AWS::IAM::Role ManagedPolicyArns are ignored (the roles no longer carry any).
+ *  - AWS::SSM::Document of DocumentType Session (the Session Manager preferences) is stored and listed
+ *    like a Command document; nothing in moto reads it, so what it configures is asserted on its content.
+ *  - AWS::S3::Bucket encryption, public access block and bucket policy, AWS::Logs::LogGroup KmsKeyId,
+ *    AWS::EC2::VPCEndpoint and AWS::IAM::ManagedPolicy deploy, but moto enforces none of them (no IAM,
+ *    no TLS-only check): the evaluator suite (test/infra/iam-evaluator.test.ts) covers the policies.
+ *  - A resource that cannot be created (a second SSM-SessionManagerRunShell in one account and region)
+ *    fails the CreateStack call itself with HTTP 400 DocumentAlreadyExists instead of a rolled-back stack.
+ *  - An Fn::If in a policy's Statement list that resolves to AWS::NoValue makes the policy
+ *    MalformedPolicyDocument (CloudFormation drops the item); conditional statements live in their own
+ *    conditional AWS::IAM::Policy (InstanceSessionLogsPolicy) instead.
  *  - AWS::EC2::SecurityGroup SecurityGroupEgress is ignored: the group keeps EC2's default allow-all
  *    egress. Egress is therefore asserted on the template, ingress on the deployed group.
  *  - A document CloudFormation created from object content is stored unserialized: DescribeDocument
@@ -51,34 +70,11 @@ import { createSecretStore } from '../src/aws/secret-store.js';
 import { versionPattern as coreVersionPattern } from '../src/core/version.js';
 
 const run = promisify(execFile);
-const templatePath = fileURLToPath(new URL('../infra/fleetbot.yaml', import.meta.url));
 const region = 'us-east-1';
 // The deploy document must carry exactly the pattern the bot and the worker check.
 const versionPattern = coreVersionPattern.source;
 const servicePattern = '^[a-z][a-z0-9@._-]{0,63}$';
 
-interface Statement {
-  Sid?: string;
-  Effect: 'Allow' | 'Deny';
-  Action?: string | string[];
-  NotAction?: string | string[];
-  Resource?: unknown;
-  Principal?: unknown;
-  Condition?: Record<string, Record<string, unknown>>;
-}
-interface PolicyDocument {
-  Statement: Statement[];
-}
-interface Resource {
-  Type: string;
-  Condition?: string;
-  DependsOn?: string | string[];
-  Properties: Record<string, unknown>;
-}
-interface Template {
-  Resources: Record<string, Resource>;
-  Outputs: Record<string, unknown>;
-}
 interface DocumentContent {
   schemaVersion: string;
   parameters?: Record<
@@ -88,20 +84,6 @@ interface DocumentContent {
   mainSteps: { action: string; inputs: { runCommand: string[] } }[];
 }
 
-/** cfn-lint's own decoder: CloudFormation's YAML dialect (short-form !Sub, !GetAtt) as plain JSON. */
-async function loadTemplate(): Promise<Template> {
-  const decode = [
-    'import json, sys',
-    'from cfnlint.decode import decode',
-    'template, problems = decode(sys.argv[1])',
-    'if problems: sys.exit("\\n".join(str(p) for p in problems))',
-    'print(json.dumps(template))',
-  ].join('\n');
-  const { stdout } = await run('python3', ['-c', decode, templatePath]);
-  return JSON.parse(stdout) as Template;
-}
-
-const list = (v: unknown): unknown[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 const actions = (s: Statement): string[] => list(s.Action) as string[];
 
 /** IAM action patterns are case-insensitive globs. */
@@ -117,24 +99,6 @@ function bySid(doc: PolicyDocument, sid: string): Statement {
   const found = doc.Statement.find((s) => s.Sid === sid);
   if (!found) throw new Error(`no statement ${sid}`);
   return found;
-}
-
-function resource(t: Template, name: string): Resource {
-  const r = t.Resources[name];
-  if (!r) throw new Error(`no resource ${name}`);
-  return r;
-}
-
-/** Every identity policy that ends up on the role, whichever resource declares it. */
-function policiesOf(t: Template, role: string): PolicyDocument[] {
-  const inline = list(resource(t, role).Properties.Policies) as { PolicyDocument: PolicyDocument }[];
-  const attached = Object.values(t.Resources)
-    .filter((r) => r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy')
-    .filter((r) =>
-      list(r.Properties.Roles).some((ref) => JSON.stringify(ref) === JSON.stringify({ Ref: role })),
-    )
-    .map((r) => r.Properties.PolicyDocument as PolicyDocument);
-  return [...inline.map((p) => p.PolicyDocument), ...attached];
 }
 
 function documentContent(t: Template, name: string): DocumentContent {
@@ -197,10 +161,15 @@ describe('infra/fleetbot.yaml', () => {
   }, 90_000);
 
   describe('instance role', () => {
+    const own = (name: string) => resource(template, name).Properties.PolicyDocument as PolicyDocument;
+
     it('when an instance asks for a user parameter, then only a tag equal to its own instance ARN allows it', () => {
-      const [doc, ...others] = policiesOf(template, 'InstanceRole');
-      expect(others).toEqual([]);
-      if (!doc) throw new Error('the instance role has no policy');
+      expect(policiesOf(template, 'InstanceRole')).toEqual([
+        own('InstancePolicy'),
+        own('InstanceAgentPolicy'),
+        own('InstanceSessionLogsPolicy'),
+      ]);
+      const doc = own('InstancePolicy');
       const allow = bySid(doc, 'ReadOwnUserSecretsOnly');
       expect(allow.Effect).toBe('Allow');
       expect(actions(allow).sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters']);
@@ -212,21 +181,48 @@ describe('infra/fleetbot.yaml', () => {
         StringEquals: { 'ssm:resourceTag/InstanceArn': '${ec2:SourceInstanceARN}' },
         Null: { 'ec2:SourceInstanceARN': 'false' },
       });
-      const otherReads = doc.Statement.filter(
-        (s) => s.Effect === 'Allow' && s !== allow && actions(s).some((a) => grants(a, 'ssm:GetParameter')),
-      );
+      const otherReads = policiesOf(template, 'InstanceRole')
+        .flatMap((d) => d.Statement)
+        .filter(
+          (s) => s.Effect === 'Allow' && s !== allow && actions(s).some((a) => grants(a, 'ssm:GetParameter')),
+        );
       expect(otherReads).toEqual([]);
     });
 
-    it('when AmazonSSMManagedInstanceCore allows every parameter, then explicit Denies take back the ones not tagged for the caller', () => {
-      expect(resource(template, 'InstanceRole').Properties.ManagedPolicyArns).toEqual([
-        { 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore' },
-      ]);
-      const [doc] = policiesOf(template, 'InstanceRole');
-      if (!doc) throw new Error('the instance role has no policy');
+    it("when the agent-only policy replaces AmazonSSMManagedInstanceCore, then it allows no read and Denies cover every parameter outside the caller's own", () => {
+      expect(resource(template, 'InstanceRole').Properties.ManagedPolicyArns).toBeUndefined();
+      const agent = [...own('InstanceAgentPolicy').Statement, ...own('InstanceSessionLogsPolicy').Statement];
+      const allowed = agent.filter((s) => s.Effect === 'Allow').flatMap(actions);
+      // What AmazonSSMManagedInstanceCore allowed that reads parameters or documents.
+      for (const read of ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetDocument', 'ssm:DescribeDocument'])
+        expect(
+          allowed.some((a) => grants(a, read)),
+          read,
+        ).toBe(false);
+      expect(allowed).toEqual(
+        expect.arrayContaining([
+          'ssm:UpdateInstanceInformation',
+          'ec2messages:GetMessages',
+          'ssmmessages:OpenDataChannel',
+          'ssm:GetDeployablePatchSnapshotForInstance',
+          'ssm:PutComplianceItems',
+        ]),
+      );
+      expect(
+        allowed.every((a) => !a.includes('*')),
+        'no wildcard actions',
+      ).toBe(true);
+
+      const doc = own('InstancePolicy');
       const users = {
         'Fn::Sub': 'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/${Prefix}/users/*',
       };
+      expect(bySid(doc, 'DenyReadingOtherParameters')).toEqual({
+        Sid: 'DenyReadingOtherParameters',
+        Effect: 'Deny',
+        Action: 'ssm:GetParameter*',
+        NotResource: users,
+      });
 
       const foreign = bySid(doc, 'DenyOtherInstancesSecrets');
       expect(foreign).toMatchObject({ Effect: 'Deny', Action: 'ssm:GetParameter*', Resource: users });
@@ -258,9 +254,13 @@ describe('infra/fleetbot.yaml', () => {
       ]);
     });
 
-    it('when nothing may launch with the role, then the profile waits for the policy that carries the Denies', () => {
-      expect(resource(template, 'InstanceProfile').DependsOn).toBe('InstancePolicy');
+    it('when nothing may launch with the role, then the profile waits for both policies', () => {
+      expect(resource(template, 'InstanceProfile').DependsOn).toEqual([
+        'InstancePolicy',
+        'InstanceAgentPolicy',
+      ]);
       expect(resource(template, 'InstancePolicy').Properties.Roles).toEqual([{ Ref: 'InstanceRole' }]);
+      expect(resource(template, 'InstanceAgentPolicy').Properties.Roles).toEqual([{ Ref: 'InstanceRole' }]);
     });
   });
 
@@ -299,11 +299,21 @@ describe('infra/fleetbot.yaml', () => {
       expect(forBot[0]?.Condition?.StringEquals).toEqual({
         'kms:ViaService': { 'Fn::Sub': 'ssm.${AWS::Region}.amazonaws.com' },
       });
-      const decrypters = keyPolicy.Statement.filter((s) => actions(s).some((a) => grants(a, 'kms:Decrypt')));
+      const decrypters = keyPolicy.Statement.filter(
+        (s) => s.Effect === 'Allow' && actions(s).some((a) => grants(a, 'kms:Decrypt')),
+      );
       expect(decrypters.map((s) => s.Sid).sort()).toEqual([
         'AccountAdministersTheKey',
         'InstancesDecryptViaSsm',
       ]);
+      // The root statement would let any identity policy grant decryption; these take it back.
+      expect(bySid(keyPolicy, 'NobodyElseDecrypts')).toMatchObject({
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 'kms:Decrypt',
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': ['InstanceRole', 'Arn'] } } },
+      });
+      expect(bySid(keyPolicy, 'DecryptOnlyViaSsm')).toMatchObject({ Effect: 'Deny', Principal: '*' });
     });
 
     it('when the bot launches, then RunInstances needs our launch template, IMDSv2, our type and the fleet tags', () => {
@@ -707,6 +717,7 @@ interface Deployed {
   prefix: string;
   vpcId: string;
   status: string;
+  reason?: string | undefined;
   outputs: Record<string, string>;
   moto: ReturnType<typeof motoAccount>;
   ec2: EC2Client;
@@ -717,8 +728,8 @@ interface Deployed {
 const stackSettlesWithinMs = 60_000;
 
 /** A fresh account with a VPC and subnet, then the template through moto's CloudFormation. */
-async function deploy(extra: Record<string, string> = {}): Promise<Deployed> {
-  const accountId = testAccountId();
+async function deploy(extra: Record<string, string> = {}, intoAccount?: string): Promise<Deployed> {
+  const accountId = intoAccount ?? testAccountId();
   const base = {
     region,
     endpoint: inject('motoUrl'),
@@ -732,7 +743,7 @@ async function deploy(extra: Record<string, string> = {}): Promise<Deployed> {
   const vpcId = vpc.Vpc?.VpcId ?? '';
   const subnet = await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: '10.20.1.0/24' }));
   // Not the default: the names must follow Prefix everywhere.
-  const prefix = `fbt${accountId.slice(-6)}`;
+  const prefix = extra.Prefix ?? `fbt${accountId.slice(-6)}`;
   const parameters: Record<string, string> = {
     Prefix: prefix,
     Env: 'test',
@@ -741,7 +752,7 @@ async function deploy(extra: Record<string, string> = {}): Promise<Deployed> {
     AmiId: 'ami-12c6146b',
     ...extra,
   };
-  const stackName = `fleetbot-${accountId}`;
+  const stackName = `fleetbot-${prefix}`;
   const request: Record<string, string> = {
     Action: 'CreateStack',
     Version: '2010-05-15',
@@ -775,7 +786,9 @@ async function deploy(extra: Record<string, string> = {}): Promise<Deployed> {
       xmlValue(m[1] ?? '', 'OutputValue'),
     ]),
   );
-  return { accountId, prefix, vpcId, status: xmlValue(described, 'StackStatus'), outputs, moto, ec2, ssm };
+  const status = xmlValue(described, 'StackStatus');
+  const reason = xmlValues(described, 'StackStatusReason')[0];
+  return { accountId, prefix, vpcId, status, reason, outputs, moto, ec2, ssm };
 }
 
 describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => {
@@ -804,6 +817,11 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       DeployDocumentName: `${prefix}-deploy`,
       BootstrapCheckDocumentName: `${prefix}-bootstrap-check`,
       RestartDocumentName: `${prefix}-restart-service`,
+      SecretBinderFunctionName: `${prefix}-secret-binder`,
+      SessionOperatorPolicyArn: `arn:aws:iam::${accountId}:policy/${prefix}-test-session-operator`,
+      SessionLogBucketName: expect.any(String),
+      SessionLogGroupName: `/${prefix}/test/sessions`,
+      SessionsKeyArn: expect.stringMatching(new RegExp(`^arn:aws:kms:${region}:${accountId}:key/`)),
     });
   });
 
@@ -897,13 +915,14 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
     });
   });
 
-  it('when the documents are listed and read, then all three are Command 2.2 documents and the patterns survived CloudFormation', async () => {
+  it('when the documents are listed and read, then the three Command 2.2 documents and the session preferences exist and the patterns survived CloudFormation', async () => {
     const listed = await stack.ssm.send(
       new ListDocumentsCommand({ Filters: [{ Key: 'Owner', Values: ['Self'] }] }),
     );
     expect(
       (listed.DocumentIdentifiers ?? []).map((d) => [d.Name, d.DocumentType, d.SchemaVersion]).sort(),
     ).toEqual([
+      ['SSM-SessionManagerRunShell', 'Session', '1.0'],
       [stack.outputs.BootstrapCheckDocumentName, 'Command', '2.2'],
       [stack.outputs.DeployDocumentName, 'Command', '2.2'],
       [stack.outputs.RestartDocumentName, 'Command', '2.2'],
@@ -995,6 +1014,53 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       AWS: stack.outputs.InstanceRoleArn,
     });
   });
+
+  it("when the session preferences are read back, then shells are logged to the stack's bucket and group, encrypted, time-limited and not root", async () => {
+    const got = await stack.moto.json('ssm', 'AmazonSSM.GetDocument', { Name: 'SSM-SessionManagerRunShell' });
+    const content = (typeof got.Content === 'string' ? JSON.parse(got.Content) : got.Content) as {
+      sessionType: string;
+      inputs: Record<string, unknown>;
+    };
+    expect(got.DocumentType).toBe('Session');
+    expect(content.sessionType).toBe('Standard_Stream');
+    expect(content.inputs).toMatchObject({
+      s3BucketName: stack.outputs.SessionLogBucketName,
+      s3EncryptionEnabled: true,
+      cloudWatchLogGroupName: stack.outputs.SessionLogGroupName,
+      cloudWatchEncryptionEnabled: true,
+      kmsKeyId: stack.outputs.SessionsKeyArn,
+      runAsEnabled: true,
+      runAsDefaultUser: 'ec2-user',
+      idleSessionTimeout: '20',
+      maxSessionDuration: '60',
+    });
+    const policy = await stack.moto.query('iam', {
+      Action: 'GetPolicy',
+      Version: '2010-05-08',
+      PolicyArn: stack.outputs.SessionOperatorPolicyArn ?? '',
+    });
+    expect(xmlValue(policy, 'PolicyName')).toBe(`${stack.prefix}-test-session-operator`);
+  });
+
+  it('when a second stack goes into the same account and region, then only CreateSessionPreferences=false lets it complete', async () => {
+    // SSM-SessionManagerRunShell is one per account and region: a second stack creating it fails.
+    // moto refuses the CreateStack call itself; CloudFormation would roll the stack back.
+    await expect(deploy({ Prefix: `${stack.prefix}b` }, stack.accountId)).rejects.toThrow(
+      /DocumentAlreadyExists/,
+    );
+    const second = await deploy(
+      { Prefix: `${stack.prefix}c`, CreateSessionPreferences: 'false' },
+      stack.accountId,
+    );
+    expect(second.status).toBe('CREATE_COMPLETE');
+    expect(
+      Object.keys(second.outputs)
+        .filter((k) => k.startsWith('Session'))
+        .sort(),
+    ).toEqual(['SessionOperatorPolicyArn']);
+    second.ec2.destroy();
+    second.ssm.destroy();
+  }, 120_000);
 
   it('when the service runs on EC2 instead of ECS, then the bot role trusts EC2 and gets its own instance profile', async () => {
     const onEc2 = await deploy({ BotPrincipalService: 'ec2.amazonaws.com' });

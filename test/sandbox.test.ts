@@ -40,7 +40,7 @@ describe('npm run sandbox', () => {
       const dashboard = /Dashboard on (http:\/\/[\d.:]+)\/jobs\//.exec(output.text())?.[1] ?? '';
       expect((await fetch(`${dashboard}/fleet`)).status).toBe(401);
       const fleet = await fetch(`${dashboard}/fleet`, {
-        headers: { authorization: `Basic ${btoa('ops:sandbox')}` },
+        headers: { authorization: `Basic ${btoa('ops:sandbox-password')}` },
       });
       expect(fleet.status).toBe(200);
       const motoPid = Number(/moto_server pid (\d+)/.exec(output.text())?.[1]);

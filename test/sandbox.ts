@@ -30,7 +30,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const dashboardListen = process.env.DASHBOARD_LISTEN ?? `127.0.0.1:${await freePort()}`;
 process.stdout.write(
-  `Dashboard on http://${dashboardListen}/jobs/ and /fleet (user ops, password sandbox).\n`,
+  `Dashboard on http://${dashboardListen}/jobs/ and /fleet (user ops, password sandbox-password).\n`,
 );
 
 const env = {
@@ -42,7 +42,7 @@ const env = {
   TELEGRAM_ALLOWED_USER_IDS: '42',
   SLACK_ADMIN_USER_IDS: 'U123',
   DASHBOARD_LISTEN: dashboardListen,
-  DASHBOARD_PASSWORD: 'sandbox',
+  DASHBOARD_PASSWORD: 'sandbox-password',
   INSTANCE_AMI_ID: 'ami-12c6146b',
 };
 

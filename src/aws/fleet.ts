@@ -4,6 +4,7 @@ import {
   DescribeInstanceStatusCommand,
   type DescribeInstanceStatusCommandOutput,
   DescribeInstancesCommand,
+  type DescribeInstancesCommandOutput,
   type EC2Client,
   type Instance as Ec2Instance,
   paginateDescribeInstances,
@@ -165,7 +166,38 @@ function launchFailure(error: unknown): LaunchError {
   return new LaunchError('other', code);
 }
 
+/**
+ * Why a member's parameters may not be bound to an instance with these tags, or undefined when the
+ * instance is theirs: a fleet instance of this environment, tagged with their user id. The reason is
+ * for logs and admins; it may name another member's id.
+ */
+export function ownershipProblem(
+  tags: Record<string, string | undefined>,
+  userId: string,
+  env: string,
+): string | undefined {
+  if (tags.app !== 'fleetbot') return `it is not a fleetbot instance (app=${tags.app ?? 'none'})`;
+  if (tags.env !== env) return `it belongs to another environment (env=${tags.env ?? 'none'})`;
+  if (tags.user !== userId) return `it belongs to another user (user=${tags.user ?? 'none'})`;
+  return undefined;
+}
+
+/** What EC2 says, right now, about an instance a member's parameters are about to be bound to. */
+export type OwnerCheck =
+  /** EC2 does not know the id (or does not show it yet, right after RunInstances). */
+  | { verdict: 'unknown' }
+  /** Not this member's: see ownershipProblem. */
+  | { verdict: 'foreign'; problem: string }
+  /** Theirs, but terminated or on its way. */
+  | { verdict: 'gone'; instance: FleetInstance }
+  | { verdict: 'owned'; instance: FleetInstance };
+
 export interface Fleet {
+  /**
+   * Describes this one instance and applies ownershipProblem to its tags: the check made before a
+   * member's parameters are bound to it, whatever told us its id (a job record in Redis included).
+   */
+  checkOwner(instanceId: string, userId: string): Promise<OwnerCheck>;
   /** The member's instance that is not terminated (or on its way), if any. */
   findForUser(userId: string): Promise<FleetInstance | undefined>;
   get(instanceId: string): Promise<FleetInstance | undefined>;
@@ -326,6 +358,22 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
   };
 
   return {
+    async checkOwner(instanceId, userId) {
+      let res: DescribeInstancesCommandOutput;
+      try {
+        res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+      } catch (error) {
+        if (awsErrorCode(error).startsWith('InvalidInstanceID')) return { verdict: 'unknown' };
+        throw error;
+      }
+      const r = res.Reservations?.find((x) => x.Instances?.some((i) => i.InstanceId === instanceId));
+      const i = r?.Instances?.find((x) => x.InstanceId === instanceId);
+      if (!i) return { verdict: 'unknown' };
+      const problem = ownershipProblem(tagMap(i.Tags), userId, settings.env);
+      const instance = problem ? undefined : toInstance(i, r?.OwnerId);
+      if (!instance) return { verdict: 'foreign', problem: problem ?? 'it has no user tag' };
+      return gone.includes(instance.state) ? { verdict: 'gone', instance } : { verdict: 'owned', instance };
+    },
     async findForUser(userId) {
       const found = await describe([{ Name: 'tag:user', Values: [userId] }]);
       return found.filter((i) => !gone.includes(i.state)).sort(byLaunch)[0];

@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { userParameterName, userParameterPath } from '../core/parameter-names.js';
 import { findKind, type SecretKindName } from '../core/secret-kinds.js';
+import type { SecretBinder } from './secret-binder.js';
 import { awsErrorCode, isThrottlingAwsError } from './transient.js';
 
 export interface StoredSecret {
@@ -42,7 +43,9 @@ export interface SecretStore {
 
 export function createSecretStore(
   ssm: SSMClient,
-  options: { prefix: string; kmsKeyId: string },
+  // Without a binder the store tags parameters itself: only for FLEETBOT_ENV=dev (src/config.ts),
+  // where no stack's binder exists.
+  options: { prefix: string; kmsKeyId: string; binder?: SecretBinder },
 ): SecretStore {
   return {
     async put(userId, kind, value) {
@@ -104,6 +107,7 @@ export function createSecretStore(
       return out;
     },
     async bindToInstance(userId, kinds, instanceArn) {
+      if (options.binder) return options.binder.bind(userId, kinds, instanceIdOf(instanceArn));
       for (const kind of kinds)
         await call(() =>
           ssm.send(
@@ -166,4 +170,9 @@ async function call<T>(send: () => Promise<T>): Promise<T> {
     // code stays in awsCode, which is how jobs tell a throttled call from a refused one.
     throw new SecretStoreError(reason, code);
   }
+}
+
+/** arn:<partition>:ec2:<region>:<account>:instance/<id> → <id>: the binder works out the ARN itself. */
+function instanceIdOf(instanceArn: string): string {
+  return instanceArn.slice(instanceArn.lastIndexOf('/') + 1);
 }

@@ -1,9 +1,8 @@
-import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { Redis } from 'ioredis';
 import type { Fleet } from '../aws/fleet.js';
 import type { FleetView } from '../aws/fleet-view.js';
 import type { RunCommand } from '../aws/run-command.js';
-import { createSecretStore } from '../aws/secret-store.js';
+import type { SecretStore } from '../aws/secret-store.js';
 import type { Config } from '../config.js';
 import { type Caller, createRoleOf } from '../core/caller.js';
 import type { Reply } from '../core/chat.js';
@@ -13,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { createAssistantBots } from '../store/assistant-bots.js';
 import type { AuditTrail } from '../store/audit.js';
+import { createMemberLimits } from '../store/member-limits.js';
 import type { Members } from '../store/members.js';
 import { createPendingSecrets } from '../store/pending-secrets.js';
 import { createPlans } from '../store/plans.js';
@@ -51,7 +51,7 @@ export function createBot(
   config: Config,
   clients: {
     redis: Redis;
-    ssm: SSMClient;
+    secrets: SecretStore;
     queues: Queues;
     members: Members;
     fleet: Fleet;
@@ -59,16 +59,12 @@ export function createBot(
     fleetView: FleetView;
     runCommand: RunCommand;
     auditTrail: AuditTrail;
-    metrics?: Pick<Metrics, 'secretStored'>;
+    metrics?: Pick<Metrics, 'secretStored' | 'commandRefused'>;
   },
   log: Logger,
 ): Bot {
-  const { redis, ssm } = clients;
+  const { redis, secrets } = clients;
   const prefix = config.redis.prefix;
-  const secrets = createSecretStore(ssm, {
-    prefix: config.aws.parameterPrefix,
-    kmsKeyId: config.aws.kmsKeyId,
-  });
   const settings: BotDeps['settings'] = {
     inviteTtlMs: config.intake.inviteTtlMs,
     setTimeoutMs: config.intake.setTimeoutMs,
@@ -76,6 +72,7 @@ export function createBot(
     requiredSecrets: config.provisioning.requiredSecrets,
     serviceName: config.instances.serviceName,
     restartDocument: config.provisioning.restartDocument,
+    sessionOperatorPolicy: `${config.aws.parameterPrefix}-${config.env}-session-operator`,
     rollout: config.rollout,
     reportChannelId: config.provisioning.alertChannelId,
   };
@@ -122,6 +119,13 @@ export function createBot(
   const seen = createSeenUpdates(redis, prefix);
   const dispatch = createDispatcher(deps.registry, deps, log, {
     audit: (entry) => clients.auditTrail.record(entry),
+    limits: { members: createMemberLimits(redis, prefix, config.limits), settings: config.limits },
+    refusals: {
+      record: (entry, window) => clients.auditTrail.recordRefusal(entry, window),
+      windowMs: config.limits.refusalWindowMs,
+      guestReplies: config.limits.guestRepliesPerWindow,
+    },
+    metrics: clients.metrics,
     claimPress: (m) => seen.first('press', `${m.platform}:${m.chatId}:${m.messageId}`),
     async onText({ caller, text, reply, original }) {
       const kind = caller.role === 'user' ? await deps.pending.take(caller.userId) : undefined;

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { Caller, Role } from '../core/caller.js';
 import type { OriginalMessage, Reply } from '../core/chat.js';
+import type { LimitClass } from '../core/command-limits.js';
 
 /** Who may run a command: `anyone`, or exactly the given role (users and admins are distinct audiences). */
 export type Requirement = 'anyone' | Exclude<Role, 'guest'>;
@@ -18,6 +19,11 @@ export interface CommandInput<Args> {
    * first. Typed commands always get true. Called by the dispatcher unless `claimsPress` is set.
    */
   claim(): Promise<boolean>;
+  /**
+   * A `launch` command says its launch was queued: only then do the caller's launch cooldown and
+   * daily quota stay charged. Does nothing for other commands and for callers without limits.
+   */
+  launched(): void;
 }
 
 export interface AuditDetail {
@@ -49,6 +55,16 @@ export interface Command<Deps, Schema extends z.ZodType<unknown, string> = z.Zod
   claimsPress?: boolean;
   /** Changes nothing, so an allowed run is not audited (denials always are). */
   readOnly?: boolean;
+  /**
+   * How a member running it is limited (src/core/command-limits.ts), checked by the dispatcher
+   * before `run`. Every member command that is not `readOnly` declares one; admins are never limited.
+   */
+  limit?: LimitClass;
+  /**
+   * Read-only refusals (a UserError) that come before the launch limits: a member who already has
+   * a server hears that, not a cooldown. Runs after the per-minute and hourly limits are checked.
+   */
+  check?(input: Pick<CommandInput<z.output<Schema>>, 'caller' | 'args'>, deps: Deps): Promise<void>;
   run(input: CommandInput<z.output<Schema>>, deps: Deps): Promise<void>;
 }
 

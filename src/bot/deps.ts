@@ -44,6 +44,8 @@ export interface BotDeps {
     requiredSecrets: readonly SecretKindName[];
     serviceName: string;
     restartDocument: string;
+    /** The IAM managed policy /session tells admins they need: infra's <Prefix>-<Env>-session-operator. */
+    sessionOperatorPolicy: string;
     /** Where scheduled runs post their summaries. */
     reportChannelId?: string;
     rollout: {

@@ -2,9 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { type AuditRecord, sanitizeArgs } from '../core/audit.js';
 import type { Caller } from '../core/caller.js';
 import { type MessageRef, nothingToDelete, type OriginalMessage, type Reply } from '../core/chat.js';
+import {
+  type LimitRefusal,
+  type LimitSettings,
+  limitRefusalText,
+  type RefusalReason,
+  slowDownText,
+} from '../core/command-limits.js';
 import { UserError } from '../core/errors.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { AuditTrail } from '../store/audit.js';
+import type { MemberLimits } from '../store/member-limits.js';
 import { isRedisUnreachable } from '../store/redis.js';
 import { type AuditDetail, mayRun } from './command.js';
 import type { Registry } from './registry.js';
@@ -32,7 +42,15 @@ export interface PressedButton {
   label: string;
 }
 
-export type Outcome = 'ran' | 'text' | 'unknown' | 'denied' | 'invalid' | 'failed' | 'unavailable';
+export type Outcome =
+  | 'ran'
+  | 'text'
+  | 'unknown'
+  | 'denied'
+  | 'limited'
+  | 'invalid'
+  | 'failed'
+  | 'unavailable';
 
 export interface DispatchOptions {
   /** Where every decision about a state-changing command is recorded. */
@@ -41,6 +59,19 @@ export interface DispatchOptions {
    * True for the first press on a message's buttons, in every bot process (Redis SET NX).
    */
   claimPress?: (message: MessageRef) => Promise<boolean>;
+  /** Members' command limits (each command's `limit`); without them nothing is limited. */
+  limits?: { members: MemberLimits; settings: LimitSettings };
+  /**
+   * Refused commands of anyone but admins: one audit record per sender and window carrying the
+   * count, and a reply budget for guests. Without it every refusal is audited and answered.
+   */
+  refusals?: {
+    record: AuditTrail['recordRefusal'];
+    windowMs: number;
+    /** Refusals a guest is answered per window; the next one is told to slow down, later ones get nothing. */
+    guestReplies: number;
+  };
+  metrics?: Pick<Metrics, 'commandRefused'>;
   /** Plain text that is not a command; without a handler the caller is pointed to /help. */
   onText?: (
     request: Omit<ChatRequest, 'caller'> & { caller: Caller; original: OriginalMessage },
@@ -142,17 +173,59 @@ export function createDispatcher<Deps>(
           })
           .catch((err: unknown) => log.error({ err: String(err) }, 'audit record failed'));
       };
+      /**
+       * A refusal of anyone but an admin: counted, recorded once per sender and window, and answered
+       * (a guest only while within the window's reply budget, so a flood cannot make the bot spam).
+       */
+      const refuse = async (reason: RefusalReason, decision: string, answer: string) => {
+        options.metrics?.commandRefused(reason, caller.role);
+        const { refusals } = options;
+        if (!refusals || caller.role === 'admin') {
+          await audit(decision);
+          await reply.whisper(answer);
+          return;
+        }
+        const counted = await refusals
+          .record(
+            {
+              platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
+              actor: caller.userId,
+              command: command?.name ?? '(unknown)',
+              args: sanitizeArgs(command ? (match?.[2] ?? '') : trimmed, command?.deletesMessage),
+              decision,
+            },
+            {
+              sender: `${caller.role === 'user' ? 'member' : 'guest'} ${caller.userId}`,
+              what: command ? `/${command.name}` : 'unknown commands',
+              windowMs: refusals.windowMs,
+            },
+          )
+          .catch((err: unknown) => {
+            if (isRedisUnreachable(err)) throw err;
+            log.error({ err: String(err) }, 'audit record failed');
+            return undefined;
+          });
+        if (caller.role === 'guest' && counted && counted.count > refusals.guestReplies) {
+          if (counted.count === refusals.guestReplies + 1)
+            await reply.whisper(slowDownText(counted.windowEndsInMs));
+          return;
+        }
+        await reply.whisper(answer);
+      };
       if (!command || !name) {
         log.info({ command: name ?? null }, 'unknown command');
-        await reply.whisper(
-          `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`,
-        );
+        const answer = `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`;
+        // Members and admins mistype; only a guest's stream of unknown commands is worth bounding.
+        if (caller.role === 'guest' && options.refusals)
+          await refuse('unknown_command', 'denied: unknown command', answer);
+        else await reply.whisper(answer);
         return 'unknown';
       }
       if (!mayRun(command.requires, caller)) {
         log.warn({ command: command.name }, 'command denied');
-        await audit(`denied: needs ${command.requires}, caller is ${caller.role}`);
-        await reply.whisper(
+        await refuse(
+          'not_allowed',
+          `denied: needs ${command.requires}, caller is ${caller.role}`,
           command.requires === 'admin' && caller.adminChannels
             ? `/${command.name} works only in the fleet admin channels (${caller.adminChannels.join(', ')}), not in this one.`
             : command.requires === 'admin'
@@ -170,6 +243,43 @@ export function createDispatcher<Deps>(
         if (!command.readOnly) await audit('rejected: invalid arguments');
         return 'invalid';
       }
+      // Checked after the arguments (bad input costs nothing) and before any effect, a button press
+      // included: a refused press leaves the buttons in place. Only members are limited: an admin's
+      // /provision-for or /destroy-for acts for a member without spending that member's limits.
+      let charge: Extract<Awaited<ReturnType<MemberLimits['take']>>, { ok: true }> | undefined;
+      const limits = command.limit && caller.role === 'user' ? options.limits : undefined;
+      if (limits && command.limit) {
+        const member = `${caller.platform}:${caller.userId}`;
+        const limited = async (refusal: LimitRefusal): Promise<Outcome> => {
+          log.warn({ command: command.name, limit: refusal.reason }, 'command limited');
+          await refuse(
+            refusal.reason,
+            `limited: ${refusal.reason.replaceAll('_', ' ')}`,
+            limitRefusalText(command.name, refusal, limits.settings),
+          );
+          return 'limited';
+        };
+        if (command.check) {
+          // The budgets first, then the command's own refusals, then the launch limits: "you
+          // already have a server" is the truer answer than a cooldown. A refusal of its own still
+          // spends the budgets (it read AWS), never a launch.
+          const budgets = command.limit === 'launch' ? 'server' : command.limit;
+          const early = await limits.members.peek(member, budgets);
+          if (early) return limited(early);
+          try {
+            await command.check({ caller, args: parsed.data }, deps);
+          } catch (error) {
+            if (!(error instanceof UserError)) throw error;
+            await limits.members.take(member, budgets);
+            await reply.whisper(error.message);
+            await audit('allowed', { outcome: `refused: ${error.message.slice(0, 200)}` });
+            return 'failed';
+          }
+        }
+        const taken = await limits.members.take(member, command.limit);
+        if (!taken.ok) return limited(taken.refusal);
+        charge = taken;
+      }
       const detail: AuditDetail = {};
       const claim = claimOnce(request.pressed, caller, reply, options.claimPress, log);
       try {
@@ -177,7 +287,15 @@ export function createDispatcher<Deps>(
         // leaves the buttons for whoever may still press them.
         if (!command.claimsPress && !(await claim())) throw new UserError(alreadyHandled);
         await command.run(
-          { caller, args: parsed.data, reply, original, audit: (d) => Object.assign(detail, d), claim },
+          {
+            caller,
+            args: parsed.data,
+            reply,
+            original,
+            audit: (d) => Object.assign(detail, d),
+            claim,
+            launched: () => charge?.launched(),
+          },
           deps,
         );
         log.info({ command: command.name }, 'command ran');
@@ -199,6 +317,11 @@ export function createDispatcher<Deps>(
           `Something went wrong running /${command.name} (ref ${ref}). An operator can look it up.`,
         );
         return 'failed';
+      } finally {
+        // A launch the command did not confirm (refused, failed, already queued) is given back.
+        await charge
+          ?.settle()
+          .catch((err: unknown) => log.error({ err: String(err) }, 'launch limit not given back'));
       }
     };
 

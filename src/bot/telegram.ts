@@ -147,6 +147,11 @@ export interface TelegramOptions {
   log: Logger;
   mode: 'polling' | 'webhook';
   webhook?: { url: string; secret: string; host: string; port: number };
+  /**
+   * How long a webhook request waits for its update (grammY's default, 10 s). Past it Telegram gets
+   * its 200 and the update carries on; tests shorten it.
+   */
+  webhookTimeoutMs?: number;
   /** Skips getMe at start (tests that already know the bot). */
   botInfo?: UserFromGetMe;
   meter?: ChatMeter;
@@ -179,6 +184,8 @@ export interface TelegramAdapter {
 
 export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter {
   const { roleOf, dispatch, log } = options;
+  const updateFailed = (updateId: number, error: unknown) =>
+    log.error({ update: updateId, err: error }, 'telegram update failed');
   const bot = new Bot(options.token, { client: { apiRoot: options.apiRoot }, botInfo: options.botInfo });
   withRetries(bot.api, options.meter);
   const outbox = telegramOutbox(bot.api);
@@ -201,6 +208,16 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     userId: String(ctx.from?.id),
   });
 
+  // grammY calls bot.catch for polled updates only: in webhook mode a failed update rejects the webhook
+  // handler instead, and once the webhook was answered on timeout nothing awaits it any more. So every
+  // update ends here, logged, whichever way it came.
+  bot.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      updateFailed(ctx.update.update_id, error);
+    }
+  });
   // Each update has one effect: a second delivery of the same update_id is dropped before anything
   // runs. If the ids cannot be checked (Redis away), the update is handled: the dispatcher answers it.
   bot.use(async (ctx, next) => {
@@ -325,9 +342,7 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     }
     if (text.startsWith('/')) await ctx.reply('I only take commands in a private chat. Open a DM with me.');
   });
-  bot.catch((err) =>
-    log.error({ update: err.ctx.update.update_id, err: err.error }, 'telegram update failed'),
-  );
+  bot.catch((err) => updateFailed(err.ctx.update.update_id, err.error));
 
   const menus: CommandMenus = {
     async member(userId) {
@@ -367,13 +382,26 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       if (options.mode === 'webhook' && options.webhook) {
         const { url, secret, host, port } = options.webhook;
         const path = new URL(url).pathname;
-        const handle = webhookCallback(bot, 'http', { secretToken: secret });
+        const timeoutMs = options.webhookTimeoutMs ?? 10_000;
+        // A slow update (auto-retry waiting out a 429, a slow live check, AWS retries) must not hold
+        // Telegram's request: past the timeout Telegram is answered 200, so it neither redelivers nor
+        // backs off, and the update runs on in the background; its failure is logged by the boundary above.
+        const handle = webhookCallback(bot, 'http', {
+          secretToken: secret,
+          timeoutMilliseconds: timeoutMs,
+          onTimeout: () => log.warn({ timeoutMs }, 'telegram webhook answered while its update runs on'),
+        });
         server = createServer((req, res) => {
           if (req.method !== 'POST' || req.url !== path) {
             res.writeHead(404).end();
             return;
           }
-          void handle(req, res);
+          // Left unhandled, a rejection here would end the process and every role in it. What is left
+          // to reject is the request itself (a body that is not JSON, a connection that broke).
+          handle(req, res).catch((err: unknown) => {
+            log.error({ err }, 'telegram webhook request failed');
+            if (!res.headersSent) res.writeHead(err instanceof SyntaxError ? 400 : 500).end();
+          });
         });
         await new Promise<void>((resolve) => server?.listen(port, host, resolve));
         await bot.api.setWebhook(url, { secret_token: secret });

@@ -11,6 +11,8 @@ export interface SecretKind {
   maxLength: number;
   /** Which live check can prove the value works; none means the shape is all we can check. */
   liveCheck?: 'telegram-getme' | 'openai-models';
+  /** Where its owner revokes a leaked value, in words a user can follow. */
+  revokeAt: string;
 }
 
 export const secretKinds = [
@@ -20,6 +22,7 @@ export const secretKinds = [
     shape: /^\d{5,16}:[A-Za-z0-9_-]{35}$/,
     maxLength: 64,
     liveCheck: 'telegram-getme',
+    revokeAt: '@BotFather (/revoke, then pick the bot)',
   },
   {
     name: 'openai-api-key',
@@ -27,6 +30,7 @@ export const secretKinds = [
     shape: /^sk-[A-Za-z0-9_-]{20,300}$/,
     maxLength: 310,
     liveCheck: 'openai-models',
+    revokeAt: 'https://platform.openai.com/api-keys',
   },
 ] as const satisfies readonly SecretKind[];
 

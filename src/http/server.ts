@@ -30,6 +30,10 @@ export interface HttpOptions {
   metricsPublic?: boolean;
   /** How long each /readyz check may take before it counts as failed; 5 s, an ALB's default timeout. */
   readyTimeoutMs?: number;
+  /** How long one /readyz check serves every probe after it (default readyCacheMs); tests pass their own. */
+  readyCacheMs?: number;
+  /** The clock the /readyz cache reads; tests move it instead of waiting. */
+  now?: () => number;
   /** Shared with the other roles of this process so their counters show up here; made when absent. */
   metrics?: Metrics;
   log?: Logger;
@@ -42,6 +46,11 @@ export interface HttpServer {
 }
 
 const jobsPath = '/jobs';
+/**
+ * Several load balancers and probes ask /readyz every few seconds each, and every answer costs Redis
+ * and AWS calls: one check serves all probes for this long, and concurrent probes share one in flight.
+ */
+export const readyCacheMs = 2000;
 const jobsCsp = [
   "default-src 'self'",
   "script-src 'self'",
@@ -79,7 +88,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  app.get('/readyz', async (_req, res) => {
+  const readiness = sharedFor(options.readyCacheMs ?? readyCacheMs, options.now ?? monotonicNow, async () => {
     // A server that accepts connections but does not answer must not hold the probe: every check gets a deadline.
     const readyTimeoutMs = options.readyTimeoutMs ?? 5000;
     const [redis, aws, redisMaxmemoryPolicy] = await Promise.all([
@@ -96,9 +105,11 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     // `unknown` (CONFIG refused, as on managed Redis) does not block readiness: the policy is then
     // set outside Redis, and the worker logs that it could not check it.
     const ready = redis === 'ok' && aws === 'ok' && ['noeviction', 'unknown'].includes(redisMaxmemoryPolicy);
-    res
-      .status(ready ? 200 : 503)
-      .json({ status: ready ? 'ready' : 'not ready', checks: { redis, aws, redisMaxmemoryPolicy } });
+    return { ready, checks: { redis, aws, redisMaxmemoryPolicy } };
+  });
+  app.get('/readyz', async (_req, res) => {
+    const { ready, checks } = await readiness();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
 
   const auth = requireAuth({ user: options.user, password: options.password });
@@ -228,6 +239,30 @@ async function runningJobs(queues: readonly Queue[]): Promise<FleetJob[]> {
   );
   return perQueue.flat();
 }
+
+/**
+ * `work` run at most once per `ttlMs`: callers meanwhile share the run in flight, then its result
+ * until `ttlMs` after it settled. `work` must not reject.
+ */
+function sharedFor<T>(ttlMs: number, now: () => number, work: () => Promise<T>): () => Promise<T> {
+  let inFlight: Promise<T> | undefined;
+  let last: { at: number; value: T } | undefined;
+  return () => {
+    if (last && now() - last.at < ttlMs) return Promise.resolve(last.value);
+    inFlight ??= work()
+      .then((value) => {
+        last = { at: now(), value };
+        return value;
+      })
+      .finally(() => {
+        inFlight = undefined;
+      });
+    return inFlight;
+  };
+}
+
+/** Milliseconds that never run backwards: a wall clock set back would stretch the /readyz cache. */
+const monotonicNow = () => performance.now();
 
 function within<T>(ms: number, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

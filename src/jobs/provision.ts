@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Fleet, FleetInstance, InstanceHealth } from '../aws/fleet.js';
+import type { Fleet, FleetInstance, InstanceHealth, OwnerCheck } from '../aws/fleet.js';
 import { LaunchError } from '../aws/fleet.js';
 import { AgentNotRegistered, type RunCommand } from '../aws/run-command.js';
+import { BindingRefusedError } from '../aws/secret-binder.js';
 import type { SecretStore } from '../aws/secret-store.js';
 import { awsErrorCode, transientAwsError } from '../aws/transient.js';
 import { encodeUserData, renderUserData } from '../aws/userdata.js';
@@ -68,6 +69,18 @@ export class ProvisionFailed extends Error {
   ) {
     super(userMessage);
     this.name = 'ProvisionFailed';
+  }
+}
+
+/**
+ * The instance the job was about to act on is not this member's (its record in Redis may have been
+ * changed): nothing was bound, started or terminated, and nothing is cleaned up, since cleaning up
+ * would act on that instance too.
+ */
+export class ForeignInstance extends ProvisionFailed {
+  constructor(userMessage: string, instanceId: string) {
+    super(userMessage, instanceId);
+    this.name = 'ForeignInstance';
   }
 }
 
@@ -138,6 +151,9 @@ export async function processProvision(
   };
 
   let instance: FleetInstance | undefined;
+  // Instances this attempt launched or saw EC2 confirm as the member's: the only ones cleanup may
+  // terminate. An id read from the job record alone is not enough, since Redis is not trusted.
+  const trusted = new Set<string>();
   try {
     show(stages[0]);
     const onProfileWait = (waitedMs: number | undefined) => {
@@ -148,7 +164,7 @@ export async function processProvision(
       render();
     };
     instance = await aws.run(
-      () => ensureInstance(job, deps, log, onProfileWait),
+      () => ensureInstance(job, deps, log, onProfileWait, trusted),
       Date.now() + settings.timeoutsMs.running,
     );
     show('running');
@@ -192,7 +208,16 @@ export async function processProvision(
       await edits.stop();
       throw error;
     }
-    const instanceId = error.instanceId ?? instance?.id ?? job.data.instanceId;
+    if (error instanceof ForeignInstance) {
+      await progress.finish(`${error.userMessage}\nThe admins have been told.`);
+      await alertAdmins(deps, {
+        text: `Provisioning for Telegram user ${data.userId} was refused (job ${job.id}): instance ${error.instanceId} is not theirs. Nothing was bound, started or terminated; check who can write to Redis.`,
+      });
+      throw error;
+    }
+    const recorded = job.data.instanceId;
+    const instanceId =
+      error.instanceId ?? instance?.id ?? (recorded && trusted.has(recorded) ? recorded : undefined);
     log.warn({ instanceId, reason: error.userMessage }, 'provision failed');
     // The member hears first: cleaning up may itself have to wait out AWS.
     await progress.finish(
@@ -216,6 +241,8 @@ export async function processProvision(
         .catch((err: unknown) => log.warn({ err: String(err) }, 'unbind failed'));
     } else if (instanceId) {
       fate = `instance ${instanceId} was kept for an admin to inspect`;
+    } else if (recorded) {
+      fate = `instance ${recorded}, named by the job's record, was left alone: it was never confirmed as this member's`;
     }
     log.warn({ instanceId, fate }, 'provision cleaned up');
     await alertAdmins(deps, {
@@ -243,27 +270,35 @@ async function ensureInstance(
   deps: ProvisionDeps,
   log: Logger,
   onProfileWait: (waitedMs: number | undefined) => void,
+  trusted: Set<string>,
 ): Promise<FleetInstance> {
   const { fleet, settings } = deps;
   const data = job.data;
-  // Resuming: the instance was recorded before a crash or retry.
+  // Resuming: the instance was recorded before a crash or retry. Redis is not a trusted source, so
+  // the recorded id is acted on (started, bound) only once EC2 says it is this member's.
   if (data.instanceId) {
-    const known = await fleet.get(data.instanceId);
-    if (known && !['terminated', 'shutting-down'].includes(known.state)) {
+    const check = await fleet.checkOwner(data.instanceId, data.userId);
+    if (check.verdict === 'foreign') throw refused(job, log, data.instanceId, check.problem);
+    if (check.verdict === 'owned') {
+      const known = check.instance;
+      trusted.add(known.id);
       // A start cut short (crash, or AWS failing it) after the instance was recorded.
       if (data.mode === 'start' && known.state === 'stopped') await fleet.start(known.id);
-      if (!data.boundArn) await bind(job, deps, known);
+      if (data.boundArn !== known.arn) await bind(job, deps, check);
       return known;
     }
+    // Gone or unknown: as before the crash, the member's live instance is looked up or launched.
   }
   // Emulators ignore ClientToken, and a crash can fall between launch and record: look by tag first.
   const existing = await fleet.findForUser(data.userId);
   if (existing) {
     log.info({ instanceId: existing.id, state: existing.state }, 'adopting existing instance');
     await job.updateData({ ...data, instanceId: existing.id });
+    const owned = await confirmOwner(job, deps, log, existing.id);
+    trusted.add(existing.id);
     if (data.mode === 'start' && existing.state === 'stopped') await fleet.start(existing.id);
-    await bind(job, deps, existing);
-    return existing;
+    await bind(job, deps, owned);
+    return owned.instance;
   }
   if (data.mode === 'start')
     throw new ProvisionFailed('You have no server to start. Send /provision to get one.');
@@ -301,14 +336,72 @@ async function ensureInstance(
     throw error;
   }
   log.info({ instanceId: launched.id }, 'instance launched');
+  trusted.add(launched.id);
   await job.updateData({ ...job.data, instanceId: launched.id });
-  await bind(job, deps, launched);
+  await bind(job, deps, await confirmOwner(job, deps, log, launched.id));
   return launched;
 }
 
+type Owned = Extract<OwnerCheck, { verdict: 'owned' }>;
+
+/**
+ * The one rule before any binding: EC2 describes the instance now, and it must carry this member's
+ * user tag and the fleet's app and env tags, and not be terminated. An instance EC2 does not show
+ * yet (its API is eventually consistent right after RunInstances) is asked about again.
+ */
+async function confirmOwner(
+  job: ProvisionJob,
+  deps: ProvisionDeps,
+  log: Logger,
+  instanceId: string,
+): Promise<Owned> {
+  const deadline = Date.now() + deps.settings.timeoutsMs.running;
+  for (;;) {
+    const check = await deps.fleet.checkOwner(instanceId, job.data.userId);
+    if (check.verdict === 'owned') return check;
+    if (check.verdict === 'foreign') throw refused(job, log, instanceId, check.problem);
+    if (check.verdict === 'gone')
+      throw new ProvisionFailed(
+        `Your server ${instanceId} was terminated before it could be given access to your secrets.`,
+        instanceId,
+      );
+    if (Date.now() >= deadline)
+      throw new ProvisionFailed(
+        `Your server ${instanceId} did not show up in EC2 within ${minutes(deps.settings.timeoutsMs.running)}, so it was not given access to your secrets.`,
+        instanceId,
+      );
+    await sleep(deps.settings.pollMs);
+  }
+}
+
+/** Logged for the audit of the fleet (no secret is involved), told to the member and the admins. */
+function refused(job: ProvisionJob, log: Logger, instanceId: string, problem: string): ForeignInstance {
+  log.error(
+    { instanceId, problem, recorded: job.data.instanceId ?? null, security: 'binding-refused' },
+    'refused to bind parameters: the instance is not this member’s',
+  );
+  const what = job.data.mode === 'start' ? 'Starting' : 'Setting up';
+  return new ForeignInstance(
+    `${what} your server was refused: instance ${instanceId} does not belong to you, so I did not give it access to your secrets and changed nothing.`,
+    instanceId,
+  );
+}
+
 /** The ABAC tag comes right after launch; the bootstrap retries AccessDenied until it lands. */
-async function bind(job: ProvisionJob, deps: ProvisionDeps, instance: FleetInstance): Promise<void> {
-  await deps.secrets.bindToInstance(job.data.userId, deps.settings.requiredSecrets, instance.arn);
+async function bind(job: ProvisionJob, deps: ProvisionDeps, owned: Owned): Promise<void> {
+  const { instance } = owned;
+  try {
+    await deps.secrets.bindToInstance(job.data.userId, deps.settings.requiredSecrets, instance.arn);
+  } catch (error) {
+    // The stack's binder looked at the instance and said no (src/aws/secret-binder.ts): an answer,
+    // not a wait, and the instance can never read the secrets, so it goes like any failed launch.
+    if (error instanceof BindingRefusedError)
+      throw new ProvisionFailed(
+        `The secret binder refused to give your new server access to your secrets: ${error.reason}.`,
+        instance.id,
+      );
+    throw error;
+  }
   await job.updateData({ ...job.data, instanceId: instance.id, boundArn: instance.arn });
 }
 

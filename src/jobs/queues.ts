@@ -34,6 +34,15 @@ export const restartPayload = z.object({
 });
 export type RestartPayload = z.infer<typeof restartPayload>;
 
+/** After /revoke: stop the former member's server, unbind their parameters, ask about terminating. */
+export const revokePayload = z.object({
+  userId: z.string().regex(/^\d{1,16}$/),
+  /** The admin who revoked; the worker checks again that they are one. */
+  requestedBy: z.string().min(1).max(64),
+  message: messageRefSchema,
+});
+export type RevokePayload = z.infer<typeof revokePayload>;
+
 export const provisionPayload = z.object({
   userId: z.string().regex(/^\d{1,16}$/),
   mode: z.enum(['provision', 'start']),
@@ -121,6 +130,8 @@ export interface Queues {
   /** Reports the plan as expired on its message if it is still pending after `afterMs`. */
   reportPlanExpiry(planId: string, afterMs: number): Promise<void>;
   followRestart(data: RestartPayload): Promise<string>;
+  /** Stops a former member's server and unbinds their parameters (src/jobs/revoke.ts). */
+  revokeServer(data: RevokePayload): Promise<string>;
   /** One provision (or start) per member at a time: `queued: false` means one is already running. */
   provision(data: ProvisionPayload): Promise<{ jobId: string; queued: boolean }>;
   provisionInProgress(userId: string): Promise<boolean>;
@@ -221,6 +232,11 @@ export function openQueues(connection: Redis, prefix: string, log?: Logger): Que
         attempts: 3,
         backoff: { type: 'exponential', delay: 2000 },
       });
+      return job.id ?? '';
+    },
+    async revokeServer(data) {
+      // Each step is safe to repeat: a crash or a lost lock just runs it again.
+      const job = await ops.add('revoke', revokePayload.parse(data), { attempts: 2 });
       return job.id ?? '';
     },
     async rolloutState(jobId) {

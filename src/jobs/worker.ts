@@ -27,11 +27,13 @@ import {
   queueNames,
   type RolloutPayload,
   restartPayload,
+  revokePayload,
   rolloutPayload,
   rolloutRequestSchema,
   schedulePayload,
 } from './queues.js';
 import { processRestart, type RestartDeps } from './restart.js';
+import { processRevoke } from './revoke.js';
 import { LockLost, processRollout, type RolloutDeps, RolloutRejected } from './rollout.js';
 import { processScheduled } from './scheduled.js';
 
@@ -78,6 +80,25 @@ export function startWorkers(
       if (job.name === 'restart') {
         const result = await processRestart(parsed(restartPayload, job.data, 'restart'), deps.restart);
         log.info({ jobId: job.id, status: result.status }, 'restart followed');
+        return result;
+      }
+      if (job.name === 'revoke') {
+        const data = parsed(revokePayload, job.data, 'revoke');
+        // Redis is not a trusted source: only an admin's revoke may stop a member's server.
+        if (!isAdmin({ ...deps.access, slackChannelIds: [] }, data.requestedBy, ''))
+          throw new UnrecoverableError(
+            `revoke requested by ${shown(data.requestedBy)}, who is not a fleet admin`,
+          );
+        // The provision's AWS clients and outboxes: a revoke undoes what a provision set up.
+        const { fleet, secrets, outboxes, settings } = deps.provision;
+        const result = await processRevoke(data, {
+          fleet,
+          secrets,
+          outboxes,
+          awsWaitMs: settings.timeoutsMs.running,
+          log: log.child({ queue: queueNames.ops, jobId: job.id }),
+        });
+        log.info({ jobId: job.id, instanceId: result.instanceId ?? null }, 'revoke cleanup done');
         return result;
       }
       if (job.name === 'plan-expiry')

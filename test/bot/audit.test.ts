@@ -36,7 +36,7 @@ describe('audit trail', () => {
     await runAs(bot.dispatch, admin, '/help');
     const records = await createAuditTrail(redis, prefix, 1000).recent(10);
     expect(records.map((r) => [r.platform, r.actor, r.command, r.args, r.decision, r.outcome])).toEqual([
-      ['slack', 'UAUDIT', 'revoke', '7002', 'allowed', 'ok'],
+      ['slack', 'UAUDIT', 'revoke', '7002', 'allowed', 'not a member; stopping their server'],
       ['telegram', '7001', 'invite', '1', 'denied: needs admin, caller is user', undefined],
       ['slack', 'UAUDIT', 'invite', '2 1h', 'allowed', 'ok'],
     ]);

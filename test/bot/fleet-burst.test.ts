@@ -57,7 +57,7 @@ beforeAll(async () => {
       SLACK_ALLOWED_CHANNEL_IDS: 'COPS',
       // Long enough that the whole burst falls in one cache period, however slow the machine.
       FLEET_CACHE_SECONDS: '60',
-      DASHBOARD_PASSWORD: 'unused',
+      DASHBOARD_PASSWORD: 'unused-dashboard-password',
     },
     ['--role', 'bot'],
     { logDestination: logs.destination },

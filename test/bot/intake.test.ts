@@ -260,18 +260,43 @@ describe('secret intake over Telegram', () => {
     );
   });
 
-  it('when the message cannot be deleted, then the secret is still stored and the user is told to delete and rotate it', async () => {
-    const key = `sk-${'NoDelete'.repeat(4)}`;
-    openAi.accept(key);
-    fake.failNext(ourToken, 'deleteMessage', {
-      errorCode: 400,
-      description: "Bad Request: message can't be deleted",
-    });
-    const { reply } = await send(member, key);
-    expect(reply.text).toContain('Stored your openai-api-key');
-    expect(reply.text).toContain(
-      'I could not delete your message. Delete it yourself now and rotate this secret',
-    );
+  it('when the message cannot be deleted, then nothing is stored, earlier values stay, and the user is told to revoke it', async () => {
+    const earlier = `sk-${'Earlier1'.repeat(4)}`;
+    openAi.accept(earlier);
+    expect((await send(member, earlier)).reply.text).toContain('Stored your openai-api-key');
+    const name = `/${parameterPrefix}/users/${member}/openai-api-key`;
+    const version = async () =>
+      (await ssm.send(new DescribeParametersCommand({ ParameterFilters: [{ Key: 'Name', Values: [name] }] })))
+        .Parameters?.[0]?.Version;
+    const before = await version();
+    const checksBefore = openAi.requests();
+    const canary = `sk-CANARYundeleted${Date.now()}${'u'.repeat(12)}`;
+    openAi.accept(canary);
+
+    // Pasted, and through /set: Telegram refuses to delete the message holding it both times.
+    for (const flow of ['paste', '/set'] as const) {
+      if (flow === '/set') await send(member, '/set openai-api-key');
+      fake.failNext(ourToken, 'deleteMessage', {
+        errorCode: 400,
+        description: "Bad Request: message can't be deleted",
+      });
+      const { sent, reply } = await send(member, canary);
+      expect(deletedIds(member)).not.toContain(sent.message_id);
+      expect(reply.text).toBe(
+        '⚠️ I could not delete your message, so I did not store this openai-api-key: it is still visible in this chat. Revoke it at https://platform.openai.com/api-keys, delete that message yourself, then send me a new one.',
+      );
+    }
+    expect(await storedValue(member, 'openai-api-key')).toBe(earlier);
+    expect(await version()).toBe(before);
+    // Not even checked live: the value went nowhere.
+    expect(openAi.requests()).toBe(checksBefore);
+
+    const leaks = (text: string) => text.includes(canary) || text.includes('CANARYundeleted');
+    expect(logs.lines.filter(leaks)).toEqual([]);
+    expect(logs.lines.filter((l) => l.includes('its message could not be deleted'))).toHaveLength(2);
+    expect(await redisKeysMatching(redis, leaks)).toEqual([]);
+    const botCalls = fake.calls(ourToken).filter((c) => c.method !== 'getUpdates');
+    expect(botCalls.filter((c) => leaks(JSON.stringify(c.params)))).toEqual([]);
   });
 
   it('when a secret is pasted in a group, then it is never stored, deleted, and its sender told to rotate it', async () => {
@@ -382,6 +407,7 @@ describe('membership by invite', () => {
     expect(question.reply.text).toContain('Delete your stored openai-api-key?');
     expect(await runAs(bot.dispatch, admin, `/revoke ${newcomer}`)).toEqual([
       `Telegram user ${newcomer} is no longer a member.`,
+      `Stopping the server of Telegram user ${newcomer} and unlinking their secrets from it…`,
     ]);
     expect((await send(newcomer, '/whoami')).reply.text).toContain('role: not a member');
     // A press the role check refuses has no effect on the message: its buttons stay as they were.

@@ -70,6 +70,12 @@ beforeAll(async () => {
       INSTANCE_AMI_ID: 'ami-12c6146b',
       INSTANCE_SERVICE_VERSION: 'v1.4.0',
       PROVISION_POLL_MS: '200',
+      // Members' own limits are tested in test/bot/member-limits.test.ts; here they would only
+      // refuse the repeated provisions these tests make.
+      PROVISION_COOLDOWN_SECONDS: '0',
+      LAUNCHES_PER_MEMBER_PER_DAY: '100',
+      MEMBER_COMMANDS_PER_MINUTE: '1000',
+      MEMBER_SERVER_ACTIONS_PER_HOUR: '1000',
       PROVISION_CHECKS_TIMEOUT_SECONDS: '30',
       PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: '30',
       DASHBOARD_LISTEN: '127.0.0.1:0',

@@ -108,7 +108,7 @@ async function startFleetbot(options: {
       PROVISION_POLL_MS: '200',
       ROLLOUT_POLL_MS: '250',
       SSM_REQUESTS_PER_SECOND: String(ssmRate),
-      DASHBOARD_PASSWORD: 'unused',
+      DASHBOARD_PASSWORD: 'unused-dashboard-password',
       DASHBOARD_LISTEN: '127.0.0.1:0',
       SHUTDOWN_GRACE_MS: '2000',
       // Debug, for the SSM pacer's slots.

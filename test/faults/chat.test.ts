@@ -92,7 +92,7 @@ beforeAll(async () => {
       INSTANCE_AMI_ID: 'ami-12c6146b',
       PROVISION_POLL_MS: '200',
       ROLLOUT_POLL_MS: '300',
-      DASHBOARD_PASSWORD: 'unused',
+      DASHBOARD_PASSWORD: 'unused-dashboard-password',
       DASHBOARD_LISTEN: '127.0.0.1:0',
       SHUTDOWN_GRACE_MS: '2000',
     },

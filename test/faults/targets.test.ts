@@ -68,7 +68,7 @@ beforeAll(async () => {
       ROLLOUT_COMMAND_TIMEOUT_SECONDS: String(commandTimeoutSeconds),
       ROLLOUT_DELIVERY_WAIT_SECONDS: String(deliveryWaitSeconds),
       SHUTDOWN_GRACE_MS: '2000',
-      DASHBOARD_PASSWORD: 'unused',
+      DASHBOARD_PASSWORD: 'unused-dashboard-password',
       DASHBOARD_LISTEN: '127.0.0.1:0',
     },
     ['--role', 'all'],

@@ -1,4 +1,9 @@
-import { DescribeInstancesCommand, DescribeSubnetsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import {
+  CreateLaunchTemplateCommand,
+  DescribeInstancesCommand,
+  DescribeSubnetsCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
 import { ListTagsForResourceCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Message } from 'grammy/types';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -9,6 +14,7 @@ import { type AwsSimulator, type CallRecord, startAwsSimulator } from '../peers/
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { deploySecretBinder } from '../support/secret-binder.js';
 
 /**
  * What real AWS does and moto does not, end to end (bot, worker, AWS simulator, fake Bot API, Redis):
@@ -34,6 +40,8 @@ const users = {
   mismatch: 9107,
   propagating: 9108,
   badProfile: 9109,
+  bound: 9110,
+  refused: 9111,
 };
 /** The simulator's clock runs ahead of the real one by this much: tests move time instead of sleeping. */
 let skewMs = 0;
@@ -59,6 +67,12 @@ const baseEnv = () => ({
   INSTANCE_PROFILE_NAME: profileName,
   INSTANCE_SERVICE_VERSION: 'v1.4.0',
   PROVISION_POLL_MS: '200',
+  // Members' own limits are tested in test/bot/member-limits.test.ts; here they would only
+  // refuse the repeated provisions these tests make.
+  PROVISION_COOLDOWN_SECONDS: '0',
+  LAUNCHES_PER_MEMBER_PER_DAY: '100',
+  MEMBER_COMMANDS_PER_MINUTE: '1000',
+  MEMBER_SERVER_ACTIONS_PER_HOUR: '1000',
   PROVISION_CHECKS_TIMEOUT_SECONDS: '60',
   PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: '30',
   LOG_LEVEL: 'debug',
@@ -475,4 +489,67 @@ describe('RunInstances refusals', () => {
       expect(logs.lines.join('\n')).not.toContain(canary);
     }, 60_000);
   });
+});
+
+describe("binding through the stack's secret binder", () => {
+  let templateId = '';
+  const boundTo = async (userId: number, kind: string) => {
+    const tags = await ssm.send(
+      new ListTagsForResourceCommand({
+        ResourceType: 'Parameter',
+        ResourceId: `/fbawserr/users/${userId}/${kind}`,
+      }),
+    );
+    return tags.TagList?.find((t) => t.Key === 'InstanceArn')?.Value;
+  };
+
+  beforeAll(async () => {
+    const created = await ec2.send(
+      new CreateLaunchTemplateCommand({
+        LaunchTemplateName: 'fbawserr-instance',
+        LaunchTemplateData: { ImageId: 'ami-12c6146b', InstanceType: 't3.small' },
+      }),
+    );
+    templateId = created.LaunchTemplate?.LaunchTemplateId ?? '';
+    await worker?.stop();
+    worker = await startWorker({
+      INSTANCE_LAUNCH_TEMPLATE: 'fbawserr-instance',
+      SECRET_BINDER_FUNCTION: 'fbawserr-secret-binder',
+    });
+  });
+
+  it('when a member provisions, then the binder ties their parameters to the new instance and logs it', async () => {
+    deploySecretBinder(simulator.control, accountId, {
+      prefix: 'fbawserr',
+      env: 'dev',
+      launchTemplateId: templateId,
+    });
+    const message = await send(users.bound, '/provision');
+    await waitForText(users.bound, message, /^Your server is ready/);
+    const [instance] = await liveInstances(users.bound);
+    const arn = `arn:aws:ec2:us-east-1:${accountId}:instance/${instance?.InstanceId}`;
+    for (const kind of ['telegram-bot-token', 'openai-api-key'])
+      expect(await boundTo(users.bound, kind)).toBe(arn);
+    expect(simulator.control.functionLogs(accountId, 'fbawserr-secret-binder').join('\n')).toContain(
+      `"bound":"${instance?.InstanceId}","userId":"${users.bound}"`,
+    );
+  }, 60_000);
+
+  it('when the binder refuses the instance, then nothing is bound, the member is told why, and the instance goes', async () => {
+    // A stack whose template is another one: the instance fleetbot launched is not the fleet's.
+    deploySecretBinder(simulator.control, accountId, {
+      prefix: 'fbawserr',
+      env: 'dev',
+      launchTemplateId: 'lt-0123456789abcdef0',
+    });
+    const message = await send(users.refused, '/provision');
+    await waitForText(users.refused, message, /The admins have been told\./);
+    expect(currentText(users.refused, message.message_id)).toMatch(
+      /^The secret binder refused to give your new server access to your secrets: it was not launched from the fleet launch template\./,
+    );
+    for (const kind of ['telegram-bot-token', 'openai-api-key'])
+      expect(await boundTo(users.refused, kind)).toBeUndefined();
+    await expect.poll(async () => liveInstances(users.refused), { timeout: 30_000 }).toEqual([]);
+    expect(logs.lines.join('\n')).not.toContain(canary);
+  }, 60_000);
 });

@@ -110,6 +110,12 @@ beforeAll(async () => {
       INSTANCE_AMI_ID: 'ami-12c6146b',
       INSTANCE_SERVICE_VERSION: 'v1.4.0',
       PROVISION_POLL_MS: '200',
+      // Members' own limits are tested in test/bot/member-limits.test.ts; here they would only
+      // refuse the repeated provisions these tests make.
+      PROVISION_COOLDOWN_SECONDS: '0',
+      LAUNCHES_PER_MEMBER_PER_DAY: '100',
+      MEMBER_COMMANDS_PER_MINUTE: '1000',
+      MEMBER_SERVER_ACTIONS_PER_HOUR: '1000',
       PROVISION_CHECKS_TIMEOUT_SECONDS: '20',
       PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: '20',
       LOG_LEVEL: 'debug',
@@ -141,6 +147,12 @@ async function startWorker(extra: Record<string, string>): Promise<Running> {
       INSTANCE_AMI_ID: 'ami-12c6146b',
       INSTANCE_SERVICE_VERSION: 'v1.4.0',
       PROVISION_POLL_MS: '200',
+      // Members' own limits are tested in test/bot/member-limits.test.ts; here they would only
+      // refuse the repeated provisions these tests make.
+      PROVISION_COOLDOWN_SECONDS: '0',
+      LAUNCHES_PER_MEMBER_PER_DAY: '100',
+      MEMBER_COMMANDS_PER_MINUTE: '1000',
+      MEMBER_SERVER_ACTIONS_PER_HOUR: '1000',
       PROVISION_CHECKS_TIMEOUT_SECONDS: '20',
       PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: '20',
       LOG_LEVEL: 'debug',
@@ -528,13 +540,20 @@ describe('admin view', () => {
 
   it('when an admin asks for a session, then the exact start-session command comes back, with port forwarding on request', async () => {
     const id = await slowInstance();
-    expect((await admin(`/session ${slow}`)).text).toContain(
-      `aws ssm start-session --region us-east-1 --target ${id}`,
+    const shell = (await admin(`/session ${slow}`)).text;
+    expect(shell).toContain(
+      `aws ssm start-session --region us-east-1 --target ${id} --document-name SSM-SessionManagerRunShell`,
+    );
+    // The operator policy infra/fleetbot.yaml creates: <Prefix>-<Env>-session-operator.
+    // PARAMETER_PREFIX fbprov, FLEETBOT_ENV dev (the default).
+    expect(shell).toContain(
+      'the IAM managed policy fbprov-dev-session-operator (stack output SessionOperatorPolicyArn)',
     );
     const forward = (await admin(`/session ${id} 8080`)).text;
     expect(forward).toContain(
       `aws ssm start-session --region us-east-1 --target ${id} --document-name AWS-StartPortForwardingSession --parameters '{"portNumber":["8080"],"localPortNumber":["8080"]}'`,
     );
+    expect(forward).toContain('fbprov-dev-session-operator (stack output SessionOperatorPolicyArn)');
     expect((await admin('/session 424242')).text).toBe('No fleet instance found for 424242.');
     expect((await admin(`/session ${id} 70000`)).text).toContain('a port from 1 to 65535');
   });

@@ -108,7 +108,7 @@ beforeAll(async () => {
       SHUTDOWN_GRACE_MS: '2000',
       ROLLOUT_TWO_PERSON_RULE: 'true',
       SSM_REQUESTS_PER_SECOND: String(ssmRate),
-      DASHBOARD_PASSWORD: 'unused',
+      DASHBOARD_PASSWORD: 'unused-dashboard-password',
       DASHBOARD_LISTEN: '127.0.0.1:0',
       // Debug, for the SSM pacer's slots.
       LOG_LEVEL: 'debug',

@@ -13,6 +13,7 @@ import { type AwsSimulatorControl, createControl } from './aws-simulator/control
 import { CONTROL_PREFIX, handleControl } from './aws-simulator/control-http.js';
 import { createFaults, type FaultError, seededRandom } from './aws-simulator/faults.js';
 import { createInstanceInformationHandler } from './aws-simulator/instance-information.js';
+import { createLambdaInvokeHandler, invocationsRoute } from './aws-simulator/lambda.js';
 import { createPatchStatesHandler } from './aws-simulator/patch-states.js';
 import { createRunCommandHandlers } from './aws-simulator/run-command.js';
 import { createState } from './aws-simulator/state.js';
@@ -89,6 +90,11 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
     DescribeInstancePatchStates: createPatchStatesHandler(deps),
   };
   const handlers = new Map<string, Handler>();
+  // Invoke's route carries the function's name, so it is matched by pattern, not looked up.
+  const invoke = createLambdaInvokeHandler({ state, selfUrl: () => `http://127.0.0.1:${port}` });
+  const routed = (call: AwsCall): Handler | undefined =>
+    handlers.get(`${call.service}:${call.operation}`) ??
+    (call.service === 'lambda' && invocationsRoute.test(call.operation) ? invoke : undefined);
   for (const [operation, handle] of Object.entries(ssmJson)) {
     handlers.set(`ssm:${operation}`, async (call) => jsonReply(await handle(call)));
   }
@@ -117,7 +123,7 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
     if (decision.latencyMs > 0) await delay(decision.latencyMs);
     if (decision.error)
       return send(res, errorReply(call.protocol, faultError(call.protocol, decision.error)));
-    const handler = handlers.get(`${call.service}:${call.operation}`);
+    const handler = routed(call);
     if (!handler) return upstream.pipe(call, res);
     try {
       return send(res, await handler(call));
@@ -149,6 +155,7 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
     callLog.record(call, at, status);
   }
 
+  let port = 0;
   const server = createServer((req, res) => {
     serve(req, res).catch(() => res.destroy());
   });
@@ -159,7 +166,7 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  port = (server.address() as AddressInfo).port;
 
   return {
     url: `http://127.0.0.1:${port}`,

@@ -1,9 +1,12 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Redis } from 'ioredis';
 import { createFleet } from '../../src/aws/fleet.js';
 import { createFleetView } from '../../src/aws/fleet-view.js';
 import { createRunCommand } from '../../src/aws/run-command.js';
+import { createLambdaBinder } from '../../src/aws/secret-binder.js';
+import { createSecretStore } from '../../src/aws/secret-store.js';
 import { type Bot, createBot } from '../../src/bot/bot.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createRoleOf, type RoleOf } from '../../src/core/caller.js';
@@ -17,7 +20,7 @@ import { withAccount } from '../peers/aws-account.js';
 /** A config as main would load it, for tests that assemble the bot role themselves. */
 export function testConfig(env: Record<string, string>): Config {
   return loadConfig(
-    { AWS_REGION: 'us-east-1', DASHBOARD_PASSWORD: 'unused', LOG_LEVEL: 'silent', ...env },
+    { AWS_REGION: 'us-east-1', DASHBOARD_PASSWORD: 'unused-dashboard-password', LOG_LEVEL: 'silent', ...env },
     { roles: ['bot'], console: true },
   );
 }
@@ -25,6 +28,7 @@ export function testConfig(env: Record<string, string>): Config {
 export interface TestAws {
   ssm: SSMClient;
   ec2: EC2Client;
+  lambda: LambdaClient;
 }
 
 /** SDK clients for one test account; one attempt, so failures show at once. */
@@ -38,6 +42,7 @@ export function testAws(endpoint: string, accountId: string): TestAws {
   return {
     ssm: withAccount(new SSMClient(options), accountId),
     ec2: withAccount(new EC2Client(options), accountId),
+    lambda: withAccount(new LambdaClient(options), accountId),
   };
 }
 
@@ -58,7 +63,7 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger,
     config,
     {
       redis,
-      ssm: aws.ssm,
+      secrets: testSecretStore(config, aws),
       queues,
       members,
       fleet,
@@ -76,4 +81,14 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger,
     roleOf: createRoleOf(config.access, (id) => members.isMember(id)),
     close: () => queues.close(),
   };
+}
+
+/** The secret store main builds: through the binder when SECRET_BINDER_FUNCTION is set. */
+export function testSecretStore(config: Config, aws: TestAws) {
+  const binder = config.aws.secretBinderFunction;
+  return createSecretStore(aws.ssm, {
+    prefix: config.aws.parameterPrefix,
+    kmsKeyId: config.aws.kmsKeyId,
+    binder: binder ? createLambdaBinder(aws.lambda, binder) : undefined,
+  });
 }

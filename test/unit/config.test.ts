@@ -5,7 +5,7 @@ const canary = 'CANARY-9f8e7d6c5b4a';
 const minimal = {
   AWS_REGION: 'eu-west-1',
   TELEGRAM_BOT_TOKEN: `123456789:${'A'.repeat(35)}`,
-  DASHBOARD_PASSWORD: 'pw',
+  DASHBOARD_PASSWORD: 'config-dashboard-password',
 };
 
 function problemsOf(env: Record<string, string | undefined>, overrides = {}): string[] {
@@ -83,7 +83,7 @@ describe('loadConfig', () => {
     const config = loadConfig({
       AWS_REGION: 'eu-west-1',
       FLEETBOT_ROLE: 'worker, dashboard',
-      DASHBOARD_PASSWORD: 'x',
+      DASHBOARD_PASSWORD: 'config-dashboard-password',
     });
     expect(config.roles).toEqual(['worker', 'dashboard']);
     expect(() => loadConfig({ AWS_REGION: 'eu-west-1', FLEETBOT_ROLE: 'worker,dashboard' })).toThrow(

@@ -41,6 +41,7 @@ function fakes() {
       lists.push(d);
       return d.promise;
     },
+    checkOwner: notUsed,
     findForUser: notUsed,
     get: notUsed,
     states: notUsed,

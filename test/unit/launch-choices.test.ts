@@ -7,7 +7,7 @@ import { ConfigError, loadConfig } from '../../src/config.js';
 const minimal = {
   AWS_REGION: 'eu-west-1',
   TELEGRAM_BOT_TOKEN: `123456789:${'A'.repeat(35)}`,
-  DASHBOARD_PASSWORD: 'pw',
+  DASHBOARD_PASSWORD: 'launch-dashboard-password',
 };
 
 function problemsOf(env: Record<string, string>): string[] {

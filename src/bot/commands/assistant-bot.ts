@@ -28,6 +28,8 @@ export const rotate = defineCommand<BotDeps, typeof kindArg>({
   usage: '<kind>',
   args: kindArg,
   requires: 'user',
+  // Asks Telegram for a new token and may restart the assistant through Run Command.
+  limit: 'server',
   async run({ caller, args: kind, reply, audit }, deps) {
     const managedBots = managedBotsOf(deps);
     if (kind === 'telegram-bot-token' && managedBots && (await deps.assistantBots.get(caller.userId))) {
@@ -76,6 +78,7 @@ export const access = defineCommand<BotDeps, typeof accessArgs>({
   usage: '[add|remove <telegram user id>]',
   args: accessArgs,
   requires: 'user',
+  limit: 'command',
   async run({ caller, args, reply, audit }, deps) {
     const managedBots = managedBotsOf(deps);
     const record = await deps.assistantBots.get(caller.userId);

@@ -155,9 +155,12 @@ export const session = defineCommand<BotDeps, typeof sessionArgs>({
     const region = deps.settings.region;
     const command = port
       ? `aws ssm start-session --region ${region} --target ${instance.id} --document-name AWS-StartPortForwardingSession --parameters '{"portNumber":["${port}"],"localPortNumber":["${port}"]}'`
-      : `aws ssm start-session --region ${region} --target ${instance.id}`;
+      : // Named, not left to the default: the operator policy checks the session document explicitly.
+        `aws ssm start-session --region ${region} --target ${instance.id} --document-name SSM-SessionManagerRunShell`;
     await reply.whisper(
-      `${instance.id} (Telegram user ${instance.userId}) has its SSM agent online. Run:\n${command}`,
+      `${instance.id} (Telegram user ${instance.userId}) has its SSM agent online. Run:\n${command}\n` +
+        `This needs the Session Manager plugin and the IAM managed policy ${deps.settings.sessionOperatorPolicy} ` +
+        '(stack output SessionOperatorPolicyArn) on your AWS identity.',
     );
   },
 });

@@ -36,6 +36,35 @@ export async function requestProvision(
   reply: Reply,
   deps: BotDeps,
   audit: (detail: AuditDetail) => void,
+  /** The member's own /provision: keeps their launch cooldown and daily quota charged once queued. */
+  launched?: () => void,
+): Promise<void> {
+  await checkProvision(userId, mode, caller, deps);
+  const stages = mode === 'start' ? startStages : provisionStages;
+  const title = mode === 'start' ? 'Starting your server' : 'Setting up your server';
+  const message = await reply.send(`${title}: ${renderStages(stages, stages[0])}`);
+  if (!message) throw new UserError('This chat cannot show progress.');
+  const { jobId, queued } = await deps.queues.provision({
+    userId,
+    mode,
+    requestedBy: `${caller.platform}:${caller.userId}`,
+    startedAt: deps.now().getTime(),
+    message,
+  });
+  audit({ jobId, outcome: queued ? 'queued' : 'already in progress' });
+  if (queued) launched?.();
+  if (!queued) await reply.edit(message, 'Setting up this server is already in progress.');
+}
+
+/**
+ * Why a provision (or start) cannot be queued now, as a UserError: read-only, so /provision runs it
+ * before the member's launch limits too (see the command's `check`).
+ */
+export async function checkProvision(
+  userId: string,
+  mode: 'provision' | 'start',
+  caller: Caller,
+  deps: BotDeps,
 ): Promise<void> {
   const who = caller.platform === 'telegram' ? 'You' : `Telegram user ${userId}`;
   if (await deps.queues.provisionInProgress(userId))
@@ -53,17 +82,4 @@ export async function requestProvision(
         `${who} must store these secrets first: ${missing.join(', ')}. Paste each one into this chat.`,
       );
   }
-  const stages = mode === 'start' ? startStages : provisionStages;
-  const title = mode === 'start' ? 'Starting your server' : 'Setting up your server';
-  const message = await reply.send(`${title}: ${renderStages(stages, stages[0])}`);
-  if (!message) throw new UserError('This chat cannot show progress.');
-  const { jobId, queued } = await deps.queues.provision({
-    userId,
-    mode,
-    requestedBy: `${caller.platform}:${caller.userId}`,
-    startedAt: deps.now().getTime(),
-    message,
-  });
-  audit({ jobId, outcome: queued ? 'queued' : 'already in progress' });
-  if (!queued) await reply.edit(message, 'Setting up this server is already in progress.');
 }

@@ -26,6 +26,7 @@ export const set = defineCommand<BotDeps, typeof setArgs>({
   usage: '<kind>',
   args: setArgs,
   requires: 'user',
+  limit: 'command',
   deletesMessage: true,
   async run({ caller, args: { kind, value }, reply, original }, deps) {
     if (value !== '') {
@@ -77,6 +78,7 @@ export const forget = defineCommand<BotDeps, typeof kindArg>({
   usage: '<kind>',
   args: kindArg,
   requires: 'user',
+  limit: 'command',
   async run({ caller, args: kind, reply }, deps) {
     const needed =
       deps.settings.requiredSecrets.includes(kind) && (await deps.fleet.findForUser(caller.userId));
@@ -96,6 +98,7 @@ export const forgetConfirmed = defineCommand<BotDeps, typeof kindArg>({
   usage: '<kind>',
   args: kindArg,
   requires: 'user',
+  limit: 'command',
   hidden: true,
   async run({ caller, args: kind, reply }, deps) {
     const removed = await deps.secrets.remove(caller.userId, kind);

@@ -6,7 +6,7 @@ import { secretKinds } from '../../core/secret-kinds.js';
 import { noArgs } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
-import { describeInstance, requestProvision } from './provisioning.js';
+import { checkProvision, describeInstance, requestProvision } from './provisioning.js';
 
 /** Commands a member runs on their own server; the instance is always found by their own user id. */
 
@@ -21,8 +21,10 @@ export const provision = defineCommand<BotDeps, typeof noArgs>({
   summary: 'get your own server, and follow it until it is ready',
   args: noArgs,
   requires: 'user',
-  run: ({ caller, reply, audit }, deps) =>
-    requestProvision(caller.userId, 'provision', caller, reply, deps, audit),
+  limit: 'launch',
+  check: ({ caller }, deps) => checkProvision(caller.userId, 'provision', caller, deps),
+  run: ({ caller, reply, audit, launched }, deps) =>
+    requestProvision(caller.userId, 'provision', caller, reply, deps, audit, launched),
 });
 
 export const status = defineCommand<BotDeps, typeof noArgs>({
@@ -41,6 +43,7 @@ export const stop = defineCommand<BotDeps, typeof noArgs>({
   summary: 'stop your server (it keeps its disk; /start brings it back)',
   args: noArgs,
   requires: 'user',
+  limit: 'server',
   async run({ caller, reply, audit }, deps) {
     const instance = await ownInstance(caller.userId, deps);
     if (instance.state !== 'running') throw new UserError(`Your server is ${instance.state}, not running.`);
@@ -55,6 +58,7 @@ export const restart = defineCommand<BotDeps, typeof noArgs>({
   summary: 'restart your assistant; it reads your current secrets as it starts',
   args: noArgs,
   requires: 'user',
+  limit: 'server',
   async run({ caller, reply, audit }, deps) {
     const instance = await ownInstance(caller.userId, deps);
     if (instance.state !== 'running')
@@ -94,6 +98,7 @@ export const destroy = defineCommand<BotDeps, typeof noArgs>({
   summary: 'terminate your server for good',
   args: noArgs,
   requires: 'user',
+  limit: 'command',
   async run({ caller, reply }, deps) {
     const instance = await ownInstance(caller.userId, deps);
     await reply.confirm(
@@ -109,6 +114,7 @@ export const destroyConfirmed = defineCommand<BotDeps, typeof noArgs>({
   summary: 'terminate your server after confirmation',
   args: noArgs,
   requires: 'user',
+  limit: 'server',
   hidden: true,
   async run({ caller, reply, audit }, deps) {
     const instance = await ownInstance(caller.userId, deps);
@@ -135,6 +141,7 @@ export const forgetAllConfirmed = defineCommand<BotDeps, typeof noArgs>({
   summary: 'delete every stored secret after confirmation',
   args: noArgs,
   requires: 'user',
+  limit: 'command',
   hidden: true,
   async run({ caller, reply, audit }, deps) {
     let removed = 0;

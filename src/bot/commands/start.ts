@@ -23,6 +23,8 @@ export const start = defineCommand<BotDeps, typeof args>({
   usage: '[invite code]',
   args,
   requires: 'anyone',
+  // Members only (guests are never limited): a member's /start may start a stopped server.
+  limit: 'server',
   async run({ caller, args: code, reply, audit }, deps) {
     const { members, registry, now } = deps;
     if (code === '') {

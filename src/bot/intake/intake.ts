@@ -41,24 +41,38 @@ export interface IntakeRequest {
 
 export type IntakeOutcome = 'stored' | 'rejected' | 'failed';
 
-const notDeletedWarning =
-  '⚠️ I could not delete your message. Delete it yourself now and rotate this secret: it is still visible in this chat.';
+/**
+ * A secret whose message stays in the chat has leaked: storing it would make a value its owner must
+ * revoke anyway look safe. So nothing is stored and they are told where to revoke it.
+ */
+export function notDeletedAnswer(kind: SecretKind | undefined): string {
+  const what = kind ? `this ${kind.name}` : 'this secret';
+  const where = kind ? `at ${kind.revokeAt}` : 'wherever it was issued';
+  return `⚠️ I could not delete your message, so I did not store ${what}: it is still visible in this chat. Revoke it ${where}, delete that message yourself, then send me a new one.`;
+}
 
 export const kindList = secretKinds.map((k) => `• ${k.name}: ${k.purpose}`).join('\n');
 
 /**
  * Takes one pasted secret: delete the message first (on every path), validate, check it with its
  * issuer, then write it to Parameter Store. The value is passed to nothing but the store and the
- * live check; logs carry user, kind and fingerprint only.
+ * live check; logs carry user, kind and fingerprint only. A message that could not be deleted stops
+ * everything: the value is neither checked nor stored, and earlier values stay as they were.
  */
 export async function takeSecret(request: IntakeRequest, deps: IntakeDeps): Promise<IntakeOutcome> {
   const deleted = await request.original.delete();
   const answer = async (text: string) => {
-    await request.reply.send(deleted ? text : `${text}\n\n${notDeletedWarning}`);
+    await request.reply.send(text);
   };
   const { caller } = request;
   const value = request.value.trim();
   const log = deps.log.child({ user: caller.userId, kind: request.kind ?? null });
+  if (!deleted) {
+    const kind = request.kind ? findKind(request.kind) : recognizeKind(value);
+    log.warn({ kind: kind?.name ?? null }, 'secret not stored: its message could not be deleted');
+    await answer(notDeletedAnswer(kind));
+    return 'rejected';
+  }
 
   if (caller.role !== 'user') {
     await answer('Only members can store secrets here. Ask an admin for an invite.');
@@ -108,7 +122,7 @@ export async function takeSecret(request: IntakeRequest, deps: IntakeDeps): Prom
   const when = deps.now().toISOString().replace('T', ' ').slice(0, 16);
   const note = 'unverified' in check ? `\nNot checked live: ${check.unverified}.` : '';
   await answer(
-    `Stored your ${kind.name} (${stored.fingerprint}) at ${when} UTC.${deleted ? ' I deleted your message.' : ''}${note}`,
+    `Stored your ${kind.name} (${stored.fingerprint}) at ${when} UTC. I deleted your message.${note}`,
   );
   await offerRestart(stored.server, request.reply);
   return 'stored';

@@ -37,6 +37,12 @@ const faultTarget = {
 };
 
 const bodies = {
+  deployFunction: z.strictObject({
+    accountId: account,
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+    code: z.string().min(1),
+    environment: z.record(z.string(), z.string()).default({}),
+  }),
   script: z.strictObject({ accountId: account, instanceId: z.string().default('*'), outcome }),
   agent: z.strictObject({ accountId: account, instanceId: z.string(), online: z.boolean() }),
   agentRegistered: z.strictObject({ accountId: account, instanceId: z.string(), registered: z.boolean() }),
@@ -153,6 +159,17 @@ export function handleControl(
         const accountId = query('accountId');
         if (!accountId) return fail(400, 'accountId is required');
         return ok({ invocations: control.invocations(accountId, query('instanceId')) });
+      }
+      case 'POST /function': {
+        const { accountId, name, ...fn } = parse(bodies.deployFunction, body);
+        control.deployFunction(accountId, name, fn);
+        return ok({ ok: true });
+      }
+      case 'GET /function-logs': {
+        const accountId = query('accountId');
+        const name = query('name');
+        if (!accountId || !name) return fail(400, 'accountId and name are required');
+        return ok({ logs: control.functionLogs(accountId, name) });
       }
       case 'POST /reset':
         control.reset(parse(bodies.reset, body).accountId);

@@ -2,6 +2,7 @@ import type { CallLog, CallRecord } from './call-log.js';
 import { invocationView, openInvocations } from './command-status.js';
 import { agentBack } from './delayed-delivery.js';
 import type { FaultSpec, Faults } from './faults.js';
+import type { DeployedFunction } from './lambda.js';
 import { INSTANCE_ID } from './send-command-input.js';
 import type {
   BootTiming,
@@ -60,6 +61,13 @@ export interface AwsSimulatorControl {
   resetCalls(accountId?: string): void;
   /** Every invocation sent in the account, oldest first, with its status right now. */
   invocations(accountId: string, instanceId?: string): SentInvocation[];
+  /**
+   * Deploys (or replaces) a Lambda function that Invoke runs: CommonJS source exporting `handler`,
+   * such as a stack's inline ZipFile, with its environment variables.
+   */
+  deployFunction(accountId: string, name: string, fn: DeployedFunction): void;
+  /** What a deployed function wrote with console.*, one entry per call, oldest first. */
+  functionLogs(accountId: string, name: string): string[];
   /** Forgets simulator state (not moto's) for one account, or for all. */
   reset(accountId?: string): void;
 }
@@ -171,6 +179,12 @@ export function createControl(deps: {
             };
           }),
       );
+    },
+    deployFunction(accountId, name, fn) {
+      state.account(accountId).functions.set(name, { ...fn, logs: [] });
+    },
+    functionLogs(accountId, name) {
+      return [...(state.account(accountId).functions.get(name)?.logs ?? [])];
     },
     reset(accountId) {
       state.reset(accountId);

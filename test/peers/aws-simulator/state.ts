@@ -1,3 +1,5 @@
+import type { FunctionRecord } from './lambda.js';
+
 /**
  * What the simulator remembers, per account (the `x-moto-account-id` header), so that test files
  * running in parallel against one simulator never see each other's commands, scripts or faults.
@@ -144,6 +146,8 @@ export interface AccountState {
   visibilityLag: VisibilityLag;
   /** When RunInstances launched each instance, for DescribeInstanceStatus's visibility lag. */
   launchedAt: Map<string, number>;
+  /** Lambda functions deployed with `deployFunction`, by name. */
+  functions: Map<string, FunctionRecord>;
 }
 
 /** Eventual consistency: how long fresh results stay invisible to the listed reads; 0 unless set. */
@@ -177,6 +181,7 @@ export function createState(): SimulatorState {
           cancelDelayMs: 0,
           visibilityLag: { listCommandsMs: 0, instanceStatusMs: 0 },
           launchedAt: new Map(),
+          functions: new Map(),
         };
         accounts.set(accountId, state);
       }
