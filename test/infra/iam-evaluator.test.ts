@@ -448,6 +448,14 @@ describe('IAM evaluator: who may do what with the deployed stack', () => {
       },
       {
         who: bot,
+        what: 'tags a parameter instancearn (other case)',
+        action: 'ssm:AddTagsToResource',
+        resource: arn.param(paramA),
+        context: { 'aws:TagKeys': ['instancearn'], 'aws:RequestTag/instancearn': arn.instance(instanceA) },
+        expected: 'deny (explicit)',
+      },
+      {
+        who: bot,
         what: 'tags a parameter app/user/kind',
         action: 'ssm:AddTagsToResource',
         resource: arn.param(paramA),
