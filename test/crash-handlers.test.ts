@@ -1,7 +1,11 @@
-import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from './peers/redis.js';
-import { type FleetbotProcess, logEntries, waitForLog } from './support/fleetbot-process.js';
+import {
+  type FleetbotProcess,
+  logEntries,
+  startFleetbotProcess,
+  waitForLog,
+} from './support/fleetbot-process.js';
 
 /**
  * The process-wide handlers runProcess installs, watched from outside: a real fleetbot process
@@ -17,28 +21,17 @@ afterAll(async () => {
 });
 
 function startBreaking(what: 'throw' | 'reject'): FleetbotProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/crash-process.ts', what], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  return startFleetbotProcess(
+    {
       AWS_REGION: 'us-east-1',
       REDIS_URL: testRedisUrl,
       REDIS_PREFIX: prefix,
       DASHBOARD_LISTEN: '127.0.0.1:0',
       DASHBOARD_PASSWORD: 'crash-test-dashboard-password',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exit, out: () => stdout, err: () => stderr };
+    [what],
+    'test/support/crash-process.ts',
+  );
 }
 
 describe('process-wide crash handlers', () => {

@@ -9,9 +9,16 @@ export interface FleetbotProcess {
   err(): string;
 }
 
-/** Runs the real entry point as its own OS process, as an operator would, with only `env` set. */
-export function startFleetbotProcess(env: Record<string, string>, args: string[] = []): FleetbotProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+/**
+ * Runs the real entry point (or a script that starts fleetbot through it) as its own OS process, as
+ * an operator would, with only `env` set.
+ */
+export function startFleetbotProcess(
+  env: Record<string, string>,
+  args: string[] = [],
+  entry = 'src/main.ts',
+): FleetbotProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
     env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
