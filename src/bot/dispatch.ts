@@ -17,6 +17,7 @@ import type { AuditTrail } from '../store/audit.js';
 import type { MemberLimits } from '../store/member-limits.js';
 import { isRedisUnreachable } from '../store/redis.js';
 import { type AuditDetail, mayRun } from './command.js';
+import { guestTextAnswer } from './intake/intake.js';
 import type { Registry } from './registry.js';
 
 export interface ChatRequest {
@@ -153,13 +154,6 @@ export function createDispatcher<Deps>(
       ...(updateId ? { update: updateId } : {}),
     });
     const handle = async (caller: Caller): Promise<Outcome> => {
-      if (!trimmed.startsWith('/')) {
-        if (options.onText) await options.onText({ caller, text, reply, original });
-        else await reply.send('I understand commands. Send /help to see what you can do.');
-        return 'text';
-      }
-      // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
-      if (looksSecret(trimmed) || command?.deletesMessage) await original.delete();
       const audit = async (decision: string, detail: AuditDetail = {}) => {
         if (!options.audit || !command) return;
         await options
@@ -177,7 +171,7 @@ export function createDispatcher<Deps>(
        * A refusal of anyone but an admin: counted, recorded once per sender and window, and answered
        * (a guest only while within the window's reply budget, so a flood cannot make the bot spam).
        */
-      const refuse = async (reason: RefusalReason, decision: string, answer: string) => {
+      const refuse = async (reason: RefusalReason, decision: string, answer: string, plainText = false) => {
         options.metrics?.commandRefused(reason, caller.role);
         const { refusals } = options;
         if (!refusals || caller.role === 'admin') {
@@ -190,13 +184,16 @@ export function createDispatcher<Deps>(
             {
               platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
               actor: caller.userId,
-              command: command?.name ?? '(unknown)',
-              args: sanitizeArgs(command ? (match?.[2] ?? '') : trimmed, command?.deletesMessage),
+              command: command?.name ?? (plainText ? '(message)' : '(unknown)'),
+              // A plain message may be a secret: none of it is kept.
+              args: plainText
+                ? ''
+                : sanitizeArgs(command ? (match?.[2] ?? '') : trimmed, command?.deletesMessage),
               decision,
             },
             {
               sender: `${caller.role === 'user' ? 'member' : 'guest'} ${caller.userId}`,
-              what: command ? `/${command.name}` : 'unknown commands',
+              what: command ? `/${command.name}` : plainText ? 'messages' : 'unknown commands',
               windowMs: refusals.windowMs,
             },
           )
@@ -212,6 +209,20 @@ export function createDispatcher<Deps>(
         }
         await reply.whisper(answer);
       };
+      if (!trimmed.startsWith('/')) {
+        // A guest's message is deleted like anyone's (it may be a secret), and answered within the
+        // guest reply budget, so a flood of text cannot make the bot spam either. One that could not
+        // be deleted goes to intake, which tells its sender to revoke what is still visible.
+        if (caller.role === 'guest' && options.refusals && options.onText && (await original.delete())) {
+          await refuse('not_allowed', 'denied: a message from a guest', guestTextAnswer, true);
+          return 'text';
+        }
+        if (options.onText) await options.onText({ caller, text, reply, original });
+        else await reply.send('I understand commands. Send /help to see what you can do.');
+        return 'text';
+      }
+      // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
+      if (looksSecret(trimmed) || command?.deletesMessage) await original.delete();
       if (!command || !name) {
         log.info({ command: name ?? null }, 'unknown command');
         const answer = `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`;

@@ -4,7 +4,9 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { allCommands } from '../../src/bot/commands/index.js';
+import { guestTextAnswer } from '../../src/bot/intake/intake.js';
 import type { Caller } from '../../src/core/caller.js';
+import { createReply } from '../../src/core/chat.js';
 import { createMetrics } from '../../src/metrics.js';
 import { createAuditTrail } from '../../src/store/audit.js';
 import { memberLimitKeys } from '../../src/store/member-limits.js';
@@ -12,7 +14,7 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
 import { type TestBot, testAws, testBot, testConfig } from '../support/bot.js';
-import { runAs } from '../support/memory-chat.js';
+import { memoryOutbox, runAs } from '../support/memory-chat.js';
 import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
 
@@ -301,5 +303,42 @@ describe('guests', () => {
     expect(after).toHaveLength(2);
     expect(after[0]).toMatchObject({ command: 'provision', decision: 'denied: needs user, caller is guest' });
     expect(after[0]?.outcome).toBeUndefined();
+  });
+
+  it('when a guest floods plain text, then every message is deleted, none of it is kept, and the answers stay bounded', async () => {
+    const trail = createAuditTrail(redisA, prefix, 1000);
+    const texter: Caller = { ...guest, userId: '6198' };
+    const canary = `sk-CANARY${Date.now()}guesttext${'g'.repeat(12)}`;
+    let deleted = 0;
+    const answers = (
+      await Promise.all(
+        Array.from({ length: 40 }, async (_, i) => {
+          const outbox = memoryOutbox();
+          await (i % 2 === 0 ? botA : botB).dispatch({
+            caller: texter,
+            text: `${canary}${i}`,
+            reply: createReply(outbox, { platform: 'telegram', chatId: '6198', userId: '6198' }),
+            original: {
+              async delete() {
+                deleted++;
+                return true;
+              },
+            },
+          });
+          return outbox.sent.map((m) => m.message.text);
+        }),
+      )
+    ).flat();
+    expect(deleted).toBe(40);
+    expect(answers).toHaveLength(4);
+    expect(answers.filter((a) => a === guestTextAnswer)).toHaveLength(3);
+    expect(answers.filter((a) => a.startsWith('You sent many commands'))).toHaveLength(1);
+    const records = (await trail.recent(1000)).filter((r) => r.actor === '6198');
+    expect(records).toHaveLength(1);
+    expect(records[0]?.outcome).toMatch(
+      /^refused 40 commands from guest 6198 since .* UTC \(messages x40\)$/,
+    );
+    expect(JSON.stringify(records)).not.toContain('CANARY');
+    expect(logs.lines.join('\n')).not.toContain('CANARY');
   });
 });

@@ -51,6 +51,9 @@ export function notDeletedAnswer(kind: SecretKind | undefined): string {
   return `⚠️ I could not delete your message, so I did not store ${what}: it is still visible in this chat. Revoke it ${where}, delete that message yourself, then send me a new one.`;
 }
 
+/** A guest's pasted text, here and in the dispatcher's bounded answer to guests. */
+export const guestTextAnswer = 'Only members can store secrets here. Ask an admin for an invite.';
+
 export const kindList = secretKinds.map((k) => `• ${k.name}: ${k.purpose}`).join('\n');
 
 /**
@@ -75,7 +78,7 @@ export async function takeSecret(request: IntakeRequest, deps: IntakeDeps): Prom
   }
 
   if (caller.role !== 'user') {
-    await answer('Only members can store secrets here. Ask an admin for an invite.');
+    await answer(guestTextAnswer);
     return 'rejected';
   }
   if (!(await deps.perUserLimit.hit(caller.userId))) {
