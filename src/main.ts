@@ -10,8 +10,7 @@ import { createFleet } from './aws/fleet.js';
 import { createFleetView } from './aws/fleet-view.js';
 import { createAwsProbe } from './aws/probe.js';
 import { createRunCommand } from './aws/run-command.js';
-import { createLambdaBinder } from './aws/secret-binder.js';
-import { createSecretStore } from './aws/secret-store.js';
+import { openSecretStore } from './aws/secret-store.js';
 import { createBot } from './bot/bot.js';
 import { type ConsoleAdapter, type ConsoleIdentity, createConsoleAdapter } from './bot/console.js';
 import { createSlackAdapter, slackClient, slackOutbox } from './bot/slack.js';
@@ -99,12 +98,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
   // SDK's retries would skip, so the SDK never retries them and the jobs retry through the budget.
   const jobSsm = new SSMClient({ ...where, maxAttempts: 1 });
   const lambda = new LambdaClient({ ...where, retryMode: 'standard', maxAttempts: 3 });
-  const binderFunction = config.aws.secretBinderFunction;
-  const secrets = createSecretStore(ssm, {
-    prefix: config.aws.parameterPrefix,
-    kmsKeyId: config.aws.kmsKeyId,
-    binder: binderFunction ? createLambdaBinder(lambda, binderFunction) : undefined,
-  });
+  const secrets = openSecretStore(ssm, lambda, config.aws);
   const probeAws = createAwsProbe(ec2);
   const fleet = createFleet(ec2, { region: config.aws.region, env: config.env, ...config.instances });
   const runCommand = createRunCommand(ssm);

@@ -240,6 +240,21 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       tags,
     };
   };
+  /** One instance as EC2 describes it now, with its reservation's owner; undefined for an id EC2 does not know. */
+  const describeOne = async (instanceId: string) => {
+    let res: DescribeInstancesCommandOutput;
+    try {
+      res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+    } catch (error) {
+      if (awsErrorCode(error).startsWith('InvalidInstanceID')) return undefined;
+      throw error;
+    }
+    for (const r of res.Reservations ?? [])
+      for (const instance of r.Instances ?? [])
+        if (instance.InstanceId === instanceId) return { instance, ownerId: r.OwnerId };
+    return undefined;
+  };
+
   const describe = async (filters: { Name: string; Values: string[] }[]) => {
     const out: FleetInstance[] = [];
     for await (const page of paginateDescribeInstances(
@@ -359,18 +374,10 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
 
   return {
     async checkOwner(instanceId, userId) {
-      let res: DescribeInstancesCommandOutput;
-      try {
-        res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-      } catch (error) {
-        if (awsErrorCode(error).startsWith('InvalidInstanceID')) return { verdict: 'unknown' };
-        throw error;
-      }
-      const r = res.Reservations?.find((x) => x.Instances?.some((i) => i.InstanceId === instanceId));
-      const i = r?.Instances?.find((x) => x.InstanceId === instanceId);
-      if (!i) return { verdict: 'unknown' };
-      const problem = ownershipProblem(tagMap(i.Tags), userId, settings.env);
-      const instance = problem ? undefined : toInstance(i, r?.OwnerId);
+      const found = await describeOne(instanceId);
+      if (!found) return { verdict: 'unknown' };
+      const problem = ownershipProblem(tagMap(found.instance.Tags), userId, settings.env);
+      const instance = problem ? undefined : toInstance(found.instance, found.ownerId);
       if (!instance) return { verdict: 'foreign', problem: problem ?? 'it has no user tag' };
       return gone.includes(instance.state) ? { verdict: 'gone', instance } : { verdict: 'owned', instance };
     },
@@ -379,16 +386,9 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       return found.filter((i) => !gone.includes(i.state)).sort(byLaunch)[0];
     },
     async get(instanceId) {
-      try {
-        const res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-        const r = res.Reservations?.[0];
-        const i = r?.Instances?.[0];
-        const instance = i ? toInstance(i, r?.OwnerId) : undefined;
-        return instance?.env === settings.env ? instance : undefined;
-      } catch (error) {
-        if (error instanceof Error && error.name.startsWith('InvalidInstanceID')) return undefined;
-        throw error;
-      }
+      const found = await describeOne(instanceId);
+      const instance = found ? toInstance(found.instance, found.ownerId) : undefined;
+      return instance?.env === settings.env ? instance : undefined;
     },
     list: () => describe([]),
     async states(instanceIds) {

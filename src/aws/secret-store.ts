@@ -1,3 +1,4 @@
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import {
   AddTagsToResourceCommand,
   DeleteParameterCommand,
@@ -8,7 +9,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { userParameterName, userParameterPath } from '../core/parameter-names.js';
 import { findKind, type SecretKindName } from '../core/secret-kinds.js';
-import type { SecretBinder } from './secret-binder.js';
+import { createLambdaBinder, type SecretBinder } from './secret-binder.js';
 import { awsErrorCode, isThrottlingAwsError } from './transient.js';
 
 export interface StoredSecret {
@@ -39,6 +40,20 @@ export interface SecretStore {
   /** Tags the parameters with the instance ARN: the instance role may read only parameters tagged with its own. */
   bindToInstance(userId: string, kinds: readonly SecretKindName[], instanceArn: string): Promise<void>;
   unbindFromInstance(userId: string, kinds: readonly SecretKindName[]): Promise<void>;
+}
+
+/** The store every role runs with: binding through the stack's binder when one is configured. */
+export function openSecretStore(
+  ssm: SSMClient,
+  lambda: LambdaClient,
+  settings: { parameterPrefix: string; kmsKeyId: string; secretBinderFunction?: string },
+): SecretStore {
+  const binderFunction = settings.secretBinderFunction;
+  return createSecretStore(ssm, {
+    prefix: settings.parameterPrefix,
+    kmsKeyId: settings.kmsKeyId,
+    binder: binderFunction ? createLambdaBinder(lambda, binderFunction) : undefined,
+  });
 }
 
 export function createSecretStore(

@@ -154,17 +154,18 @@ export function createDispatcher<Deps>(
       ...(updateId ? { update: updateId } : {}),
     });
     const handle = async (caller: Caller): Promise<Outcome> => {
+      /** Who did what, as the audit trail keeps it; a plain message may be a secret, so none of it is kept. */
+      const auditEntry = (decision: string, plainText = false) => ({
+        platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
+        actor: caller.userId,
+        command: command?.name ?? (plainText ? '(message)' : '(unknown)'),
+        args: plainText ? '' : sanitizeArgs(command ? (match?.[2] ?? '') : trimmed, command?.deletesMessage),
+        decision,
+      });
       const audit = async (decision: string, detail: AuditDetail = {}) => {
         if (!options.audit || !command) return;
         await options
-          .audit({
-            platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
-            actor: caller.userId,
-            command: command.name,
-            args: sanitizeArgs(match?.[2] ?? '', command.deletesMessage),
-            decision,
-            ...detail,
-          })
+          .audit({ ...auditEntry(decision), ...detail })
           .catch((err: unknown) => log.error({ err: String(err) }, 'audit record failed'));
       };
       /**
@@ -180,23 +181,11 @@ export function createDispatcher<Deps>(
           return;
         }
         const counted = await refusals
-          .record(
-            {
-              platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
-              actor: caller.userId,
-              command: command?.name ?? (plainText ? '(message)' : '(unknown)'),
-              // A plain message may be a secret: none of it is kept.
-              args: plainText
-                ? ''
-                : sanitizeArgs(command ? (match?.[2] ?? '') : trimmed, command?.deletesMessage),
-              decision,
-            },
-            {
-              sender: `${caller.role === 'user' ? 'member' : 'guest'} ${caller.userId}`,
-              what: command ? `/${command.name}` : plainText ? 'messages' : 'unknown commands',
-              windowMs: refusals.windowMs,
-            },
-          )
+          .record(auditEntry(decision, plainText), {
+            sender: `${caller.role === 'user' ? 'member' : 'guest'} ${caller.userId}`,
+            what: command ? `/${command.name}` : plainText ? 'messages' : 'unknown commands',
+            windowMs: refusals.windowMs,
+          })
           .catch((err: unknown) => {
             if (isRedisUnreachable(err)) throw err;
             log.error({ err: String(err) }, 'audit record failed');

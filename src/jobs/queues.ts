@@ -18,6 +18,9 @@ export const messageRefSchema = z.object({
   messageId: z.string().min(1).max(64),
 });
 
+/** Members are named by their numeric Telegram user id in every payload. */
+const telegramUserId = z.string().regex(/^\d{1,16}$/);
+
 export const pingPayload = z.object({
   requestedBy: z.string().min(1).max(64),
   requestedAt: z.number().int().positive(),
@@ -27,7 +30,7 @@ export type PingPayload = z.infer<typeof pingPayload>;
 
 /** A member's restart command, followed until it ends so their message can say how it went. */
 export const restartPayload = z.object({
-  userId: z.string().regex(/^\d{1,16}$/),
+  userId: telegramUserId,
   instanceId: z.string().regex(/^i-[0-9a-f]{8,17}$/),
   commandId: z.string().min(1).max(64),
   message: messageRefSchema,
@@ -36,7 +39,7 @@ export type RestartPayload = z.infer<typeof restartPayload>;
 
 /** After /revoke: stop the former member's server, unbind their parameters, ask about terminating. */
 export const revokePayload = z.object({
-  userId: z.string().regex(/^\d{1,16}$/),
+  userId: telegramUserId,
   /** The admin who revoked; the worker checks again that they are one. */
   requestedBy: z.string().min(1).max(64),
   message: messageRefSchema,
@@ -44,7 +47,7 @@ export const revokePayload = z.object({
 export type RevokePayload = z.infer<typeof revokePayload>;
 
 export const provisionPayload = z.object({
-  userId: z.string().regex(/^\d{1,16}$/),
+  userId: telegramUserId,
   mode: z.enum(['provision', 'start']),
   requestedBy: z.string().min(1).max(64),
   startedAt: z.number().int().positive(),

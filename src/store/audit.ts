@@ -70,16 +70,11 @@ export function createAuditTrail(redis: Redis, prefix: string, retention: number
   const key = `${prefix}:audit`;
   return {
     async record(entry) {
-      const fields = Object.entries({ ...entry, at: new Date().toISOString() }).flatMap(([k, v]) =>
-        v === undefined ? [] : [k, String(v)],
-      );
-      await redis.xadd(key, 'MAXLEN', '~', retention, '*', ...fields);
+      await redis.xadd(key, 'MAXLEN', '~', retention, '*', ...streamFields(entry, new Date().toISOString()));
     },
     async recordRefusal(entry, { sender, what, windowMs }) {
       const at = new Date().toISOString();
-      const fields = Object.entries({ ...entry, at }).flatMap(([k, v]) =>
-        v === undefined ? [] : [k, String(v)],
-      );
+      const fields = streamFields(entry, at);
       const [count, ttl] = (await redis.eval(
         refusalScript,
         2,
@@ -115,4 +110,9 @@ export function createAuditTrail(redis: Redis, prefix: string, retention: number
       return out;
     },
   };
+}
+
+/** A record as a stream entry's field list; fields left undefined are not written. */
+function streamFields(entry: Omit<AuditRecord, 'at'>, at: string): string[] {
+  return Object.entries({ ...entry, at }).flatMap(([k, v]) => (v === undefined ? [] : [k, String(v)]));
 }

@@ -5,8 +5,7 @@ import type { Redis } from 'ioredis';
 import { createFleet } from '../../src/aws/fleet.js';
 import { createFleetView } from '../../src/aws/fleet-view.js';
 import { createRunCommand } from '../../src/aws/run-command.js';
-import { createLambdaBinder } from '../../src/aws/secret-binder.js';
-import { createSecretStore } from '../../src/aws/secret-store.js';
+import { openSecretStore } from '../../src/aws/secret-store.js';
 import { type Bot, createBot } from '../../src/bot/bot.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createRoleOf, type RoleOf } from '../../src/core/caller.js';
@@ -63,7 +62,7 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger,
     config,
     {
       redis,
-      secrets: testSecretStore(config, aws),
+      secrets: openSecretStore(aws.ssm, aws.lambda, config.aws),
       queues,
       members,
       fleet,
@@ -81,14 +80,4 @@ export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger,
     roleOf: createRoleOf(config.access, (id) => members.isMember(id)),
     close: () => queues.close(),
   };
-}
-
-/** The secret store main builds: through the binder when SECRET_BINDER_FUNCTION is set. */
-export function testSecretStore(config: Config, aws: TestAws) {
-  const binder = config.aws.secretBinderFunction;
-  return createSecretStore(aws.ssm, {
-    prefix: config.aws.parameterPrefix,
-    kmsKeyId: config.aws.kmsKeyId,
-    binder: binder ? createLambdaBinder(aws.lambda, binder) : undefined,
-  });
 }
