@@ -15,7 +15,5 @@ export default defineConfig({
     // Two cores: files run in parallel across forks, each isolated by its own Redis prefix and moto account.
     pool: 'forks',
     maxWorkers: 2,
-    // The SDK is pinned to a Node 20 release; its notice about future releases is noise in test output.
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
 });

@@ -5,10 +5,7 @@
  */
 import { met, renderResult, type Scenario } from './scenario.js';
 
-// The pinned SDK warns about future Node releases on every client; that is noise here.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
-/** Loaded lazily, so `--list` is instant and the environment above is set before the SDK loads. */
+/** Loaded lazily, so `--list` is instant. */
 const scenarios: { name: string; description: string; load: () => Promise<Scenario> }[] = [
   {
     name: 'rollout-1000',

@@ -26,7 +26,6 @@ const stopPeers = async () => {
 // The SDK's default credential chain reads these; the emulator accepts any.
 process.env.AWS_ACCESS_KEY_ID ??= 'sandbox';
 process.env.AWS_SECRET_ACCESS_KEY ??= 'sandbox';
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const dashboardListen = process.env.DASHBOARD_LISTEN ?? `127.0.0.1:${await freePort()}`;
 process.stdout.write(

@@ -19,7 +19,7 @@ export async function redisKeysMatching(redis: Redis, leaks: (text: string) => b
               : type === 'set'
                 ? JSON.stringify(await redis.smembers(key))
                 : type === 'zset'
-                  ? JSON.stringify(await redis.zrange(key, 0, -1))
+                  ? JSON.stringify(await redis.zrange(key, '0', '-1'))
                   : type === 'stream'
                     ? JSON.stringify(await redis.xrange(key, '-', '+'))
                     : '';
