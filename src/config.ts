@@ -73,13 +73,24 @@ const envSchema = z.object({
   REDIS_URL: z
     .string()
     .trim()
-    .regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL')
-    .default('redis://127.0.0.1:6379'),
+    .default('redis://127.0.0.1:6379')
+    .transform((value, ctx) => {
+      const nodes = parseRedisUrls(value);
+      if (!nodes) ctx.addIssue({ code: 'custom', message: redisUrlUsage });
+      return nodes ?? [];
+    }),
+  REDIS_CLUSTER: z.enum(['true', 'false']).optional(),
+  REDIS_PASSWORD: z.string().min(1).optional(),
+  REDIS_TLS_CA_FILE: z.string().trim().min(1).optional(),
   REDIS_PREFIX: z
     .string()
     .trim()
-    .regex(/^[A-Za-z0-9_-]{1,40}$/, 'must be 1-40 of A-Z a-z 0-9 _ -')
-    .default('fleetbot'),
+    .regex(
+      /^[A-Za-z0-9_-]*(\{[A-Za-z0-9_-]+\}[A-Za-z0-9_-]*)?$/,
+      'must be A-Z a-z 0-9 _ - with at most one {hash tag}',
+    )
+    .refine((value) => value.length >= 1 && value.length <= 40, 'must be 1-40 characters')
+    .default('{fleetbot}'),
 
   AWS_REGION: z
     .string()
@@ -265,6 +276,22 @@ const envSchema = z.object({
 /** Every key the service reads; .env.example and the README document exactly these. */
 export const configKeys = Object.keys(envSchema.shape);
 
+/** How to reach Redis: one server, or a Redis Cluster through any of its nodes. */
+export interface RedisSettings {
+  /** The server, or the cluster's seed nodes (any members, or a managed cluster's configuration endpoint). */
+  nodes: { host: string; port: number }[];
+  cluster: boolean;
+  tls: boolean;
+  username?: string;
+  password?: string;
+  /** A PEM file with the CA that signed the servers' certificates; managed Redis needs none. */
+  tlsCaFile?: string;
+  /** Database number, for one server only (a cluster has database 0 alone). */
+  db: number;
+  /** Starts every key fleetbot and BullMQ write; on a cluster it holds a {hash tag}. */
+  prefix: string;
+}
+
 export interface Config {
   roles: readonly ProcessRole[];
   env: string;
@@ -272,7 +299,7 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long a provision or rollout stays claimed by a worker that stopped renewing it (crashed). */
   jobLockMs: number;
-  redis: { url: string; prefix: string };
+  redis: RedisSettings;
   aws: {
     region: string;
     endpoint?: string;
@@ -440,7 +467,12 @@ export function loadConfig(
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     jobLockMs: e.JOB_LOCK_SECONDS * 1000,
-    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
+    redis: {
+      ...redisEndpoint(e.REDIS_URL, e.REDIS_PASSWORD),
+      cluster: (e.REDIS_CLUSTER ?? String(e.REDIS_URL.length > 1)) === 'true',
+      tlsCaFile: e.REDIS_TLS_CA_FILE,
+      prefix: e.REDIS_PREFIX,
+    },
     aws: {
       region: e.AWS_REGION,
       endpoint: e.AWS_ENDPOINT_URL,
@@ -543,10 +575,46 @@ function safeMessage(issue: z.core.$ZodIssue): string {
   }
 }
 
+const redisUrlUsage =
+  "must be a redis:// or rediss:// URL, or several (a cluster's seed nodes) separated by commas, all redis:// or all rediss://";
+
+/** One URL, or a cluster's seed nodes separated by commas; undefined when any part is not a Redis URL. */
+function parseRedisUrls(value: string): URL[] | undefined {
+  const urls = value.split(',').map((part) => URL.parse(part.trim()));
+  if (urls.some((u) => !u || !/^rediss?:$/.test(u.protocol) || !u.hostname)) return undefined;
+  const valid = urls as URL[];
+  return valid.every((u) => u.protocol === valid[0]?.protocol) ? valid : undefined;
+}
+
+/** Where Redis is and how to log in; the password of REDIS_PASSWORD wins (a secret injected apart from the URL). */
+function redisEndpoint(urls: URL[], password: string | undefined): Omit<RedisSettings, 'cluster' | 'prefix'> {
+  const first = urls[0] as URL;
+  const db = Number(first.pathname.slice(1) || 0);
+  return {
+    nodes: urls.map((u) => ({ host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) })),
+    tls: first.protocol === 'rediss:',
+    username: decodeURIComponent(first.username) || undefined,
+    password: password ?? (decodeURIComponent(first.password) || undefined),
+    db: Number.isInteger(db) ? db : 0,
+  };
+}
+
+/** A cluster keeps multi-key scripts and BullMQ's queues atomic only when their keys share one slot. */
+function clusterNeedsHashTag(env: Env): string[] {
+  const urls = parseRedisUrls((env.REDIS_URL ?? '').trim() || 'redis://127.0.0.1:6379');
+  const cluster = (env.REDIS_CLUSTER?.trim() ?? String((urls?.length ?? 1) > 1)) === 'true';
+  const prefix = env.REDIS_PREFIX?.trim() ?? '{fleetbot}';
+  return cluster && !/\{[^}]+\}/.test(prefix)
+    ? [
+        `REDIS_PREFIX: must hold a hash tag on a Redis Cluster, such as {${prefix}}, so every key fleetbot writes lands in one slot`,
+      ]
+    : [];
+}
+
 function missingTogether(env: Env, processRoles: readonly ProcessRole[], withConsole: boolean): string[] {
   const has = (key: string) => (env[key] ?? '').trim() !== '';
   const runs = (r: ProcessRole) => processRoles.includes(r);
-  const problems: string[] = [];
+  const problems: string[] = [...clusterNeedsHashTag(env)];
   if (has('TELEGRAM_BOT_TOKEN') && env.TELEGRAM_MODE === 'webhook') {
     if (!has('TELEGRAM_WEBHOOK_URL'))
       problems.push('TELEGRAM_WEBHOOK_URL: is required when TELEGRAM_MODE=webhook');

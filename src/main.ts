@@ -1,10 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { Redis } from 'ioredis';
 import type { DestinationStream } from 'pino';
 import { createFleet } from './aws/fleet.js';
 import { createFleetView } from './aws/fleet-view.js';
@@ -22,6 +22,7 @@ import {
   loadConfig,
   type ProcessRole,
   parseRoles,
+  type RedisSettings,
   roleUsage,
 } from './config.js';
 import { adminChannelsElsewhere, createRoleOf } from './core/caller.js';
@@ -37,7 +38,7 @@ import { createAuditTrail } from './store/audit.js';
 import { createMembers } from './store/members.js';
 import { createPlans } from './store/plans.js';
 import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
-import { type RedisUse, reconnectDelay, redisOptions, watchRedis } from './store/redis.js';
+import { keepReconnecting, openRedis, type RedisClient, type RedisUse, watchRedis } from './store/redis.js';
 import { createSeenUpdates, slackReplayWindowSeconds } from './store/seen-updates.js';
 
 /**
@@ -81,9 +82,9 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
   const log = createLogger(config.logLevel, options.logDestination);
   const runs = (r: ProcessRole) => config.roles.includes(r);
   // Chat handlers and the dashboard fail fast while Redis is away; workers wait for it (src/store/redis.ts).
-  const requestsRedis = await connectRedis(config.redis.url, 'requests', log);
+  const requestsRedis = await connectRedis(config.redis, 'requests', log);
   const jobsRedis = runs('worker')
-    ? await connectRedis(config.redis.url, 'jobs', log).catch((error: unknown) => {
+    ? await connectRedis(config.redis, 'jobs', log).catch((error: unknown) => {
         requestsRedis.disconnect();
         throw error;
       })
@@ -314,7 +315,7 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
 }
 
 /** Slack's chat.update limit is per workspace: every process's edits share one budget. */
-function slackEditBudget(redis: Redis, config: Config) {
+function slackEditBudget(redis: RedisClient, config: Config) {
   return createSharedBudget(
     createWindowLimit(
       redis,
@@ -332,31 +333,47 @@ async function runAll(stops: (() => Promise<void>)[], log: Logger): Promise<void
   }
 }
 
-async function connectRedis(url: string, use: RedisUse, log: Logger): Promise<Redis> {
+async function connectRedis(settings: RedisSettings, use: RedisUse, log: Logger): Promise<RedisClient> {
+  const tlsCa = settings.tlsCaFile ? readTlsCa(settings.tlsCaFile) : undefined;
   // A failed first connect must not retry forever: the process exits and says how to start Redis.
-  const redis = new Redis(url, { ...redisOptions(use), lazyConnect: true, retryStrategy: () => null });
+  const redis = openRedis(settings, use, tlsCa);
   // The StartupError below reports a failed first connect; ioredis would also print each attempt.
-  const quiet = () => {};
+  let failure = '';
+  const quiet = (err: Error) => {
+    failure = err.message;
+  };
   redis.on('error', quiet);
   try {
     await redis.connect();
     await redis.ping();
-  } catch {
+  } catch (error) {
     redis.disconnect();
-    const where = new URL(url);
+    const where = settings.nodes.map((n) => `${n.host}:${n.port}`).join(', ');
+    const reason = failure || (error instanceof Error ? error.message : String(error));
     throw new StartupError(
-      `Redis does not answer at ${where.hostname}:${where.port || 6379} (REDIS_URL). ` +
-        'Start one with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379',
+      `Redis does not answer at ${where} (REDIS_URL). ` +
+        (settings.cluster || settings.tls
+          ? `It said: ${reason}. Check the address, the password (REDIS_PASSWORD) and, with a private CA, REDIS_TLS_CA_FILE.`
+          : 'Start one with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379'),
     );
   }
   // BullMQ's workers duplicate this connection with these options. A lazy duplicate connects once,
   // when first awaited: if Redis is away at that moment its worker stays broken for good, so
   // duplicates connect on their own and keep retrying like this one.
-  redis.options.retryStrategy = reconnectDelay;
-  redis.options.lazyConnect = false;
+  keepReconnecting(redis);
   redis.off('error', quiet);
   watchRedis(redis, log.child({ redis: use }));
   return redis;
+}
+
+function readTlsCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new StartupError(
+      `REDIS_TLS_CA_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code})`,
+    );
+  }
 }
 
 /** How long an uncaught exception waits for its log line to reach stdout before the process exits anyway. */

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { Fleet } from '../aws/fleet.js';
 import type { FleetView } from '../aws/fleet-view.js';
 import type { RunCommand } from '../aws/run-command.js';
@@ -17,6 +16,7 @@ import type { Members } from '../store/members.js';
 import { createPendingSecrets } from '../store/pending-secrets.js';
 import { createPlans } from '../store/plans.js';
 import { createPacer, createWindowLimit } from '../store/rate-limits.js';
+import type { RedisClient } from '../store/redis.js';
 import { createSeenUpdates } from '../store/seen-updates.js';
 import { allCommands } from './commands/index.js';
 import type { BotDeps } from './deps.js';
@@ -50,7 +50,7 @@ export interface MenuEntry {
 export function createBot(
   config: Config,
   clients: {
-    redis: Redis;
+    redis: RedisClient;
     secrets: SecretStore;
     queues: Queues;
     members: Members;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 
 /**
  * BullMQ keeps jobs, locks and ids as ordinary keys: a Redis that evicts under memory pressure
@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
  */
 
 /** `unknown` when the server refuses CONFIG, as managed services (ElastiCache, Memorystore) do. */
-export async function readEvictionPolicy(redis: Redis): Promise<string> {
+export async function readEvictionPolicy(redis: RedisClient): Promise<string> {
   try {
     const reply = (await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as unknown;
     // RESP2 answers [name, value]; RESP3 answers a map, which ioredis hands over as an object.
@@ -36,7 +36,7 @@ export class EvictionPolicyError extends Error {
  * cannot be checked from here, so that is answered with `unknown` (for the caller to log)
  * rather than refused: on a managed Redis the policy lives in the provider's parameter group.
  */
-export async function assertNoEviction(redis: Redis): Promise<'noeviction' | 'unknown'> {
+export async function assertNoEviction(redis: RedisClient): Promise<'noeviction' | 'unknown'> {
   const policy = await readEvictionPolicy(redis);
   if (policy === 'noeviction' || policy === 'unknown') return policy;
   throw new EvictionPolicyError(policy);

@@ -2,11 +2,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Redis } from 'ioredis';
 import type { FleetInstance } from '../aws/fleet.js';
 import { queueNames } from '../jobs/queues.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics.js';
+import type { RedisClient } from '../store/redis.js';
 import { logErrors } from '../store/redis.js';
 import { type AuditRecord, auditRows, type FleetJob, fleetPageCsp, renderFleetPage } from './fleet-page.js';
 import { jobDashboard } from './job-dashboard.js';
@@ -17,7 +17,7 @@ export interface HttpOptions {
   port: number;
   user: string;
   password?: string;
-  redis: Redis;
+  redis: RedisClient;
   /** Key prefix of every queue (REDIS_PREFIX). */
   prefix: string;
   probeAws(): Promise<void>;

@@ -1,8 +1,8 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { versionPattern } from '../core/version.js';
 import type { Logger } from '../log.js';
+import type { RedisClient } from '../store/redis.js';
 import { logErrors } from '../store/redis.js';
 import { unreachableReasons } from './reachability.js';
 
@@ -166,7 +166,7 @@ const live = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']
  * job then fails at once (and the dispatcher says so) instead of waiting in ioredis' offline queue.
  * With a logger, BullMQ's own errors become log lines (main always passes one).
  */
-export function openQueues(connection: Redis, prefix: string, log?: Logger): Queues {
+export function openQueues(connection: RedisClient, prefix: string, log?: Logger): Queues {
   const ops = new Queue(queueNames.ops, {
     connection,
     prefix,

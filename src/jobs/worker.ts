@@ -1,10 +1,10 @@
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import { type AccessPolicy, resolveRole } from '../core/caller.js';
 import type { Stage } from '../core/provision-stages.js';
 import type { Logger } from '../log.js';
 import { type Metrics, watchWorker } from '../metrics.js';
+import type { RedisClient } from '../store/redis.js';
 import { logErrors } from '../store/redis.js';
 import { type DeliveryPolicy, defaultDelivery, deliver } from './delivery.js';
 import {
@@ -57,9 +57,9 @@ export interface WorkerOptions {
   jobLockMs: number;
 }
 
-/** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
+/** Wires processors to their queues. Payloads are re-validated here: RedisClient is not a trusted source. */
 export function startWorkers(
-  connection: Redis,
+  connection: RedisClient,
   options: WorkerOptions,
   deps: WorkerDeps,
   log: Logger,

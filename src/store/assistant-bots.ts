@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { AssistantBot } from '../core/managed-bots.js';
+import type { RedisClient } from './redis.js';
 
 export interface AssistantBotRecord extends AssistantBot {
   /** Users the member let talk to their assistant besides themselves. */
@@ -30,7 +30,7 @@ export interface AssistantBots {
   rotating(userId: string): Promise<boolean>;
 }
 
-export function createAssistantBots(redis: Redis, prefix: string, digestKey: string): AssistantBots {
+export function createAssistantBots(redis: RedisClient, prefix: string, digestKey: string): AssistantBots {
   const botsKey = `${prefix}:assistant-bot`;
   const digestsKey = `${prefix}:assistant-bot-token`;
   const lockKey = (userId: string) => `${prefix}:assistant-bot-rotating:${userId}`;

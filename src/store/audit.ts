@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { type AuditFilter, type AuditRecord, matchesAudit } from '../core/audit.js';
+import type { RedisClient } from './redis.js';
 
 export interface AuditTrail {
   record(entry: Omit<AuditRecord, 'at'>): Promise<void>;
@@ -66,7 +66,7 @@ return {n, redis.call('PTTL', KEYS[1])}
  * process (the dashboard shows it, /audit queries it). It is append-only but for refusal records,
  * which stand for a whole window of one sender's refusals and are replaced as the count grows.
  */
-export function createAuditTrail(redis: Redis, prefix: string, retention: number): AuditTrail {
+export function createAuditTrail(redis: RedisClient, prefix: string, retention: number): AuditTrail {
   const key = `${prefix}:audit`;
   return {
     async record(entry) {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { LimitClass, LimitReason, LimitRefusal, LimitSettings } from '../core/command-limits.js';
+import type { RedisClient } from './redis.js';
 
 /**
  * Members' command limits, shared by every bot process through Redis. Each window is a key whose
@@ -85,7 +85,11 @@ export function memberLimitKeys(prefix: string, member: string) {
   };
 }
 
-export function createMemberLimits(redis: Redis, prefix: string, settings: LimitSettings): MemberLimits {
+export function createMemberLimits(
+  redis: RedisClient,
+  prefix: string,
+  settings: LimitSettings,
+): MemberLimits {
   const run = async (member: string, limit: LimitClass, token: string, mode: 'take' | 'peek') => {
     const keys = memberLimitKeys(prefix, member);
     const [verdict, wait] = (await redis.eval(

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { hashInviteCode, newInviteCode } from '../core/invite-code.js';
+import type { RedisClient } from './redis.js';
 
 export interface Member {
   userId: string;
@@ -22,7 +22,7 @@ export interface Members {
 }
 
 /** Membership lives in Redis: a hash of members, and one expiring key per (hashed) invite code. */
-export function createMembers(redis: Redis, prefix: string): Members {
+export function createMembers(redis: RedisClient, prefix: string): Members {
   const membersKey = `${prefix}:members`;
   const inviteKey = (code: string) => `${prefix}:invite:${hashInviteCode(code)}`;
   return {

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { type SecretKindName, secretKindNames } from '../core/secret-kinds.js';
+import type { RedisClient } from './redis.js';
 
 /**
  * After `/set <kind>` the user's next message is that secret. Only the kind is kept, never a
@@ -11,7 +11,7 @@ export interface PendingSecrets {
   take(userId: string): Promise<SecretKindName | undefined>;
 }
 
-export function createPendingSecrets(redis: Redis, prefix: string): PendingSecrets {
+export function createPendingSecrets(redis: RedisClient, prefix: string): PendingSecrets {
   const key = (userId: string) => `${prefix}:pending-secret:${userId}`;
   return {
     async expect(userId, kind, ttlMs) {

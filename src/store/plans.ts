@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { MessageRef } from '../core/chat.js';
 import type { RolloutRequest } from '../core/rollout-request.js';
+import type { RedisClient } from './redis.js';
 
 export interface Plan {
   id: string;
@@ -73,7 +73,7 @@ interface Stored extends Plan {
   expiresAtMs: number;
 }
 
-export function createPlans(redis: Redis, prefix: string, now: () => number = Date.now): Plans {
+export function createPlans(redis: RedisClient, prefix: string, now: () => number = Date.now): Plans {
   const planKey = (id: string) => `${prefix}:plan:${id}`;
   const dedupeKey = (key: string) => `${prefix}:rollout-key:${key}`;
   const cancelKey = (jobId: string) => `${prefix}:cancel:${jobId}`;

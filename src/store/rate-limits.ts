@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
+import type { RedisClient } from './redis.js';
 
 /**
  * Rate limits shared by every bot process through Redis. The pacer hands out evenly spaced slots
@@ -26,7 +26,7 @@ export interface Pacer {
  * With a logger, every slot handed out is logged at debug as `{ pacer: key, slotAt }`: what the pace
  * actually scheduled, which arrival times at AWS cannot show on a busy machine.
  */
-export function createPacer(redis: Redis, key: string, perSecond: number, log?: Logger): Pacer {
+export function createPacer(redis: RedisClient, key: string, perSecond: number, log?: Logger): Pacer {
   const spacingMs = Math.ceil(1000 / perSecond);
   return {
     async wait() {
@@ -43,7 +43,7 @@ export interface WindowLimit {
 }
 
 export function createWindowLimit(
-  redis: Redis,
+  redis: RedisClient,
   keyPrefix: string,
   limit: number,
   windowMs: number,

@@ -1,4 +1,9 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { RedisSettings } from '../config.js';
+
+/** A connection to one Redis server or to a Redis Cluster: everything fleetbot stores works on both. */
+export type RedisClient = Redis | Cluster;
+
 import type { Logger } from '../log.js';
 
 /**
@@ -22,11 +27,49 @@ export function redisOptions(use: RedisUse): RedisOptions {
 /** Short on loopback, bounded so a long outage costs one attempt every two seconds. */
 export const reconnectDelay = (attempt: number): number => Math.min(attempt * 200, 2000);
 
+/**
+ * Opens a connection to one server or to a cluster with the same behaviour per use. It does not
+ * connect yet (`lazyConnect`), and a failed first connect is not retried: the caller decides.
+ */
+export function openRedis(settings: RedisSettings, use: RedisUse, tlsCa?: string): RedisClient {
+  const { username, password } = settings;
+  // Node checks the certificate against the host name, with the system's CAs unless one is given.
+  const tls = settings.tls ? (tlsCa ? { ca: tlsCa } : {}) : undefined;
+  const { enableOfflineQueue, ...perCommand } = redisOptions(use);
+  const node = { username, password, tls, lazyConnect: true, ...perCommand };
+  const [first] = settings.nodes;
+  if (!settings.cluster)
+    return new Redis({ ...first, db: settings.db, ...node, enableOfflineQueue, retryStrategy: () => null });
+  return new Cluster(settings.nodes, {
+    redisOptions: node,
+    enableOfflineQueue,
+    lazyConnect: true,
+    clusterRetryStrategy: () => null,
+    // Nodes are reached by the names the cluster announces. With TLS those names must stay names, not
+    // the addresses they resolve to, or no certificate matches (a managed cluster's nodes are names).
+    dnsLookup: (address, callback) => callback(null, address),
+  });
+}
+
+/** After the first connect: reconnect for good, and let duplicates (BullMQ's) connect on their own. */
+export function keepReconnecting(redis: RedisClient): void {
+  if (redis instanceof Cluster) {
+    redis.options.clusterRetryStrategy = reconnectDelay;
+    redis.options.lazyConnect = false;
+  } else {
+    redis.options.retryStrategy = reconnectDelay;
+    redis.options.lazyConnect = false;
+  }
+}
+
 const unreachableMessages = [
   "Stream isn't writeable", // enableOfflineQueue: false while disconnected
   'Reached the max retries per request limit', // in flight when the link dropped
   'Connection is closed', // closed for good, or closing
   'Command timed out', // connected, but the server does not answer
+  "Cluster isn't ready", // a cluster with enableOfflineQueue: false, while it (re)connects
+  'None of startup nodes is available', // no seed node answers
+  'Failed to refresh slots cache', // every node failed while the cluster looked for its slots
 ];
 const unreachableCodes = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND'];
 
@@ -45,7 +88,7 @@ export function isRedisUnreachable(error: unknown): boolean {
  * Reports a connection's outages on one JSON line each: lost (once, however many reconnect attempts
  * fail) and restored. Without an `error` listener ioredis prints every failed attempt to the console.
  */
-export function watchRedis(redis: Redis, log: Logger): void {
+export function watchRedis(redis: RedisClient, log: Logger): void {
   let down = false;
   const lost = (err?: Error) => {
     if (down) {
@@ -57,6 +100,8 @@ export function watchRedis(redis: Redis, log: Logger): void {
   };
   redis.on('error', (err: Error) => lost(err));
   redis.on('reconnecting', () => lost());
+  // A cluster reports each node's failures apart; the cluster's own error follows when it matters.
+  redis.on('node error', (err: Error) => log.debug({ err: err?.message }, 'Redis cluster node error'));
   redis.on('ready', () => {
     if (!down) return;
     down = false;

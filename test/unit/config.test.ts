@@ -97,10 +97,82 @@ describe('loadConfig', () => {
     );
   });
 
+  it('when REDIS_URL lists several rediss:// seed nodes, then it is a TLS cluster with the password of the URL', () => {
+    const config = loadConfig({
+      ...minimal,
+      REDIS_URL: 'rediss://:url-token@node-a.example:7000, rediss://node-b.example:7001',
+      REDIS_PREFIX: '{fb}',
+    });
+    expect(config.redis).toMatchObject({
+      nodes: [
+        { host: 'node-a.example', port: 7000 },
+        { host: 'node-b.example', port: 7001 },
+      ],
+      cluster: true,
+      tls: true,
+      password: 'url-token',
+      prefix: '{fb}',
+    });
+  });
+
+  it("when REDIS_CLUSTER=true names one configuration endpoint, then it is a cluster, and REDIS_PASSWORD wins over the URL's", () => {
+    const config = loadConfig({
+      ...minimal,
+      REDIS_URL: 'rediss://default:url-token@clustercfg.fleetbot.example.cache.amazonaws.com:6379',
+      REDIS_CLUSTER: 'true',
+      REDIS_PASSWORD: 'injected-token',
+      REDIS_TLS_CA_FILE: '/etc/fleetbot/redis-ca.pem',
+    });
+    expect(config.redis).toMatchObject({
+      nodes: [{ host: 'clustercfg.fleetbot.example.cache.amazonaws.com', port: 6379 }],
+      cluster: true,
+      tls: true,
+      username: 'default',
+      password: 'injected-token',
+      tlsCaFile: '/etc/fleetbot/redis-ca.pem',
+    });
+  });
+
+  it('when a cluster is given a prefix without a hash tag, then the error says to add one', () => {
+    expect(() =>
+      loadConfig({ ...minimal, REDIS_URL: 'redis://127.0.0.1:7000,redis://127.0.0.1:7001', REDIS_PREFIX: 'fb' }),
+    ).toThrow('REDIS_PREFIX: must hold a hash tag on a Redis Cluster, such as {fb}');
+    expect(() => loadConfig({ ...minimal, REDIS_PREFIX: 'a{b}c{d}' })).toThrow(
+      'REDIS_PREFIX: must be A-Z a-z 0-9 _ - with at most one {hash tag}',
+    );
+  });
+
+  it('when REDIS_URL mixes redis:// and rediss:// or is no Redis URL, then the error says what it takes and never echoes the URL', () => {
+    for (const REDIS_URL of [
+      `rediss://:${canary}@a:7000,redis://b:7001`,
+      `http://:${canary}@a:7000`,
+      `rediss://:${canary}@`,
+    ]) {
+      let message = '';
+      try {
+        loadConfig({ ...minimal, REDIS_URL });
+      } catch (error) {
+        message = String(error);
+      }
+      expect(message).toContain('REDIS_URL: must be a redis:// or rediss:// URL, or several');
+      expect(message).not.toContain(canary);
+    }
+  });
+
   it('when a minimal config is given, then defaults fill the rest', () => {
     const config = loadConfig({ ...minimal, SLACK_ADMIN_USER_IDS: ' U123 , U456 ' });
     expect(config.roles).toEqual(['bot', 'worker', 'dashboard']);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'fleetbot' });
+    expect(config.redis).toEqual({
+      nodes: [{ host: '127.0.0.1', port: 6379 }],
+      cluster: false,
+      tls: false,
+      username: undefined,
+      password: undefined,
+      tlsCaFile: undefined,
+      db: 0,
+      // Hash-tagged by default, so the same keys work on one server and on a cluster.
+      prefix: '{fleetbot}',
+    });
     expect(config.aws).toEqual({
       region: 'eu-west-1',
       endpoint: undefined,
