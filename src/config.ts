@@ -79,9 +79,9 @@ const envSchema = z.object({
       if (!nodes) ctx.addIssue({ code: 'custom', message: redisUrlUsage });
       return nodes ?? [];
     }),
-  REDIS_CLUSTER: z.enum(['true', 'false']).optional(),
-  REDIS_PASSWORD: z.string().min(1).optional(),
-  REDIS_TLS_CA_FILE: z.string().trim().min(1).optional(),
+  REDIS_CLUSTER: optional.pipe(z.enum(['true', 'false']).optional()),
+  REDIS_PASSWORD: optional,
+  REDIS_TLS_CA_FILE: optional,
   REDIS_PREFIX: z
     .string()
     .trim()
@@ -131,6 +131,7 @@ const envSchema = z.object({
   ),
   TELEGRAM_WEBHOOK_LISTEN: listen('0.0.0.0:8443'),
   TELEGRAM_API_ROOT: url.default('https://api.telegram.org'),
+  TELEGRAM_POLL_LEASE_SECONDS: z.coerce.number().int().min(2).max(600).default(30),
   TELEGRAM_ALLOWED_USER_IDS: csv.pipe(
     z.array(z.string().regex(/^\d{1,16}$/, 'must be numeric Telegram user ids')),
   ),
@@ -313,6 +314,8 @@ export interface Config {
     mode: 'polling' | 'webhook';
     webhook?: { url: string; secret: string; host: string; port: number };
     apiRoot: string;
+    /** Polling mode: how long another process waits before taking over from a poller that died. */
+    pollLeaseMs: number;
   };
   slack?: {
     botToken: string;
@@ -447,6 +450,7 @@ export function loadConfig(
             ? { url: e.TELEGRAM_WEBHOOK_URL, secret: e.TELEGRAM_WEBHOOK_SECRET, ...e.TELEGRAM_WEBHOOK_LISTEN }
             : undefined,
         apiRoot: e.TELEGRAM_API_ROOT,
+        pollLeaseMs: e.TELEGRAM_POLL_LEASE_SECONDS * 1000,
       }
     : undefined;
   const slack: Config['slack'] = e.SLACK_BOT_TOKEN
@@ -602,7 +606,7 @@ function redisEndpoint(urls: URL[], password: string | undefined): Omit<RedisSet
 /** A cluster keeps multi-key scripts and BullMQ's queues atomic only when their keys share one slot. */
 function clusterNeedsHashTag(env: Env): string[] {
   const urls = parseRedisUrls((env.REDIS_URL ?? '').trim() || 'redis://127.0.0.1:6379');
-  const cluster = (env.REDIS_CLUSTER?.trim() ?? String((urls?.length ?? 1) > 1)) === 'true';
+  const cluster = (env.REDIS_CLUSTER?.trim() || String((urls?.length ?? 1) > 1)) === 'true';
   const prefix = env.REDIS_PREFIX?.trim() ?? '{fleetbot}';
   return cluster && !/\{[^}]+\}/.test(prefix)
     ? [
