@@ -5,6 +5,7 @@ import { runProcess } from '../src/main.js';
 import { startAwsSimulator } from './peers/aws-simulator.js';
 import { freePort } from './peers/free-port.js';
 import { startMoto } from './peers/moto.js';
+import { MotoSetupError } from './peers/moto-setup.js';
 
 /**
  * `npm run sandbox`: the whole product on this machine, against local peers only. moto and the
@@ -15,9 +16,14 @@ import { startMoto } from './peers/moto.js';
 const logFile = join(tmpdir(), 'fleetbot-sandbox.log');
 process.stdout.write(`Starting the local AWS emulator (logs: ${logFile})…\n`);
 
-const moto = await startMoto();
+// Without moto_server this sets one up (or says what to install): one plain line, never a stack trace.
+const moto = await startMoto().catch((error: unknown) => {
+  if (!(error instanceof MotoSetupError)) throw error;
+  process.stderr.write(`fleetbot: ${error.message}\n`);
+  process.exit(1);
+});
 const simulator = await startAwsSimulator({ motoUrl: moto.url });
-process.stdout.write(`AWS simulator on ${simulator.url} (moto_server pid ${moto.pid}).\n`);
+process.stdout.write(`AWS simulator on ${simulator.url} (${moto.label}).\n`);
 const stopPeers = async () => {
   await simulator.close();
   await moto.stop();
