@@ -131,7 +131,13 @@ const envSchema = z.object({
   ),
   TELEGRAM_WEBHOOK_LISTEN: listen('0.0.0.0:8443'),
   TELEGRAM_API_ROOT: url.default('https://api.telegram.org'),
-  TELEGRAM_POLL_LEASE_SECONDS: z.coerce.number().int().min(2).max(600).default(30),
+  TELEGRAM_POLL_LEASE_SECONDS: z.coerce
+    .number()
+    .refine(
+      (v) => Number.isInteger(v) && v >= 2 && v <= 600,
+      'must be a whole number of seconds from 2 to 600',
+    )
+    .default(30),
   TELEGRAM_ALLOWED_USER_IDS: csv.pipe(
     z.array(z.string().regex(/^\d{1,16}$/, 'must be numeric Telegram user ids')),
   ),

@@ -26,6 +26,7 @@ import {
   roleUsage,
 } from './config.js';
 import { adminChannelsElsewhere, createRoleOf } from './core/caller.js';
+import { clearHeartbeat, heartbeatEnvKey, startHeartbeat } from './heartbeat.js';
 import { assertNoEviction } from './http/redis-policy.js';
 import { startHttp } from './http/server.js';
 import { createHealthPoller } from './jobs/health-poller.js';
@@ -37,6 +38,7 @@ import { awsCallMetrics, createMetrics } from './metrics.js';
 import { createAuditTrail } from './store/audit.js';
 import { createMembers } from './store/members.js';
 import { createPlans } from './store/plans.js';
+import { createPollLease, telegramPollerKey } from './store/poll-lease.js';
 import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
 import { keepReconnecting, openRedis, type RedisClient, type RedisUse, watchRedis } from './store/redis.js';
 import { createSeenUpdates, slackReplayWindowSeconds } from './store/seen-updates.js';
@@ -129,12 +131,19 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       const dispatch = bot.dispatch;
       if (config.telegram) {
         const seen = createSeenUpdates(requestsRedis, config.redis.prefix);
+        const telegramLog = log.child({ chat: 'telegram' });
         const telegram = createTelegramAdapter({
           ...config.telegram,
           roleOf,
           dispatch,
           meter: metrics,
-          log: log.child({ chat: 'telegram' }),
+          log: telegramLog,
+          // Only one bot process polls at a time; the others take over when it stops or dies.
+          pollLease: createPollLease(requestsRedis, {
+            key: telegramPollerKey(config.redis.prefix),
+            ttlMs: config.telegram.pollLeaseMs,
+            log: telegramLog,
+          }),
           firstDelivery: (updateId) => seen.first('telegram', updateId),
           onManagedBot: (event) => bot.onManagedBot(event),
           menus: bot.menus,
@@ -339,8 +348,10 @@ async function connectRedis(settings: RedisSettings, use: RedisUse, log: Logger)
   const redis = openRedis(settings, use, tlsCa);
   // The StartupError below reports a failed first connect; ioredis would also print each attempt.
   let failure = '';
-  const quiet = (err: Error) => {
-    failure = err.message;
+  const quiet = (err: Error & { lastNodeError?: Error }) => {
+    // A cluster only says "Failed to refresh slots cache."; its last node's error says why (such as
+    // WRONGPASS), which is what the person starting fleetbot must fix.
+    failure = (err.lastNodeError ?? err).message.replace(/\.$/, '');
   };
   redis.on('error', quiet);
   try {
@@ -416,6 +427,8 @@ export async function runProcess(
   let running: Running | undefined;
   const startupLog = createLogger('info', options.logDestination);
   installCrashHandlers(() => running?.log ?? startupLog);
+  // The container's health check reads this heartbeat (src/heartbeat.ts); none without the key.
+  clearHeartbeat(env[heartbeatEnvKey]);
   try {
     running = await main(env, argv, options);
   } catch (error) {
@@ -426,10 +439,12 @@ export async function runProcess(
     }
     throw error;
   }
+  const heartbeat = startHeartbeat(env[heartbeatEnvKey], running, running.log);
   const shutdown = async (reason: string) => {
     running.log.info({ reason }, 'shutting down');
     // A second Ctrl-C while draining means "now".
     process.once('SIGINT', () => process.exit(1));
+    await heartbeat.stop();
     await running.stop();
     await cleanup();
     process.exit(0);

@@ -18,6 +18,7 @@ import type { ManagedBotReport, ManagedBots } from '../core/managed-bots.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import type { ChatAction, ChatMeter } from '../metrics.js';
+import type { PollLease } from '../store/poll-lease.js';
 import type { Dispatch } from './dispatch.js';
 import { fitText } from './text.js';
 
@@ -163,6 +164,11 @@ export interface TelegramOptions {
   menus?: { guest: BotCommand[]; member: BotCommand[] };
   /** Whose private chats get the member menu at start (members keep theirs across restarts anyway). */
   memberIds?: () => Promise<string[]>;
+  /**
+   * Polling mode: only the process holding this lease polls (Telegram answers 409 to all pollers but
+   * one); the others wait and take over when it stops or dies. Without it this process just polls.
+   */
+  pollLease?: PollLease;
 }
 
 export interface ManagedBotEvent extends ManagedBotReport {
@@ -369,6 +375,41 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
   let server: Server | undefined;
   let runner: RunnerHandle | undefined;
   let managedBots: ManagedBots | undefined;
+  const startPolling = (holder?: string) => {
+    const polling = run(bot);
+    runner = polling;
+    log.info({ mode: 'polling', ...(holder ? { holder } : {}) }, 'telegram polling');
+    void polling.task()?.catch((err: unknown) => log.error({ err }, 'telegram polling stopped'));
+  };
+  const stopPolling = async () => {
+    const polling = runner;
+    runner = undefined;
+    if (polling?.isRunning()) await polling.stop();
+  };
+  // Waits for the lease without holding up start: Slack and the other roles serve meanwhile.
+  const pollWhileLeased = (lease: PollLease) => {
+    let waitedFor: string | undefined;
+    lease.start({
+      begin() {
+        if (waitedFor !== undefined)
+          log.info({ holder: lease.holder, from: waitedFor }, 'telegram polling taken over');
+        waitedFor = undefined;
+        startPolling(lease.holder);
+      },
+      async end(why) {
+        await stopPolling();
+        if (why !== 'released')
+          log.warn({ holder: lease.holder, why }, 'telegram polling stopped: the lease is lost; waiting');
+      },
+      waiting(current) {
+        waitedFor = current;
+        log.info(
+          { holder: lease.holder, poller: current },
+          'telegram polling held by another process; waiting',
+        );
+      },
+    });
+  };
   return {
     bot,
     outbox,
@@ -408,9 +449,8 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         log.info({ mode: 'webhook', port: serverPort(server) }, 'telegram listening');
       } else {
         await bot.api.deleteWebhook();
-        runner = run(bot);
-        log.info({ mode: 'polling' }, 'telegram polling');
-        void runner.task()?.catch((err: unknown) => log.error({ err }, 'telegram polling stopped'));
+        if (options.pollLease) pollWhileLeased(options.pollLease);
+        else startPolling();
       }
     },
     async stop() {
@@ -418,8 +458,13 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         const s = server;
         await new Promise<void>((resolve) => s.close(() => resolve()));
         s.closeAllConnections();
-      } else if (runner?.isRunning()) {
-        await runner.stop();
+      } else if (options.pollLease) {
+        // Polling stops first, then the lease is released: another process takes over at once.
+        const lease = options.pollLease;
+        if (await lease.stop())
+          log.info({ holder: lease.holder }, 'telegram polling stopped; lease released');
+      } else {
+        await stopPolling();
       }
     },
   };

@@ -135,7 +135,11 @@ describe('loadConfig', () => {
 
   it('when a cluster is given a prefix without a hash tag, then the error says to add one', () => {
     expect(() =>
-      loadConfig({ ...minimal, REDIS_URL: 'redis://127.0.0.1:7000,redis://127.0.0.1:7001', REDIS_PREFIX: 'fb' }),
+      loadConfig({
+        ...minimal,
+        REDIS_URL: 'redis://127.0.0.1:7000,redis://127.0.0.1:7001',
+        REDIS_PREFIX: 'fb',
+      }),
     ).toThrow('REDIS_PREFIX: must hold a hash tag on a Redis Cluster, such as {fb}');
     expect(() => loadConfig({ ...minimal, REDIS_PREFIX: 'a{b}c{d}' })).toThrow(
       'REDIS_PREFIX: must be A-Z a-z 0-9 _ - with at most one {hash tag}',
