@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 
 /**
- * Every key on one server, or on one node of a Redis Cluster (`cluster.nodes('master')`): SCAN
+ * Every key on one server, or on one node of a Redis Cluster (each master swept on its own): SCAN
  * walks only the keys of the server it is sent to, so a cluster is swept node by node.
  */
 export async function redisKeys(redis: Redis): Promise<string[]> {
