@@ -1,12 +1,13 @@
-import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { awsEnv } from './peers/aws-account.js';
 import { freePort } from './peers/free-port.js';
 import { testRedisUrl, uniquePrefix } from './peers/redis.js';
-import { type FleetbotProcess, waitForLog } from './support/fleetbot-process.js';
+import { type FleetbotProcess, startProcess, waitForLog } from './support/fleetbot-process.js';
 
 /**
  * The container image, reproduced without Docker (no engine runs here): the runtime stage's COPY,
@@ -87,21 +88,11 @@ interface Finished {
   stderr: string;
 }
 
-function run(argv: string[], options: { cwd: string; env: Record<string, string> }): Promise<Finished> {
-  const [command = '', ...args] = argv;
-  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+async function run(argv: string[], options: { cwd: string; env: Record<string, string> }): Promise<Finished> {
+  const p = startProcess(argv, options);
+  // 'close' waits for the output to be read to its end; it rejects when the command cannot start.
+  const [code] = (await once(p.child, 'close')) as [number | null];
+  return { code, stdout: p.out(), stderr: p.err() };
 }
 
 async function mustRun(argv: string[], options: { cwd: string; env: Record<string, string> }): Promise<void> {
@@ -133,22 +124,7 @@ function newContainer(): Container {
 }
 
 function start(container: Container, env: Record<string, string>, cmd: string[]): FleetbotProcess {
-  const [command = '', ...args] = asNode([...entrypoint, ...cmd]);
-  const child = spawn(command, args, {
-    cwd: app,
-    env: container.env(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const p = { child, exit, out: () => stdout, err: () => stderr };
+  const p = startProcess(asNode([...entrypoint, ...cmd]), { cwd: app, env: container.env(env) });
   started.push(p);
   return p;
 }
@@ -158,10 +134,7 @@ const runHealthcheck = (container: Container) => run(asNode(healthcheck), { cwd:
 /** A dashboard-only container's configuration: valid for FLEETBOT_ENV=dev and nothing more. */
 const dashboardEnv = async () => ({
   FLEETBOT_ENV: 'dev',
-  AWS_REGION: 'us-east-1',
-  AWS_ENDPOINT_URL: inject('motoUrl'),
-  AWS_ACCESS_KEY_ID: 'testing',
-  AWS_SECRET_ACCESS_KEY: 'testing',
+  ...awsEnv(inject('motoUrl')),
   REDIS_URL: testRedisUrl,
   REDIS_PREFIX: uniquePrefix('image'),
   DASHBOARD_LISTEN: `127.0.0.1:${await freePort()}`,

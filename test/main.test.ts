@@ -1,4 +1,5 @@
 import { describe, expect, inject, it } from 'vitest';
+import { awsEnv } from './peers/aws-account.js';
 import { freePort } from './peers/free-port.js';
 import { testRedisUrl, uniquePrefix } from './peers/redis.js';
 import { startFleetbotProcess } from './support/fleetbot-process.js';
@@ -41,10 +42,7 @@ describe('the fleetbot process', () => {
     const port = await freePort();
     const p = startFleetbotProcess(
       {
-        AWS_REGION: 'us-east-1',
-        AWS_ENDPOINT_URL: inject('motoUrl'),
-        AWS_ACCESS_KEY_ID: 'testing',
-        AWS_SECRET_ACCESS_KEY: 'testing',
+        ...awsEnv(inject('motoUrl')),
         REDIS_URL: testRedisUrl,
         REDIS_PREFIX: uniquePrefix('main'),
         DASHBOARD_LISTEN: `127.0.0.1:${port}`,

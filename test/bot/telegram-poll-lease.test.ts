@@ -7,6 +7,7 @@ import {
   telegramPollerKey,
 } from '../../src/store/poll-lease.js';
 import { type RedisClient, redisOptions } from '../../src/store/redis.js';
+import { awsEnv } from '../peers/aws-account.js';
 import { startOutageProxy } from '../peers/outage-proxy.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { startRedisCluster } from '../peers/redis-cluster.js';
@@ -280,10 +281,7 @@ describe('several fleetbot bot processes in polling mode', () => {
   const startBot = (leaseSeconds: number) => {
     const p = startFleetbotProcess(
       {
-        AWS_REGION: 'us-east-1',
-        AWS_ENDPOINT_URL: inject('motoUrl'),
-        AWS_ACCESS_KEY_ID: 'testing',
-        AWS_SECRET_ACCESS_KEY: 'testing',
+        ...awsEnv(inject('motoUrl')),
         REDIS_URL: testRedisUrl,
         REDIS_PREFIX: fleetPrefix,
         TELEGRAM_BOT_TOKEN: botToken,

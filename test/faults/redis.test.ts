@@ -4,7 +4,7 @@ import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, onTestFailed } from 'vitest';
 import { openQueues, type Queues } from '../../src/jobs/queues.js';
 import { type PrivateRedis, startPrivateRedis } from '../http/private-redis.js';
-import { testAccountId } from '../peers/aws-account.js';
+import { awsEnv, testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
@@ -108,10 +108,7 @@ beforeAll(async () => {
   process.once('exit', killNow);
   fleetbot = startFleetbotProcess(
     {
-      AWS_REGION: 'us-east-1',
-      AWS_ENDPOINT_URL: simulator.url,
-      AWS_ACCESS_KEY_ID: 'testing',
-      AWS_SECRET_ACCESS_KEY: 'testing',
+      ...awsEnv(simulator.url),
       REDIS_URL: redis.url,
       REDIS_PREFIX: prefix,
       PARAMETER_PREFIX: 'fbfaults',

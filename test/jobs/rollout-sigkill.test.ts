@@ -1,7 +1,7 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openQueues, type Queues, type RolloutPayload } from '../../src/jobs/queues.js';
-import { testAccountId } from '../peers/aws-account.js';
+import { awsEnv, testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
@@ -62,10 +62,7 @@ const killAllNow = () => {
 
 function workerEnv(): Record<string, string> {
   return {
-    AWS_REGION: 'us-east-1',
-    AWS_ENDPOINT_URL: simulator.url,
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
+    ...awsEnv(simulator.url),
     REDIS_URL: testRedisUrl,
     REDIS_PREFIX: prefix,
     SLACK_BOT_TOKEN: 'xoxb-sigkill',

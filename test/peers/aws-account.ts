@@ -26,3 +26,13 @@ export function withAccount<C extends MiddlewareClient>(client: C, accountId: st
   );
   return client;
 }
+
+/** The environment that points a fleetbot process (or the AWS CLI) at moto or the simulator. */
+export function awsEnv(endpoint: string) {
+  return {
+    AWS_REGION: 'us-east-1',
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+  };
+}

@@ -18,10 +18,18 @@ export function startFleetbotProcess(
   args: string[] = [],
   entry = 'src/main.ts',
 ): FleetbotProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  return startProcess([process.execPath, '--import', 'tsx', entry, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+/** Runs `argv` with exactly `env` (and `cwd`), its output kept for the test to read. */
+export function startProcess(
+  argv: string[],
+  options: { env: Record<string, string>; cwd?: string },
+): FleetbotProcess {
+  const [command = '', ...args] = argv;
+  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => {
