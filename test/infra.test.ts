@@ -10,16 +10,10 @@ import {
   DescribeInstancesCommand,
   DescribeLaunchTemplateVersionsCommand,
   DescribeSecurityGroupsCommand,
-  EC2Client,
 } from '@aws-sdk/client-ec2';
-import {
-  DescribeParametersCommand,
-  ListCommandsCommand,
-  ListDocumentsCommand,
-  SSMClient,
-} from '@aws-sdk/client-ssm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { testAccountId, withAccount } from './peers/aws-account.js';
+import { DescribeParametersCommand, ListCommandsCommand, ListDocumentsCommand } from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testAccountId } from './peers/aws-account.js';
 import {
   list,
   loadTemplate,
@@ -30,6 +24,8 @@ import {
   type Template,
   templatePath,
 } from './support/cfn-template.js';
+import { createStack, type Moto, motoAccount, type Stack } from './support/moto-account.js';
+import { listOf } from './support/xml.js';
 
 /*
  * infra/fleetbot.yaml three ways: cfn-lint, the policies and scripts read from the template itself,
@@ -659,86 +655,20 @@ async function fakeSystemctl(dir: string): Promise<string> {
   return bin;
 }
 
-/** moto over its wire protocols, as one account. */
-function motoAccount(accountId: string) {
-  const url = inject('motoUrl');
-  const headers = (service: string) => ({
-    authorization: `AWS4-HMAC-SHA256 Credential=testing/20260101/${region}/${service}/aws4_request, SignedHeaders=host, Signature=0`,
-    'x-moto-account-id': accountId,
-  });
-  return {
-    async query(service: 'cloudformation' | 'iam', params: Record<string, string>): Promise<string> {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { ...headers(service), 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams(params),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${service} ${params.Action}: HTTP ${res.status} ${text.slice(0, 500)}`);
-      return text;
-    },
-    async json(service: 'kms' | 'ssm', target: string, body: object): Promise<Record<string, unknown>> {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          ...headers(service),
-          'content-type': 'application/x-amz-json-1.1',
-          'x-amz-target': target,
-        },
-        body: JSON.stringify(body),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${target}: HTTP ${res.status} ${text.slice(0, 500)}`);
-      return JSON.parse(text) as Record<string, unknown>;
-    },
-  };
-}
-
-const unescapeXml = (s: string) =>
-  s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;|&apos;/g, "'")
-    .replace(/&amp;/g, '&');
-
-function xmlValues(xml: string, tag: string): string[] {
-  return [...xml.matchAll(new RegExp(`<${tag}>([^<]*)</${tag}>`, 'g'))].map((m) => unescapeXml(m[1] ?? ''));
-}
-
-function xmlValue(xml: string, tag: string): string {
-  const [value] = xmlValues(xml, tag);
-  if (value === undefined) throw new Error(`no <${tag}> in ${xml.slice(0, 300)}`);
-  return value;
-}
-
-interface Deployed {
+interface Deployed extends Stack {
   accountId: string;
   prefix: string;
   vpcId: string;
-  status: string;
-  reason?: string | undefined;
-  outputs: Record<string, string>;
-  moto: ReturnType<typeof motoAccount>;
-  ec2: EC2Client;
-  ssm: SSMClient;
+  moto: Moto;
+  ec2: Moto['ec2'];
+  ssm: Moto['ssm'];
 }
-
-/** Generous: a stack that settles at all does so in well under a second when the machine is idle. */
-const stackSettlesWithinMs = 60_000;
 
 /** A fresh account with a VPC and subnet, then the template through moto's CloudFormation. */
 async function deploy(extra: Record<string, string> = {}, intoAccount?: string): Promise<Deployed> {
   const accountId = intoAccount ?? testAccountId();
-  const base = {
-    region,
-    endpoint: inject('motoUrl'),
-    maxAttempts: 1,
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-  };
-  const ec2 = withAccount(new EC2Client(base), accountId);
-  const ssm = withAccount(new SSMClient(base), accountId);
   const moto = motoAccount(accountId);
+  const { ec2, ssm } = moto;
   const vpc = await ec2.send(new CreateVpcCommand({ CidrBlock: '10.20.0.0/16' }));
   const vpcId = vpc.Vpc?.VpcId ?? '';
   const subnet = await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: '10.20.1.0/24' }));
@@ -752,43 +682,13 @@ async function deploy(extra: Record<string, string> = {}, intoAccount?: string):
     AmiId: 'ami-12c6146b',
     ...extra,
   };
-  const stackName = `fleetbot-${prefix}`;
-  const request: Record<string, string> = {
-    Action: 'CreateStack',
-    Version: '2010-05-15',
-    StackName: stackName,
-    TemplateBody: await readFile(templatePath, 'utf8'),
-    'Capabilities.member.1': 'CAPABILITY_NAMED_IAM',
-  };
-  Object.entries(parameters).forEach(([key, value], i) => {
-    request[`Parameters.member.${i + 1}.ParameterKey`] = key;
-    request[`Parameters.member.${i + 1}.ParameterValue`] = value;
-  });
-  await moto.query('cloudformation', request);
-
-  // Until the stack leaves *_IN_PROGRESS, by a deadline rather than a count of polls: how many polls
-  // fit into the time moto needs depends on the machine's load.
-  let described = '';
-  const deadline = Date.now() + stackSettlesWithinMs;
-  for (;;) {
-    described = await moto.query('cloudformation', {
-      Action: 'DescribeStacks',
-      Version: '2010-05-15',
-      StackName: stackName,
-    });
-    if (!xmlValue(described, 'StackStatus').endsWith('_IN_PROGRESS') || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const outputsXml = described.match(/<Outputs>([\s\S]*?)<\/Outputs>/)?.[1] ?? '';
-  const outputs = Object.fromEntries(
-    [...outputsXml.matchAll(/<member>([\s\S]*?)<\/member>/g)].map((m) => [
-      xmlValue(m[1] ?? '', 'OutputKey'),
-      xmlValue(m[1] ?? '', 'OutputValue'),
-    ]),
+  const stack = await createStack(
+    moto,
+    `fleetbot-${prefix}`,
+    await readFile(templatePath, 'utf8'),
+    parameters,
   );
-  const status = xmlValue(described, 'StackStatus');
-  const reason = xmlValues(described, 'StackStatusReason')[0];
-  return { accountId, prefix, vpcId, status, reason, outputs, moto, ec2, ssm };
+  return { ...stack, accountId, prefix, vpcId, moto, ec2, ssm };
 }
 
 describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => {
@@ -798,8 +698,7 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
     stack = await deploy();
   }, 120_000);
   afterAll(() => {
-    stack?.ec2.destroy();
-    stack?.ssm.destroy();
+    stack?.moto.destroy();
   });
 
   it('when the stack is created, then it completes with every output named after the prefix', () => {
@@ -950,20 +849,19 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
   });
 
   it('when IAM is asked, then the profile holds the instance role and its policy kept the ABAC variable unresolved', async () => {
-    const profile = await stack.moto.query('iam', {
-      Action: 'GetInstanceProfile',
-      Version: '2010-05-08',
+    const profile = await stack.moto.query('iam', 'GetInstanceProfile', {
       InstanceProfileName: stack.outputs.InstanceProfileName ?? '',
     });
-    expect(xmlValues(profile, 'RoleName')).toEqual([`${stack.prefix}-${region}-instance`]);
+    const { Roles } = profile.InstanceProfile as { Roles: unknown };
+    expect(listOf<{ RoleName: string }>(Roles).map((r) => r.RoleName)).toEqual([
+      `${stack.prefix}-${region}-instance`,
+    ]);
 
-    const policyXml = await stack.moto.query('iam', {
-      Action: 'GetRolePolicy',
-      Version: '2010-05-08',
+    const got = await stack.moto.query('iam', 'GetRolePolicy', {
       RoleName: `${stack.prefix}-${region}-instance`,
       PolicyName: 'own-secrets-only',
     });
-    const policy = JSON.parse(decodeURIComponent(xmlValue(policyXml, 'PolicyDocument'))) as PolicyDocument;
+    const policy = JSON.parse(decodeURIComponent(String(got.PolicyDocument))) as PolicyDocument;
     const allow = bySid(policy, 'ReadOwnUserSecretsOnly');
     expect(allow.Resource).toBe(`arn:aws:ssm:${region}:${stack.accountId}:parameter/${stack.prefix}/users/*`);
     expect(allow.Condition?.StringEquals).toEqual({
@@ -971,13 +869,11 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
     });
     expect(bySid(policy, 'DecryptUserSecretsViaSsm').Resource).toBe(stack.outputs.KmsKeyArn);
 
-    const trust = await stack.moto.query('iam', {
-      Action: 'GetRole',
-      Version: '2010-05-08',
-      RoleName: `${stack.prefix}-${region}-bot`,
-    });
+    const trust = await stack.moto.query('iam', 'GetRole', { RoleName: `${stack.prefix}-${region}-bot` });
     const trustDoc = JSON.parse(
-      decodeURIComponent(xmlValue(trust, 'AssumeRolePolicyDocument')),
+      decodeURIComponent(
+        String((trust.Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument),
+      ),
     ) as PolicyDocument;
     expect(trustDoc.Statement).toEqual([
       {
@@ -1034,12 +930,12 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       idleSessionTimeout: '20',
       maxSessionDuration: '60',
     });
-    const policy = await stack.moto.query('iam', {
-      Action: 'GetPolicy',
-      Version: '2010-05-08',
+    const policy = await stack.moto.query('iam', 'GetPolicy', {
       PolicyArn: stack.outputs.SessionOperatorPolicyArn ?? '',
     });
-    expect(xmlValue(policy, 'PolicyName')).toBe(`${stack.prefix}-test-session-operator`);
+    expect((policy.Policy as { PolicyName: string }).PolicyName).toBe(
+      `${stack.prefix}-test-session-operator`,
+    );
   });
 
   it('when a second stack goes into the same account and region, then only CreateSessionPreferences=false lets it complete', async () => {
@@ -1058,27 +954,23 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
         .filter((k) => k.startsWith('Session'))
         .sort(),
     ).toEqual(['SessionOperatorPolicyArn']);
-    second.ec2.destroy();
-    second.ssm.destroy();
+    second.moto.destroy();
   }, 120_000);
 
   it('when the service runs on EC2 instead of ECS, then the bot role trusts EC2 and gets its own instance profile', async () => {
     const onEc2 = await deploy({ BotPrincipalService: 'ec2.amazonaws.com' });
     expect(onEc2.status).toBe('CREATE_COMPLETE');
     expect(onEc2.outputs.BotInstanceProfileName).toBe(`${onEc2.prefix}-${region}-bot`);
-    const role = await onEc2.moto.query('iam', {
-      Action: 'GetRole',
-      Version: '2010-05-08',
-      RoleName: `${onEc2.prefix}-${region}-bot`,
-    });
+    const role = await onEc2.moto.query('iam', 'GetRole', { RoleName: `${onEc2.prefix}-${region}-bot` });
     const trustDoc = JSON.parse(
-      decodeURIComponent(xmlValue(role, 'AssumeRolePolicyDocument')),
+      decodeURIComponent(
+        String((role.Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument),
+      ),
     ) as PolicyDocument;
     expect(trustDoc.Statement).toEqual([
       { Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' },
     ]);
     expect(stack.outputs.BotInstanceProfileName).toBeUndefined();
-    onEc2.ec2.destroy();
-    onEc2.ssm.destroy();
+    onEc2.moto.destroy();
   }, 120_000);
 });

@@ -7,21 +7,28 @@ import {
   CreateSubnetCommand,
   CreateVpcCommand,
   DescribeSecurityGroupsCommand,
-  EC2Client,
   type IpPermission,
 } from '@aws-sdk/client-ec2';
-import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CollectionTag, parse, type ScalarTag, YAMLSeq } from 'yaml';
 import { createSlackAdapter } from '../../src/bot/slack.js';
 import { createTelegramAdapter } from '../../src/bot/telegram.js';
 import { ConfigError, configKeys, loadConfig, parseRoles } from '../../src/config.js';
-import { testAccountId, withAccount } from '../peers/aws-account.js';
+import { testAccountId } from '../peers/aws-account.js';
 import { freePort } from '../peers/free-port.js';
 import { startFakeSlack } from '../peers/slack-api.js';
 import { startFakeTelegram } from '../peers/telegram-api.js';
 import type { PolicyDocument, Statement } from '../support/cfn-template.js';
+import {
+  createStack,
+  createStackParams,
+  type Moto,
+  motoAccount,
+  type Stack,
+} from '../support/moto-account.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { listOf } from '../support/xml.js';
 
 /*
  * infra/service.yaml (fleetbot itself on ECS Fargate, its load balancer and Valkey) three ways:
@@ -194,175 +201,8 @@ const statements = (doc: PolicyDocument) => doc.Statement;
 const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]) as string[];
 
 // ---------------------------------------------------------------------------------------------
-// moto over its wire protocols, as one account
+// A network in moto, cfn-lint
 // ---------------------------------------------------------------------------------------------
-
-interface XmlNode {
-  name: string;
-  children: XmlNode[];
-  text: string;
-}
-
-const unescapeXml = (s: string) =>
-  s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;|&apos;/g, "'")
-    .replace(/&amp;/g, '&');
-
-/** The query APIs' answers: elements holding text or elements, no attributes that matter. */
-function parseXml(xml: string): XmlNode {
-  const root: XmlNode = { name: '#document', children: [], text: '' };
-  const open = [root];
-  for (const m of xml.matchAll(/<(\/?)([A-Za-z][\w:.-]*)[^>]*?(\/?)>|([^<]+)/g)) {
-    const top = open.at(-1) as XmlNode;
-    if (m[4] !== undefined) top.text += unescapeXml(m[4]);
-    else if (m[1]) open.pop();
-    else {
-      const node: XmlNode = { name: m[2] as string, children: [], text: '' };
-      top.children.push(node);
-      if (!m[3]) open.push(node);
-    }
-  }
-  return root;
-}
-
-/** ElastiCache names the items of its lists; the other query APIs call every item `member`. */
-const itemsOf: Record<string, string> = {
-  ReplicationGroups: 'ReplicationGroup',
-  CacheSubnetGroups: 'CacheSubnetGroup',
-  MemberClusters: 'ClusterId',
-};
-
-/** An element as plain data: lists become arrays, leaves their text. */
-function xmlData(node: XmlNode): Json {
-  if (node.children.length === 0) return node.text.trim();
-  const item = itemsOf[node.name] ?? 'member';
-  if (node.children.every((c) => c.name === item)) return node.children.map(xmlData);
-  return Object.fromEntries(node.children.map((c) => [c.name, xmlData(c)]));
-}
-
-/** `<Result>` of a query answer as plain data. */
-function resultOf(xml: string, action: string): Record<string, Json> {
-  const response = parseXml(xml).children.find((c) => c.name === `${action}Response`);
-  const result = response?.children.find((c) => c.name === `${action}Result`);
-  if (!result) throw new Error(`no ${action}Result in ${xml.slice(0, 300)}`);
-  const data = xmlData(result);
-  return typeof data === 'object' ? (data as Record<string, Json>) : {};
-}
-
-const listOf = <T>(v: Json): T[] => (Array.isArray(v) ? (v as T[]) : []);
-
-function motoAccount(accountId: string) {
-  const url = inject('motoUrl');
-  const headers = (service: string) => ({
-    authorization: `AWS4-HMAC-SHA256 Credential=testing/20260101/${region}/${service}/aws4_request, SignedHeaders=host, Signature=0`,
-    'x-moto-account-id': accountId,
-  });
-  const versions: Record<string, string> = {
-    cloudformation: '2010-05-15',
-    elasticache: '2015-02-02',
-    elasticloadbalancing: '2015-12-01',
-    iam: '2010-05-08',
-  };
-  const base = {
-    region,
-    endpoint: url,
-    maxAttempts: 1,
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-  };
-  return {
-    accountId,
-    ec2: withAccount(new EC2Client(base), accountId),
-    ssm: withAccount(new SSMClient(base), accountId),
-    async send(service: string, action: string, params: Record<string, string> = {}) {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { ...headers(service), 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ Action: action, Version: versions[service] ?? '', ...params }),
-      });
-      return { status: res.status, text: await res.text() };
-    },
-    async query(service: string, action: string, params: Record<string, string> = {}) {
-      const { status, text } = await this.send(service, action, params);
-      if (status !== 200) throw new Error(`${service} ${action}: HTTP ${status} ${text.slice(0, 500)}`);
-      return resultOf(text, action);
-    },
-    async json(service: string, target: string, body: object): Promise<Record<string, Json>> {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          ...headers(service),
-          'content-type': 'application/x-amz-json-1.1',
-          'x-amz-target': target,
-        },
-        body: JSON.stringify(body),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${target}: HTTP ${res.status} ${text.slice(0, 500)}`);
-      return JSON.parse(text) as Record<string, Json>;
-    },
-    destroy() {
-      this.ec2.destroy();
-      this.ssm.destroy();
-    },
-  };
-}
-type Moto = ReturnType<typeof motoAccount>;
-
-/** Generous: a stack that settles at all does so in well under a second when the machine is idle. */
-const stackSettlesWithinMs = 60_000;
-
-interface Stack {
-  status: string;
-  outputs: Record<string, string>;
-  resources: {
-    LogicalResourceId: string;
-    ResourceType: string;
-    ResourceStatus: string;
-    PhysicalResourceId: string;
-  }[];
-}
-
-function createStackParams(name: string, body: string, parameters: Record<string, string>) {
-  const request: Record<string, string> = {
-    StackName: name,
-    TemplateBody: body,
-    'Capabilities.member.1': 'CAPABILITY_NAMED_IAM',
-  };
-  Object.entries(parameters).forEach(([key, value], i) => {
-    request[`Parameters.member.${i + 1}.ParameterKey`] = key;
-    request[`Parameters.member.${i + 1}.ParameterValue`] = value;
-  });
-  return request;
-}
-
-async function createStack(
-  moto: Moto,
-  name: string,
-  body: string,
-  parameters: Record<string, string>,
-): Promise<Stack> {
-  await moto.query('cloudformation', 'CreateStack', createStackParams(name, body, parameters));
-  // Until the stack leaves *_IN_PROGRESS, by a deadline rather than a count of polls.
-  const deadline = Date.now() + stackSettlesWithinMs;
-  let stack: Record<string, Json> = {};
-  for (;;) {
-    const described = await moto.query('cloudformation', 'DescribeStacks', { StackName: name });
-    stack = listOf<Record<string, Json>>(described.Stacks)[0] ?? {};
-    if (!String(stack.StackStatus).endsWith('_IN_PROGRESS') || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const outputs = Object.fromEntries(
-    listOf<{ OutputKey: string; OutputValue: string }>(stack.Outputs).map((o) => [
-      o.OutputKey,
-      o.OutputValue,
-    ]),
-  );
-  const listed = await moto.query('cloudformation', 'ListStackResources', { StackName: name });
-  return { status: String(stack.StackStatus), outputs, resources: listOf(listed.StackResourceSummaries) };
-}
 
 /** A VPC with two private and two public subnets over two zones, a KMS key and an ACM certificate. */
 async function network(moto: Moto) {
