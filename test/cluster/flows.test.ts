@@ -9,15 +9,11 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { type RedisClusterPeer, startRedisCluster } from '../peers/redis-cluster.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import {
-  blockActionsPayload,
-  sendInteraction,
-  sendSlashCommand,
-  typedCommand,
-} from '../peers/slack-signer.js';
+import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { capturedLogger } from '../support/quiet-log.js';
 import { redisKeys, redisKeysMatching } from '../support/redis-sweep.js';
+import { planIdOf, pressApprove } from '../support/slack-admin.js';
 
 /**
  * The whole product on a managed-style Redis Cluster: three masters, TLS only with a private CA, an
@@ -192,22 +188,8 @@ async function planAndApprove(command: string): Promise<{ plan: SlackCall; ts: s
   await slash(command);
   const plan = await answer((c) => c.method === 'chat.postMessage' && c.params.channel === 'COPS');
   const ts = String(plan.response.ts);
-  const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-  expect(planId).not.toBe('');
-  await sendInteraction(
-    events(),
-    signingSecret,
-    blockActionsPayload({
-      actionId: 'cmd:0',
-      value: `/approve ${planId}`,
-      userId: 'UANN',
-      channelId: 'COPS',
-      messageTs: ts,
-      messageText: messageText('COPS', ts),
-      responseUrl: slack.responseUrl(),
-      buttonText: 'Approve',
-    }),
-  );
+  expect(planIdOf(plan)).not.toBe('');
+  await pressApprove(events(), signingSecret, slack, plan, { userId: 'UANN', channelId: 'COPS' });
   return { plan, ts };
 }
 

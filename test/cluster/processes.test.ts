@@ -9,12 +9,7 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { type RedisClusterPeer, startRedisCluster } from '../peers/redis-cluster.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import {
-  blockActionsPayload,
-  sendInteraction,
-  sendSlashCommand,
-  typedCommand,
-} from '../peers/slack-signer.js';
+import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { launchInstances } from '../support/fleet.js';
 import {
@@ -24,6 +19,7 @@ import {
   startFleetbotProcess,
   waitForLog,
 } from '../support/fleetbot-process.js';
+import { planIdOf, pressApprove } from '../support/slack-admin.js';
 
 /**
  * fleetbot deployed as it runs in production: separate OS processes of the real entry point, two bot
@@ -289,24 +285,13 @@ describe('fleetbot as separate processes on one Redis Cluster', () => {
       `${fleetSize} running instances match, in ${fleetSize / batchSize} batches of at most ${batchSize}.`,
     );
     const ts = String(plan.response.ts);
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-    expect(planId).not.toBe('');
+    expect(planIdOf(plan)).not.toBe('');
 
     // A load balancer sends the press to the other bot process: the plan must be found there.
-    const pressed = await sendInteraction(
-      events(1),
-      slackSecret,
-      blockActionsPayload({
-        actionId: 'cmd:0',
-        value: `/approve ${planId}`,
-        userId: 'UBOB',
-        channelId: 'COPS',
-        messageTs: ts,
-        messageText: messageText(ts),
-        responseUrl: slack.responseUrl(),
-        buttonText: 'Approve',
-      }),
-    );
+    const pressed = await pressApprove(events(1), slackSecret, slack, plan, {
+      userId: 'UBOB',
+      channelId: 'COPS',
+    });
     expect(pressed.status).toBe(200);
     const approved = await posted(
       (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),

@@ -8,16 +8,12 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, type CallRecord, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import {
-  blockActionsPayload,
-  sendInteraction,
-  sendSlashCommand,
-  typedCommand,
-} from '../peers/slack-signer.js';
+import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { launchInstances } from '../support/fleet.js';
 import { expectPaced, pacerSlots } from '../support/pacer-slots.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { planIdOf, pressApprove } from '../support/slack-admin.js';
 
 /**
  * An AWS throttling storm, as seen in a real run: for 60 s, 80% of all calls are throttled
@@ -181,21 +177,9 @@ async function planAndApprove(
       String(c.params.text).startsWith(`Plan: Deploy ${command.split(' ')[1]}`),
   );
   const ts = String(plan.response.ts);
-  const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+  const planId = planIdOf(plan);
   const approvedAt = Date.now();
-  await sendInteraction(
-    events,
-    secret,
-    blockActionsPayload({
-      actionId: 'cmd:0',
-      value: `/approve ${planId}`,
-      userId: 'UANN',
-      channelId: 'COPS',
-      messageTs: ts,
-      responseUrl: slack.responseUrl(),
-      buttonText: 'Approve',
-    }),
-  );
+  await pressApprove(events, secret, slack, plan, { userId: 'UANN', channelId: 'COPS', messageText: '' });
   const approved = await posted(
     (c) =>
       c.method === 'chat.postEphemeral' &&

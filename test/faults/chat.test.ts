@@ -8,15 +8,11 @@ import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js'
 import { type OutageProxy, startOutageProxy } from '../peers/outage-proxy.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import {
-  blockActionsPayload,
-  sendInteraction,
-  sendSlashCommand,
-  typedCommand,
-} from '../peers/slack-signer.js';
+import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { launchInstances } from '../support/fleet.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { pressApprove } from '../support/slack-admin.js';
 
 /**
  * A chat platform that goes away while a job reports into it: Slack during a deploy, Telegram during a
@@ -159,21 +155,11 @@ describe('Slack during a deploy', () => {
       (c) => c.method === 'chat.postMessage' && String(c.params.text).startsWith('Plan:'),
     );
     const ts = String(plan.response.ts);
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-    const res = await sendInteraction(
-      events(),
-      secret,
-      blockActionsPayload({
-        actionId: 'cmd:0',
-        value: `/approve ${planId}`,
-        userId: 'UANN',
-        channelId: 'COPS',
-        messageTs: ts,
-        messageText: 'Plan',
-        responseUrl: slack.responseUrl(),
-        buttonText: 'Approve',
-      }),
-    );
+    const res = await pressApprove(events(), secret, slack, plan, {
+      userId: 'UANN',
+      channelId: 'COPS',
+      messageText: 'Plan',
+    });
     expect(res.status).toBe(200);
     const approved = await posted(
       (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),

@@ -10,14 +10,10 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, type CallRecord, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import {
-  blockActionsPayload,
-  sendInteraction,
-  sendSlashCommand,
-  typedCommand,
-} from '../peers/slack-signer.js';
+import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { launchInstances } from '../support/fleet.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { pressApprove } from '../support/slack-admin.js';
 
 /**
  * The fleet changes under a rollout: a member destroys their server while a deploy is planned or
@@ -131,28 +127,19 @@ async function answer(predicate: (c: SlackCall) => boolean): Promise<SlackCall> 
   );
 }
 
-/** Posts the plan and returns its message and id; nothing runs until `approve`. */
-async function plan(command: string): Promise<{ ts: string; planId: string; text: string }> {
+/** Posts the plan and returns its message; nothing runs until `approve`. */
+async function plan(command: string): Promise<{ posted: SlackCall; ts: string; text: string }> {
   await slash(command);
   const posted = await answer((c) => c.method === 'chat.postMessage');
-  const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(posted.params.blocks))?.[1] ?? '';
-  return { ts: String(posted.response.ts), planId, text: String(posted.params.text) };
+  return { posted, ts: String(posted.response.ts), text: String(posted.params.text) };
 }
 
-async function approve(planned: { ts: string; planId: string }): Promise<string> {
-  await sendInteraction(
-    events(),
-    secret,
-    blockActionsPayload({
-      actionId: 'cmd:0',
-      value: `/approve ${planned.planId}`,
-      userId: 'UANN',
-      channelId: 'COPS',
-      messageTs: planned.ts,
-      responseUrl: slack.responseUrl(),
-      buttonText: 'Approve',
-    }),
-  );
+async function approve(planned: { posted: SlackCall }): Promise<string> {
+  await pressApprove(events(), secret, slack, planned.posted, {
+    userId: 'UANN',
+    channelId: 'COPS',
+    messageText: '',
+  });
   const approved = await answer(
     (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),
   );

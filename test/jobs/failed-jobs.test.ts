@@ -9,14 +9,10 @@ import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redis.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
-import {
-  blockActionsPayload,
-  sendInteraction,
-  sendSlashCommand,
-  typedCommand,
-} from '../peers/slack-signer.js';
+import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { planIdOf, pressApprove } from '../support/slack-admin.js';
 
 /**
  * Jobs that fail for good, end to end (signed Slack requests, the fake Bot API, the AWS simulator,
@@ -182,21 +178,12 @@ describe('a rollout whose SendCommand AWS keeps refusing', () => {
     await slash('/deploy v9.9.1 all --concurrency 1');
     const plan = await posted((c) => c.method === 'chat.postMessage' && c.params.channel === channel);
     const ts = String(plan.response.ts);
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-    expect(planId).not.toBe('');
-    await sendInteraction(
-      events(),
-      secret,
-      blockActionsPayload({
-        actionId: 'cmd:0',
-        value: `/approve ${planId}`,
-        userId: 'UBOB',
-        channelId: channel,
-        messageTs: ts,
-        responseUrl: slack.responseUrl(),
-        buttonText: 'Approve',
-      }),
-    );
+    expect(planIdOf(plan)).not.toBe('');
+    await pressApprove(events(), secret, slack, plan, {
+      userId: 'UBOB',
+      channelId: channel,
+      messageText: '',
+    });
     const approved = await posted(
       (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),
     );

@@ -17,6 +17,7 @@ import {
 import { expectPaced, pacerSlots } from '../support/pacer-slots.js';
 import { sampleValue } from '../support/prometheus.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { planIdOf, pressApprove } from '../support/slack-admin.js';
 
 /** /deploy and /patch from Slack, over signed HTTP to the real Bolt receiver, run against the AWS simulator. */
 
@@ -171,6 +172,10 @@ async function press(user: string, value: string, messageTs: string, buttonText 
   );
 }
 
+/** Presses Approve on a plan message as `user`, with the message as it is now. */
+const approve = (user: string, plan: SlackCall) =>
+  pressApprove(events(), secret, slack, plan, { userId: user, channelId: 'COPS' });
+
 /** The text of a channel message as it is now (after every chat.update). */
 const messageText = (ts: string) => slack.channel('COPS').messages.find((m) => m.ts === ts)?.text ?? '';
 
@@ -180,8 +185,7 @@ async function planAndApprove(command: string, planned?: () => void): Promise<{ 
   const plan = await answer((c) => c.method === 'chat.postMessage');
   planned?.();
   const ts = String(plan.response.ts);
-  const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-  await press('UBOB', `/approve ${planId}`, ts);
+  await approve('UBOB', plan);
   const approved = await answer(
     (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),
   );
@@ -249,9 +253,9 @@ describe('plans and approval', () => {
   it('when the requester approves their own plan under the two-person rule, then it is refused and stays pending', async () => {
     await slash('/deploy v2.1.0 user:30000');
     const plan = await answer();
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    const planId = planIdOf(plan);
     slack.reset();
-    await press('UANN', `/approve ${planId}`, String(plan.response.ts));
+    await approve('UANN', plan);
     expect(String((await answer((c) => c.method === 'chat.postEphemeral')).params.text)).toBe(
       'The two-person rule is on: another admin must approve this plan.',
     );
@@ -263,13 +267,13 @@ describe('plans and approval', () => {
     await slash('/deploy v2.2.0 user:39999');
     const plan = await answer((c) => c.method === 'chat.postMessage');
     const ts = String(plan.response.ts);
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-    await press('UMALLORY', `/approve ${planId}`, ts);
+    const planId = planIdOf(plan);
+    await approve('UMALLORY', plan);
     // Slack names commands as they are typed there (SLACK_COMMAND).
     expect(String((await answer((c) => c.params.user === 'UMALLORY')).params.text)).toBe(
       '/fleetbot approve is for fleet admins only.',
     );
-    await press('UANN', `/approve ${planId}`, ts);
+    await approve('UANN', plan);
     expect(String((await answer((c) => c.params.user === 'UANN')).params.text)).toBe(
       'The two-person rule is on: another admin must approve this plan.',
     );
@@ -280,7 +284,7 @@ describe('plans and approval', () => {
     );
 
     // Two admins press at the same moment: one approval, one job, one edit of the message.
-    await Promise.all([press('UBOB', `/approve ${planId}`, ts), press('UCAT', `/approve ${planId}`, ts)]);
+    await Promise.all([approve('UBOB', plan), approve('UCAT', plan)]);
     const approved = await answer(
       (c) => c.method === 'chat.postEphemeral' && String(c.params.text).startsWith('Approved'),
     );
@@ -335,7 +339,7 @@ describe('plans and approval', () => {
     await slash('/deploy v2.4.0 user:30003');
     const plan = await answer((c) => c.method === 'chat.postMessage');
     const ts = String(plan.response.ts);
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
+    const planId = planIdOf(plan);
     // Time passes: the plan's deadline moves into the past and its expiry job comes due now. The
     // plan is posted before it is saved, and saved before its expiry job is queued.
     const ops = new Queue(queueNames.ops, { connection: redis, prefix });
@@ -356,7 +360,7 @@ describe('plans and approval', () => {
     );
     expect(slack.channel('COPS').messages.find((m) => m.ts === ts)?.blocks ?? []).toEqual([]);
     const edits = slack.calls('chat.update').length;
-    await press('UBOB', `/approve ${planId}`, ts);
+    await approve('UBOB', plan);
     expect(String((await answer((c) => c.params.user === 'UBOB')).params.text)).toBe(
       `Plan ${planId} expired or was already handled. Nothing ran; send the command again.`,
     );
@@ -369,8 +373,8 @@ describe('plans and approval', () => {
     const plan = await answer((c) => c.method === 'chat.postMessage');
     expect(String(plan.params.text)).toContain('Plan: Patch install');
     expect(String(plan.params.text)).toContain('Another admin must approve.');
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-    await press('UANN', `/approve ${planId}`, String(plan.response.ts));
+    const planId = planIdOf(plan);
+    await approve('UANN', plan);
     expect(String((await answer((c) => c.method === 'chat.postEphemeral')).params.text)).toBe(
       'The two-person rule is on: another admin must approve this plan.',
     );
@@ -709,8 +713,7 @@ describe('scheduled maintenance', () => {
       /^Plan: Patch scan to instances tagged ring=early on the schedule "\*\/2 \* \* \* \* \*" \(UTC\)\.\nEach run reports to CREPORTS;/,
     );
     const planTs = String(plan.response.ts);
-    const planId = /\/approve ([a-f0-9]{12})/.exec(JSON.stringify(plan.params.blocks))?.[1] ?? '';
-    await press('UBOB', `/approve ${planId}`, planTs);
+    await approve('UBOB', plan);
     await slack.waitFor(() => messageText(planTs).startsWith('Scheduled:'), answersWithinMs);
     const created = messageText(planTs);
     expect(created).toMatch(
