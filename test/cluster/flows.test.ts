@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { DescribeInstancesCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Message } from 'grammy/types';
 import { Redis } from 'ioredis';
@@ -11,6 +11,7 @@ import { type RedisClusterPeer, startRedisCluster } from '../peers/redis-cluster
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
 import { sendSlashCommand, typedCommand } from '../peers/slack-signer.js';
 import { type FakeTelegram, startFakeTelegram } from '../peers/telegram-api.js';
+import { launchInstances } from '../support/fleet.js';
 import { capturedLogger } from '../support/quiet-log.js';
 import { redisKeys, redisKeysMatching } from '../support/redis-sweep.js';
 import { planIdOf, pressApprove } from '../support/slack-admin.js';
@@ -109,25 +110,12 @@ beforeAll(async () => {
   ssm = new SSMClient(clientOptions);
   // The fleet an admin deploys to: members' servers, a few of them in the early patch ring.
   for (let n = 0; n < fleetSize; n++)
-    await ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        InstanceType: 't3.small',
-        MinCount: 1,
-        MaxCount: 1,
-        TagSpecifications: [
-          {
-            ResourceType: 'instance',
-            Tags: [
-              { Key: 'app', Value: 'fleetbot' },
-              { Key: 'env', Value: 'dev' },
-              { Key: 'user', Value: String(31000 + n) },
-              { Key: 'ring', Value: n < 4 ? 'early' : 'main' },
-            ],
-          },
-        ],
-      }),
-    );
+    await launchInstances(ec2, 1, {
+      app: 'fleetbot',
+      env: 'dev',
+      user: String(31000 + n),
+      ring: n < 4 ? 'early' : 'main',
+    });
   // The bot is given the auth token apart from the URL (REDIS_PASSWORD), as a secret injected by the
   // platform is; the worker takes it from the URL.
   bot = await main(

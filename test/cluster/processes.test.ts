@@ -5,7 +5,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openQueues, type Queues } from '../../src/jobs/queues.js';
-import { testAccountId } from '../peers/aws-account.js';
+import { awsEnv, testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { type RedisClusterPeer, startRedisCluster } from '../peers/redis-cluster.js';
 import { type FakeSlack, type SlackCall, startFakeSlack } from '../peers/slack-api.js';
@@ -76,10 +76,7 @@ const alive = (p: FleetbotProcess) => p.child.exitCode === null && p.child.signa
 
 function env(): Record<string, string> {
   return {
-    AWS_REGION: 'us-east-1',
-    AWS_ENDPOINT_URL: simulator.url,
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
+    ...awsEnv(simulator.url),
     REDIS_URL: cluster.url,
     REDIS_PREFIX: prefix,
     TELEGRAM_BOT_TOKEN: telegramToken,
