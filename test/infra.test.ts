@@ -24,7 +24,14 @@ import {
   type Template,
   templatePath,
 } from './support/cfn-template.js';
-import { createStack, type Moto, motoAccount, type Stack } from './support/moto-account.js';
+import {
+  createStack,
+  inlinePolicyOf,
+  type Moto,
+  motoAccount,
+  type Stack,
+  trustPolicyOf,
+} from './support/moto-account.js';
 import { listOf } from './support/xml.js';
 
 /*
@@ -857,11 +864,7 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       `${stack.prefix}-${region}-instance`,
     ]);
 
-    const got = await stack.moto.query('iam', 'GetRolePolicy', {
-      RoleName: `${stack.prefix}-${region}-instance`,
-      PolicyName: 'own-secrets-only',
-    });
-    const policy = JSON.parse(decodeURIComponent(String(got.PolicyDocument))) as PolicyDocument;
+    const policy = await inlinePolicyOf(stack.moto, `${stack.prefix}-${region}-instance`, 'own-secrets-only');
     const allow = bySid(policy, 'ReadOwnUserSecretsOnly');
     expect(allow.Resource).toBe(`arn:aws:ssm:${region}:${stack.accountId}:parameter/${stack.prefix}/users/*`);
     expect(allow.Condition?.StringEquals).toEqual({
@@ -869,12 +872,7 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
     });
     expect(bySid(policy, 'DecryptUserSecretsViaSsm').Resource).toBe(stack.outputs.KmsKeyArn);
 
-    const trust = await stack.moto.query('iam', 'GetRole', { RoleName: `${stack.prefix}-${region}-bot` });
-    const trustDoc = JSON.parse(
-      decodeURIComponent(
-        String((trust.Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument),
-      ),
-    ) as PolicyDocument;
+    const trustDoc = await trustPolicyOf(stack.moto, `${stack.prefix}-${region}-bot`);
     expect(trustDoc.Statement).toEqual([
       {
         Effect: 'Allow',
@@ -961,12 +959,7 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
     const onEc2 = await deploy({ BotPrincipalService: 'ec2.amazonaws.com' });
     expect(onEc2.status).toBe('CREATE_COMPLETE');
     expect(onEc2.outputs.BotInstanceProfileName).toBe(`${onEc2.prefix}-${region}-bot`);
-    const role = await onEc2.moto.query('iam', 'GetRole', { RoleName: `${onEc2.prefix}-${region}-bot` });
-    const trustDoc = JSON.parse(
-      decodeURIComponent(
-        String((role.Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument),
-      ),
-    ) as PolicyDocument;
+    const trustDoc = await trustPolicyOf(onEc2.moto, `${onEc2.prefix}-${region}-bot`);
     expect(trustDoc.Statement).toEqual([
       { Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' },
     ]);

@@ -23,9 +23,11 @@ import type { PolicyDocument, Statement } from '../support/cfn-template.js';
 import {
   createStack,
   createStackParams,
+  inlinePolicyOf,
   type Moto,
   motoAccount,
   type Stack,
+  trustPolicyOf,
 } from '../support/moto-account.js';
 import { capturedLogger } from '../support/quiet-log.js';
 import { listOf } from '../support/xml.js';
@@ -1333,12 +1335,7 @@ describe('infra/service.yaml deployed into moto after infra/fleetbot.yaml', () =
   it("when IAM is asked, then the execution role trusts only this account's ECS tasks and reads exactly the parameters and the secret the task definitions name; the task role is the fleet stack's bot role", async () => {
     const roleName =
       service.resources.find((r) => r.LogicalResourceId === 'TaskExecutionRole')?.PhysicalResourceId ?? '';
-    const role = await moto.query('iam', 'GetRole', { RoleName: roleName });
-    const trust = JSON.parse(
-      decodeURIComponent(
-        String((role.Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument),
-      ),
-    ) as PolicyDocument;
+    const trust = await trustPolicyOf(moto, roleName);
     expect(trust.Statement).toEqual([
       {
         Effect: 'Allow',
@@ -1347,11 +1344,7 @@ describe('infra/service.yaml deployed into moto after infra/fleetbot.yaml', () =
         Condition: { StringEquals: { 'aws:SourceAccount': moto.accountId } },
       },
     ]);
-    const got = await moto.query('iam', 'GetRolePolicy', {
-      RoleName: roleName,
-      PolicyName: 'image-logs-own-secrets',
-    });
-    const policy = JSON.parse(decodeURIComponent(String(got.PolicyDocument))) as PolicyDocument;
+    const policy = await inlinePolicyOf(moto, roleName, 'image-logs-own-secrets');
     const bySid = (sid: string) => policy.Statement.find((s) => s.Sid === sid);
     expect(bySid('ReadFleetbotSecrets')?.Resource).toEqual(
       Object.values(t.Parameters)
@@ -1376,10 +1369,7 @@ describe('infra/service.yaml deployed into moto after infra/fleetbot.yaml', () =
 
     // The task role every task definition names (asserted on the template: moto drops it).
     expect(serviceParameters.BotRoleArn).toBe(`arn:aws:iam::${moto.accountId}:role/${prefix}-${region}-bot`);
-    const bot = await moto.query('iam', 'GetRole', { RoleName: `${prefix}-${region}-bot` });
-    const botTrust = JSON.parse(
-      decodeURIComponent(String((bot.Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument)),
-    ) as PolicyDocument;
+    const botTrust = await trustPolicyOf(moto, `${prefix}-${region}-bot`);
     expect(botTrust.Statement[0]?.Principal).toEqual({ Service: 'ecs-tasks.amazonaws.com' });
     expect(roleName).not.toBe(`${prefix}-${region}-bot`);
   });

@@ -2,6 +2,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { inject } from 'vitest';
 import { withAccount } from '../peers/aws-account.js';
+import type { PolicyDocument } from './cfn-template.js';
 import { listOf, resultOf } from './xml.js';
 
 /*
@@ -137,4 +138,24 @@ export async function createStack(
     outputs,
     resources: listOf(listed.StackResourceSummaries),
   };
+}
+
+// IAM keeps policy documents URL-encoded in its answers.
+const policyDocument = (encoded: unknown) =>
+  JSON.parse(decodeURIComponent(String(encoded))) as PolicyDocument;
+
+/** Who may assume the role, as IAM holds it. */
+export async function trustPolicyOf(moto: Moto, roleName: string): Promise<PolicyDocument> {
+  const { Role } = await moto.query('iam', 'GetRole', { RoleName: roleName });
+  return policyDocument((Role as { AssumeRolePolicyDocument: string }).AssumeRolePolicyDocument);
+}
+
+/** One of the role's inline policies, as IAM holds it. */
+export async function inlinePolicyOf(
+  moto: Moto,
+  roleName: string,
+  policyName: string,
+): Promise<PolicyDocument> {
+  const got = await moto.query('iam', 'GetRolePolicy', { RoleName: roleName, PolicyName: policyName });
+  return policyDocument(got.PolicyDocument);
 }
