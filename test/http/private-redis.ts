@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from '../peers/free-port.js';
+import { ownServerArgs } from '../peers/redis.js';
 
 export interface PrivateRedis {
   redis: Redis;
@@ -41,14 +42,8 @@ export async function startPrivateRedis(args: string[]): Promise<PrivateRedis> {
       [
         '--port',
         String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        dir,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
+        ...ownServerArgs(dir),
+        // Later settings win: a test may turn AOF on.
         ...args,
       ],
       { stdio: 'ignore' },

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './free-port.js';
+import { ownServerArgs } from './redis.js';
 
 const run = promisify(execFile);
 
@@ -63,20 +64,13 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
             ]
           : ['--port', String(port)]),
         ...(options.password ? ['--requirepass', options.password, '--masterauth', options.password] : []),
-        '--bind',
-        '127.0.0.1',
+        ...ownServerArgs(dir),
         '--cluster-enabled',
         'yes',
         '--cluster-port',
         String(busPort),
         '--cluster-config-file',
         `nodes-${port}.conf`,
-        '--dir',
-        dir,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
         '--maxmemory-policy',
         'noeviction',
       ];

@@ -23,3 +23,8 @@ export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
     if (keys.length > 0) await redis.del(...keys);
   } while (cursor !== '0');
 }
+
+/** A redis-server of a test's own: loopback only, its files in `dir`, nothing persisted unless asked. */
+export function ownServerArgs(dir: string): string[] {
+  return ['--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'];
+}
