@@ -479,7 +479,7 @@ export function loadConfig(
     jobLockMs: e.JOB_LOCK_SECONDS * 1000,
     redis: {
       ...redisEndpoint(e.REDIS_URL, e.REDIS_PASSWORD),
-      cluster: (e.REDIS_CLUSTER ?? String(e.REDIS_URL.length > 1)) === 'true',
+      cluster: isCluster(e.REDIS_CLUSTER, e.REDIS_URL.length),
       tlsCaFile: e.REDIS_TLS_CA_FILE,
       prefix: e.REDIS_PREFIX,
     },
@@ -609,10 +609,15 @@ function redisEndpoint(urls: URL[], password: string | undefined): Omit<RedisSet
   };
 }
 
+/** REDIS_CLUSTER when set; otherwise several seed nodes mean a cluster and one node a single server. */
+function isCluster(setting: string | undefined, nodeCount: number): boolean {
+  return setting ? setting === 'true' : nodeCount > 1;
+}
+
 /** A cluster keeps multi-key scripts and BullMQ's queues atomic only when their keys share one slot. */
 function clusterNeedsHashTag(env: Env): string[] {
   const urls = parseRedisUrls((env.REDIS_URL ?? '').trim() || 'redis://127.0.0.1:6379');
-  const cluster = (env.REDIS_CLUSTER?.trim() || String((urls?.length ?? 1) > 1)) === 'true';
+  const cluster = isCluster(env.REDIS_CLUSTER?.trim(), urls?.length ?? 1);
   const prefix = env.REDIS_PREFIX?.trim() ?? '{fleetbot}';
   return cluster && !/\{[^}]+\}/.test(prefix)
     ? [
