@@ -2,8 +2,7 @@ import { Queue } from 'bullmq';
 import { z } from 'zod';
 import { versionPattern } from '../core/version.js';
 import type { Logger } from '../log.js';
-import type { RedisClient } from '../store/redis.js';
-import { logErrors } from '../store/redis.js';
+import { logErrors, type RedisClient } from '../store/redis.js';
 import { unreachableReasons } from './reachability.js';
 
 /**

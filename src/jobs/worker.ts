@@ -4,8 +4,7 @@ import { type AccessPolicy, resolveRole } from '../core/caller.js';
 import type { Stage } from '../core/provision-stages.js';
 import type { Logger } from '../log.js';
 import { type Metrics, watchWorker } from '../metrics.js';
-import type { RedisClient } from '../store/redis.js';
-import { logErrors } from '../store/redis.js';
+import { logErrors, type RedisClient } from '../store/redis.js';
 import { type DeliveryPolicy, defaultDelivery, deliver } from './delivery.js';
 import {
   type AttemptInfo,
@@ -57,7 +56,7 @@ export interface WorkerOptions {
   jobLockMs: number;
 }
 
-/** Wires processors to their queues. Payloads are re-validated here: RedisClient is not a trusted source. */
+/** Wires processors to their queues. Payloads are re-validated here: Redis is not a trusted source. */
 export function startWorkers(
   connection: RedisClient,
   options: WorkerOptions,

@@ -1,10 +1,9 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisSettings } from '../config.js';
+import type { Logger } from '../log.js';
 
 /** A connection to one Redis server or to a Redis Cluster: everything fleetbot stores works on both. */
 export type RedisClient = Redis | Cluster;
-
-import type { Logger } from '../log.js';
 
 /**
  * How each role talks to Redis when Redis is away.
