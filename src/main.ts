@@ -1,20 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { EC2Client } from '@aws-sdk/client-ec2';
-import { LambdaClient } from '@aws-sdk/client-lambda';
-import { SSMClient } from '@aws-sdk/client-ssm';
+import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { createFleet } from './aws/fleet.js';
-import { createFleetView } from './aws/fleet-view.js';
-import { createAwsProbe } from './aws/probe.js';
-import { createRunCommand } from './aws/run-command.js';
-import { openSecretStore } from './aws/secret-store.js';
-import { createBot } from './bot/bot.js';
-import { type ConsoleAdapter, type ConsoleIdentity, createConsoleAdapter } from './bot/console.js';
-import { createSlackAdapter, slackClient, slackOutbox } from './bot/slack.js';
-import { createTelegramAdapter, telegramApi, telegramOutbox } from './bot/telegram.js';
+import { closeAwsClients, createAwsServices, openAwsClients } from './aws/services.js';
+import type { ConsoleAdapter } from './bot/console.js';
 import {
   type Config,
   ConfigError,
@@ -25,32 +14,23 @@ import {
   type RedisSettings,
   roleUsage,
 } from './config.js';
-import { adminChannelsElsewhere, createRoleOf } from './core/caller.js';
 import { clearHeartbeat, heartbeatEnvKey, startHeartbeat } from './heartbeat.js';
-import { assertNoEviction } from './http/redis-policy.js';
-import { startHttp } from './http/server.js';
-import { createHealthPoller } from './jobs/health-poller.js';
-import type { Outboxes } from './jobs/outboxes.js';
-import { openQueues } from './jobs/queues.js';
-import { startWorkers } from './jobs/worker.js';
 import { createLogger, type Logger } from './log.js';
-import { awsCallMetrics, createMetrics } from './metrics.js';
-import { createAuditTrail } from './store/audit.js';
-import { createMembers } from './store/members.js';
-import { createPlans } from './store/plans.js';
-import { createPollLease, telegramPollerKey } from './store/poll-lease.js';
-import { createPacer, createSharedBudget, createWindowLimit } from './store/rate-limits.js';
+import { createMetrics } from './metrics.js';
+import { type ConsoleChat, startBotRole } from './roles/bot.js';
+import { createRoleContext, runStops, type StartedRole } from './roles/context.js';
+import { startDashboardRole } from './roles/dashboard.js';
+import { startWorkerRole } from './roles/worker.js';
 import { keepReconnecting, openRedis, type RedisClient, type RedisUse, watchRedis } from './store/redis.js';
-import { createSeenUpdates, slackReplayWindowSeconds } from './store/seen-updates.js';
 
 /**
- * The composition root: the only module that reads the environment, opens Redis and builds SDK
- * clients. Everything below it receives what it needs as arguments.
+ * The composition root: the only module that reads the environment and opens connections (Redis,
+ * the SDK's clients). It starts the roles it is given (src/roles/); they receive what they need.
  */
 
 export interface MainOptions {
   /** Run the console chat on these streams (the local sandbox). */
-  console?: { input: Readable; output: Writable; identity: ConsoleIdentity };
+  console?: ConsoleChat;
   logDestination?: DestinationStream;
 }
 
@@ -70,11 +50,16 @@ export class StartupError extends Error {
   }
 }
 
+/** `--role bot,worker` (or `--role=…`); other arguments are not fleetbot's to judge. */
 export function parseRoleFlag(argv: readonly string[]): readonly ProcessRole[] | undefined {
-  const i = argv.findIndex((a) => a === '--role' || a.startsWith('--role='));
-  if (i < 0) return undefined;
-  const value = argv[i]?.includes('=') ? argv[i]?.split('=')[1] : argv[i + 1];
-  const parsed = parseRoles(value ?? '');
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { role: { type: 'string' } },
+    strict: false,
+    allowPositionals: true,
+  });
+  if (values.role === undefined) return undefined;
+  const parsed = typeof values.role === 'string' ? parseRoles(values.role) : undefined;
   if (!parsed) throw new StartupError(`--role must be ${roleUsage}`);
   return parsed;
 }
@@ -92,211 +77,39 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
       })
     : undefined;
   const connections = jobsRedis ? [requestsRedis, jobsRedis] : [requestsRedis];
-  const where = { region: config.aws.region, endpoint: config.aws.endpoint };
-  // The SDK's standard retries (jittered backoff, and a retry quota so a storm is not multiplied)
-  // absorb a blip; jobs wait out anything longer themselves, for minutes (src/core/aws-wait.ts).
-  const ec2 = new EC2Client({ ...where, retryMode: 'standard', maxAttempts: 3 });
-  const ssm = new SSMClient({ ...where, retryMode: 'standard', maxAttempts: 3 });
-  // Jobs' Run Command calls: every attempt must wait its turn at the shared SSM budget, which the
-  // SDK's retries would skip, so the SDK never retries them and the jobs retry through the budget.
-  const jobSsm = new SSMClient({ ...where, maxAttempts: 1 });
-  const lambda = new LambdaClient({ ...where, retryMode: 'standard', maxAttempts: 3 });
-  const secrets = openSecretStore(ssm, lambda, config.aws);
-  const probeAws = createAwsProbe(ec2);
-  const fleet = createFleet(ec2, { region: config.aws.region, env: config.env, ...config.instances });
-  const runCommand = createRunCommand(ssm);
-  // One for the bot and the dashboard alike, so a /fleet and the fleet page share a listing too.
-  const fleetView = createFleetView(fleet, runCommand, { cacheMs: config.fleetCacheMs });
   const metrics = createMetrics();
-  ec2.middlewareStack.use(awsCallMetrics(metrics));
-  ssm.middlewareStack.use(awsCallMetrics(metrics));
-  jobSsm.middlewareStack.use(awsCallMetrics(metrics));
-  const members = createMembers(requestsRedis, config.redis.prefix);
-  const auditTrail = createAuditTrail(requestsRedis, config.redis.prefix, config.auditRetention);
-  const roleOf = createRoleOf(config.access, (userId) => members.isMember(userId));
-  const stops: (() => Promise<void>)[] = [];
+  const awsClients = openAwsClients(config, metrics);
+  const ctx = createRoleContext({
+    config,
+    log,
+    metrics,
+    aws: createAwsServices(awsClients, config),
+    redis: requestsRedis,
+  });
+  // Stopped in this order: chat input first, then workers drain, then the dashboard.
+  const started: StartedRole[] = [];
   const ports: Running['ports'] = {};
   let consoleAdapter: ConsoleAdapter | undefined;
-
   try {
     if (runs('bot')) {
-      const botLog = log.child({ role: 'bot' });
-      const queues = openQueues(requestsRedis, config.redis.prefix, botLog);
-      stops.push(() => queues.close());
-      const bot = createBot(
-        config,
-        { redis: requestsRedis, secrets, queues, members, fleet, fleetView, runCommand, auditTrail, metrics },
-        botLog,
-      );
-      const dispatch = bot.dispatch;
-      if (config.telegram) {
-        const seen = createSeenUpdates(requestsRedis, config.redis.prefix);
-        const telegramLog = log.child({ chat: 'telegram' });
-        const telegram = createTelegramAdapter({
-          ...config.telegram,
-          roleOf,
-          dispatch,
-          meter: metrics,
-          log: telegramLog,
-          // Only one bot process polls at a time; the others take over when it stops or dies.
-          pollLease: createPollLease(requestsRedis, {
-            key: telegramPollerKey(config.redis.prefix),
-            ttlMs: config.telegram.pollLeaseMs,
-            log: telegramLog,
-          }),
-          firstDelivery: (updateId) => seen.first('telegram', updateId),
-          onManagedBot: (event) => bot.onManagedBot(event),
-          menus: bot.menus,
-          memberIds: async () => [
-            ...new Set([...config.access.telegramUserIds, ...(await members.list()).map((m) => m.userId)]),
-          ],
-        });
-        await telegram.start();
-        bot.settings.botUsername = telegram.bot.botInfo.username;
-        bot.telegram.menus = telegram.menus;
-        bot.telegram.managedBots = telegram.managedBots();
-        ports.telegramWebhook = telegram.webhookPort();
-        stops.unshift(() => telegram.stop());
-      }
-      if (config.slack) {
-        const seen = createSeenUpdates(requestsRedis, config.redis.prefix);
-        const slack = createSlackAdapter({
-          ...config.slack,
-          roleOf,
-          adminChannels: (who) => adminChannelsElsewhere(config.access, who),
-          firstDelivery: (requestId) => seen.first('slack', requestId, slackReplayWindowSeconds),
-          editBudget: slackEditBudget(requestsRedis, config),
-          dispatch,
-          meter: metrics,
-          log: log.child({ chat: 'slack' }),
-        });
-        await slack.start();
-        ports.slack = slack.port();
-        stops.unshift(() => slack.stop());
-      }
-      if (options.console) {
-        const c = createConsoleAdapter({ ...options.console, roleOf, dispatch });
-        consoleAdapter = c;
-        stops.unshift(async () => c.close());
-      }
+      const bot = await startBotRole(ctx, options.console);
+      started.push(bot);
+      Object.assign(ports, bot.ports);
+      consoleAdapter = bot.console;
     }
-    // Open exactly when this process runs the worker role.
-    if (jobsRedis) {
-      // Every Redis use below belongs to jobs, which wait out an outage rather than fail.
-      const redis = jobsRedis;
-      const outboxes: Outboxes = {
-        telegram:
-          config.telegram &&
-          telegramOutbox(telegramApi(config.telegram.token, config.telegram.apiRoot, metrics)),
-        slack:
-          config.slack &&
-          slackOutbox(
-            slackClient({
-              token: config.slack.botToken,
-              apiUrl: config.slack.apiUrl,
-              meter: metrics,
-              log: log.child({ chat: 'slack' }),
-            }),
-            metrics,
-            config.slack.command,
-          ),
-        console: consoleAdapter?.outbox,
-      };
-      const workerLog = log.child({ role: 'worker' });
-      const jobRunCommand = createRunCommand(jobSsm);
-      // BullMQ loses jobs when Redis evicts keys: refuse to work on such a Redis.
-      if ((await assertNoEviction(redis)) === 'unknown')
-        workerLog.warn('could not read Redis maxmemory-policy (CONFIG refused); make sure it is noeviction');
-      const plans = createPlans(redis, config.redis.prefix);
-      const poller = createHealthPoller(fleet, config.provisioning.pollMs, workerLog);
-      const workers = startWorkers(
-        redis,
-        { prefix: config.redis.prefix, jobLockMs: config.jobLockMs },
-        {
-          ping: { outboxes, probeAws, now: Date.now, workerName: hostname() },
-          access: config.access,
-          rollout: {
-            fleet,
-            runCommand: jobRunCommand,
-            ssmBudget: createPacer(
-              redis,
-              `${config.redis.prefix}:pace:ssm`,
-              config.rollout.ssmRequestsPerSecond,
-              workerLog,
-            ),
-            editBudget: slackEditBudget(redis, config),
-            isCancelled: (jobId) => plans.isCancelled(jobId),
-            outboxes,
-            settings: {
-              pollMs: config.rollout.pollMs,
-              commandTimeoutSeconds: config.rollout.commandTimeoutSeconds,
-              deployDocument: config.rollout.deployDocument,
-              editIntervalMs: 3000,
-              awsWaitMs: config.rollout.awsWaitMs,
-              planTtlMs: config.rollout.planTtlMs,
-              deliveryWaitMs: config.rollout.deliveryWaitMs,
-              listingLagMs: config.rollout.listingLagMs,
-            },
-            log: workerLog.child({ queue: 'rollout' }),
-          },
-          planExpiry: { plans, outboxes, editBudget: slackEditBudget(redis, config), log: workerLog },
-          restart: {
-            runCommand: jobRunCommand,
-            outboxes,
-            pollMs: config.provisioning.pollMs,
-            // The restart document gives up after 900 s (infra/fleetbot.yaml); SSM decides first.
-            timeoutMs: 960_000,
-            now: Date.now,
-            log: workerLog,
-          },
-          provision: {
-            fleet,
-            runCommand: jobRunCommand,
-            secrets,
-            poller,
-            launchPacer: createPacer(
-              redis,
-              `${config.redis.prefix}:pace:run-instances`,
-              config.provisioning.launchesPerSecond,
-              workerLog,
-            ),
-            outboxes,
-            settings: {
-              ...config.provisioning,
-              parameterPrefix: config.aws.parameterPrefix,
-              serviceName: config.instances.serviceName,
-              installCommand: config.instances.installCommand,
-              version: config.instances.version,
-              editIntervalMs: 3000,
-            },
-            log: workerLog,
-          },
-        },
-        workerLog,
-        metrics,
-      );
-      stops.push(async () => {
-        await workers.close(config.shutdownGraceMs);
-        poller.stop();
-      });
-    }
+    if (jobsRedis) started.push(await startWorkerRole(ctx, jobsRedis, consoleAdapter?.outbox));
     if (runs('dashboard')) {
-      const http = await startHttp({
-        ...config.dashboard,
-        redis: requestsRedis,
-        prefix: config.redis.prefix,
-        probeAws,
-        listInstances: () => fleetView.instances(),
-        recentAudit: () => auditTrail.recent(50),
-        metrics,
-        log: log.child({ role: 'dashboard' }),
-      });
-      ports.dashboard = http.port;
-      stops.push(() => http.close());
+      const dashboard = await startDashboardRole(ctx);
+      started.push(dashboard);
+      ports.dashboard = dashboard.port;
     }
   } catch (error) {
-    await runAll(stops, log);
+    await runStops(
+      started.map((r) => () => r.stop()),
+      log,
+    );
     for (const connection of connections) connection.disconnect();
+    closeAwsClients(awsClients);
     throw error;
   }
   log.info({ roles: config.roles, ports }, 'fleetbot started');
@@ -308,38 +121,18 @@ export async function main(env: Env, argv: readonly string[], options: MainOptio
     console: consoleAdapter,
     ports,
     stop() {
-      // Chat input stops first (adapters were put at the front), then workers drain, then connections close.
       stopping ??= (async () => {
-        await runAll(stops, log);
+        await runStops(
+          started.map((r) => () => r.stop()),
+          log,
+        );
         for (const connection of connections) await connection.quit().catch(() => connection.disconnect());
-        ec2.destroy();
-        ssm.destroy();
-        jobSsm.destroy();
-        lambda.destroy();
+        closeAwsClients(awsClients);
         log.info('fleetbot stopped');
       })();
       return stopping;
     },
   };
-}
-
-/** Slack's chat.update limit is per workspace: every process's edits share one budget. */
-function slackEditBudget(redis: RedisClient, config: Config) {
-  return createSharedBudget(
-    createWindowLimit(
-      redis,
-      `${config.redis.prefix}:budget:slack-update`,
-      config.rollout.slackUpdatesPerMinute,
-      60_000,
-    ),
-    'workspace',
-  );
-}
-
-async function runAll(stops: (() => Promise<void>)[], log: Logger): Promise<void> {
-  for (const stop of stops) {
-    await stop().catch((err: unknown) => log.warn({ err: String(err) }, 'error while stopping'));
-  }
 }
 
 async function connectRedis(settings: RedisSettings, use: RedisUse, log: Logger): Promise<RedisClient> {

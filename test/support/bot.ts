@@ -2,18 +2,16 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Redis } from 'ioredis';
-import { createFleet } from '../../src/aws/fleet.js';
-import { createFleetView } from '../../src/aws/fleet-view.js';
-import { createRunCommand } from '../../src/aws/run-command.js';
-import { openSecretStore } from '../../src/aws/secret-store.js';
-import { type Bot, createBot } from '../../src/bot/bot.js';
+import { createAwsServices } from '../../src/aws/services.js';
+import type { Bot } from '../../src/bot/bot.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { createRoleOf, type RoleOf } from '../../src/core/caller.js';
+import type { RoleOf } from '../../src/core/caller.js';
 import { openQueues, type Queues } from '../../src/jobs/queues.js';
 import type { Logger } from '../../src/log.js';
-import type { Metrics } from '../../src/metrics.js';
-import { createAuditTrail } from '../../src/store/audit.js';
-import { createMembers, type Members } from '../../src/store/members.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { assembleBot } from '../../src/roles/bot.js';
+import { createRoleContext } from '../../src/roles/context.js';
+import type { Members } from '../../src/store/members.js';
 import { withAccount } from '../peers/aws-account.js';
 
 /** A config as main would load it, for tests that assemble the bot role themselves. */
@@ -52,32 +50,21 @@ export interface TestBot extends Bot {
   close(): Promise<void>;
 }
 
-/** The bot role's services, wired exactly as main wires them, on a real Redis and SSM endpoint. */
+/** The bot role's services, wired by the role's own composition (src/roles/bot.ts), on a real Redis and SSM endpoint. */
 export function testBot(config: Config, redis: Redis, aws: TestAws, log: Logger, metrics?: Metrics): TestBot {
   const queues = openQueues(redis, config.redis.prefix);
-  const members = createMembers(redis, config.redis.prefix);
-  const fleet = createFleet(aws.ec2, { region: config.aws.region, env: config.env, ...config.instances });
-  const runCommand = createRunCommand(aws.ssm);
-  const bot = createBot(
+  const ctx = createRoleContext({
     config,
-    {
-      redis,
-      secrets: openSecretStore(aws.ssm, aws.lambda, config.aws),
-      queues,
-      members,
-      fleet,
-      fleetView: createFleetView(fleet, runCommand, { cacheMs: config.fleetCacheMs }),
-      runCommand,
-      auditTrail: createAuditTrail(redis, config.redis.prefix, 1000),
-      metrics,
-    },
     log,
-  );
+    metrics: metrics ?? createMetrics(),
+    aws: createAwsServices({ ...aws, jobSsm: aws.ssm }, config),
+    redis,
+  });
   return {
-    ...bot,
+    ...assembleBot(ctx, queues, log),
     queues,
-    members,
-    roleOf: createRoleOf(config.access, (id) => members.isMember(id)),
+    members: ctx.members,
+    roleOf: ctx.roleOf,
     close: () => queues.close(),
   };
 }
