@@ -3,6 +3,7 @@
  * lists them. Each prints a table and one JSON line on stdout (progress goes to stderr) and the
  * process exits 1 when any target is missed or a scenario fails, so the bench can gate a change.
  */
+import { parseArgs } from 'node:util';
 import { met, renderResult, type Scenario } from './scenario.js';
 
 /** Loaded lazily, so `--list` is instant. */
@@ -20,23 +21,36 @@ const usage = `usage: npm run bench [-- [--list] [scenario…]]
   --list, -l   list the scenarios and exit
   scenario     run only these (default: all)`;
 
+function parseFlags(args: string[]) {
+  return parseArgs({
+    args,
+    options: { list: { type: 'boolean', short: 'l' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+  });
+}
+
 async function main(args: string[]): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(args);
+  } catch (error) {
+    // parseArgs names the unknown option ("Unknown option '--x'").
+    console.error(`${error instanceof Error ? error.message : String(error)}\n\n${usage}`);
+    return 2;
+  }
+  const { values, positionals: names } = parsed;
+  if (values.help) {
     console.log(usage);
     return 0;
   }
-  if (args.includes('--list') || args.includes('-l')) {
+  if (values.list) {
     const width = Math.max(...scenarios.map((s) => s.name.length));
     for (const s of scenarios) console.log(`${s.name.padEnd(width)}  ${s.description}`);
     return 0;
   }
-  const unknownFlags = args.filter((a) => a.startsWith('-'));
-  const names = args.filter((a) => !a.startsWith('-'));
   const unknown = names.filter((n) => !scenarios.some((s) => s.name === n));
-  if (unknownFlags.length > 0 || unknown.length > 0) {
-    console.error(
-      `unknown ${unknownFlags.length > 0 ? 'option' : 'scenario'}: ${[...unknownFlags, ...unknown].join(', ')}`,
-    );
+  if (unknown.length > 0) {
+    console.error(`unknown scenario: ${unknown.join(', ')}`);
     console.error(`scenarios: ${scenarios.map((s) => s.name).join(', ')}\n\n${usage}`);
     return 2;
   }
