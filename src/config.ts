@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { defaultRolloutAwsWaitSeconds } from './core/aws-wait.js';
-import { type SecretKindName, secretKindNames } from './core/secret-kinds.js';
+import { slackChannelIdPattern, slackUserIdPattern, telegramUserIdPattern } from './core/caller.js';
+import { type SecretKindName, secretKindNames, telegramBotTokenPattern } from './core/secret-kinds.js';
+import { versionPattern } from './core/version.js';
 
 /**
  * The whole configuration, read once from an env-shaped record by the composition root.
@@ -54,6 +56,20 @@ const listen = (fallback: string) =>
       return { host: v.slice(0, at), port: Number(v.slice(at + 1)) };
     });
 const positiveMs = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** SSM's own rule for document names (CreateDocument): 3-128 letters, digits, _ . -. */
+const ssmDocument = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
+    .default(fallback);
+/** A rollout default: a number of instances, or a percentage of them from 1% to 100%. */
+const rolloutAmount = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^(\d{1,5}|([1-9]\d?|100)%)$/, 'must be N or N%')
+    .default(fallback);
 
 const envSchema = z.object({
   FLEETBOT_ROLE: z
@@ -116,10 +132,7 @@ const envSchema = z.object({
   ),
 
   TELEGRAM_BOT_TOKEN: optional.pipe(
-    z
-      .string()
-      .regex(/^\d{5,16}:[A-Za-z0-9_-]{35}$/, 'must look like a Telegram bot token')
-      .optional(),
+    z.string().regex(telegramBotTokenPattern, 'must look like a Telegram bot token').optional(),
   ),
   TELEGRAM_MODE: z.enum(['polling', 'webhook']).default('polling'),
   TELEGRAM_WEBHOOK_URL: url.optional(),
@@ -139,7 +152,7 @@ const envSchema = z.object({
     )
     .default(30),
   TELEGRAM_ALLOWED_USER_IDS: csv.pipe(
-    z.array(z.string().regex(/^\d{1,16}$/, 'must be numeric Telegram user ids')),
+    z.array(z.string().regex(telegramUserIdPattern, 'must be numeric Telegram user ids')),
   ),
 
   SLACK_BOT_TOKEN: optional.pipe(z.string().startsWith('xoxb-', 'must start with xoxb-').optional()),
@@ -154,10 +167,10 @@ const envSchema = z.object({
     .pipe(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, 'must be a Slack command name without the slash')),
   SLACK_API_URL: url.optional(),
   SLACK_ADMIN_USER_IDS: csv.pipe(
-    z.array(z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be Slack user ids (U…)')),
+    z.array(z.string().regex(slackUserIdPattern, 'must be Slack user ids (U…)')),
   ),
   SLACK_ALLOWED_CHANNEL_IDS: csv.pipe(
-    z.array(z.string().regex(/^[CGD][A-Z0-9]{2,20}$/, 'must be Slack channel ids (C…)')),
+    z.array(z.string().regex(slackChannelIdPattern, 'must be Slack channel ids (C…)')),
   ),
 
   OPENAI_BASE_URL: url.optional(),
@@ -226,7 +239,8 @@ const envSchema = z.object({
   INSTANCE_SERVICE_VERSION: optional.pipe(
     z
       .string()
-      .regex(/^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]{1,20})?$/, 'must be a version such as v1.2.3')
+      // /deploy's rule: a new server never runs a version that no deploy could name.
+      .regex(versionPattern, 'must be a version such as v1.2.3 or 1.2.3-rc.1, without leading zeros')
       .optional(),
   ),
   INSTANCE_ON_FAILURE: z.enum(['terminate', 'keep']).default('terminate'),
@@ -236,26 +250,10 @@ const envSchema = z.object({
   PROVISION_CHECKS_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(900),
   PROVISION_BOOTSTRAP_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(900),
   LAUNCHES_PER_SECOND: z.coerce.number().positive().max(20).default(2),
-  SSM_BOOTSTRAP_CHECK_DOCUMENT: z
-    .string()
-    .trim()
-    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
-    .default('fleetbot-bootstrap-check'),
-  SSM_RESTART_DOCUMENT: z
-    .string()
-    .trim()
-    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
-    .default('fleetbot-restart-service'),
-  ROLLOUT_DEFAULT_CONCURRENCY: z
-    .string()
-    .trim()
-    .regex(/^(\d{1,5}|([1-9]\d?|100)%)$/, 'must be N or N%')
-    .default('20%'),
-  ROLLOUT_DEFAULT_MAX_ERRORS: z
-    .string()
-    .trim()
-    .regex(/^(\d{1,5}|([1-9]\d?|100)%)$/, 'must be N or N%')
-    .default('5%'),
+  SSM_BOOTSTRAP_CHECK_DOCUMENT: ssmDocument('fleetbot-bootstrap-check'),
+  SSM_RESTART_DOCUMENT: ssmDocument('fleetbot-restart-service'),
+  ROLLOUT_DEFAULT_CONCURRENCY: rolloutAmount('20%'),
+  ROLLOUT_DEFAULT_MAX_ERRORS: rolloutAmount('5%'),
   ROLLOUT_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(10_000),
   ROLLOUT_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(172_800).default(900),
   ROLLOUT_PLAN_TTL_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
@@ -266,17 +264,10 @@ const envSchema = z.object({
   ROLLOUT_DELIVERY_WAIT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
   SSM_LISTING_LAG_SECONDS: z.coerce.number().int().min(0).max(300).default(10),
   SSM_REQUESTS_PER_SECOND: z.coerce.number().positive().max(100).default(5),
-  SSM_DEPLOY_DOCUMENT: z
-    .string()
-    .trim()
-    .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
-    .default('fleetbot-deploy'),
+  SSM_DEPLOY_DOCUMENT: ssmDocument('fleetbot-deploy'),
   SLACK_UPDATES_PER_MINUTE: z.coerce.number().int().min(1).max(600).default(40),
   SLACK_ALERT_CHANNEL_ID: optional.pipe(
-    z
-      .string()
-      .regex(/^[CGD][A-Z0-9]{2,20}$/, 'must be a Slack channel id (C…)')
-      .optional(),
+    z.string().regex(slackChannelIdPattern, 'must be a Slack channel id (C…)').optional(),
   ),
 });
 
@@ -447,30 +438,6 @@ export function loadConfig(
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
 
-  const telegram: Config['telegram'] = e.TELEGRAM_BOT_TOKEN
-    ? {
-        token: e.TELEGRAM_BOT_TOKEN,
-        mode: e.TELEGRAM_MODE,
-        webhook:
-          e.TELEGRAM_MODE === 'webhook' && e.TELEGRAM_WEBHOOK_URL && e.TELEGRAM_WEBHOOK_SECRET
-            ? { url: e.TELEGRAM_WEBHOOK_URL, secret: e.TELEGRAM_WEBHOOK_SECRET, ...e.TELEGRAM_WEBHOOK_LISTEN }
-            : undefined,
-        apiRoot: e.TELEGRAM_API_ROOT,
-        pollLeaseMs: e.TELEGRAM_POLL_LEASE_SECONDS * 1000,
-      }
-    : undefined;
-  const slack: Config['slack'] = e.SLACK_BOT_TOKEN
-    ? {
-        botToken: e.SLACK_BOT_TOKEN,
-        signingSecret: e.SLACK_SIGNING_SECRET,
-        appToken: e.SLACK_APP_TOKEN,
-        ...e.SLACK_LISTEN,
-        apiUrl: e.SLACK_API_URL,
-        command: e.SLACK_COMMAND,
-      }
-    : undefined;
-  const dashboardListen = e.DASHBOARD_LISTEN;
-
   return {
     roles: processRoles,
     env: e.FLEETBOT_ENV,
@@ -490,8 +457,8 @@ export function loadConfig(
       kmsKeyId: e.KMS_KEY_ID,
       secretBinderFunction: e.SECRET_BINDER_FUNCTION,
     },
-    telegram,
-    slack,
+    telegram: telegramSettings(e),
+    slack: slackSettings(e),
     intake: {
       openAiBaseUrl: e.OPENAI_BASE_URL,
       perUserPerMinute: e.INTAKE_PER_USER_PER_MINUTE,
@@ -499,21 +466,7 @@ export function loadConfig(
       inviteTtlMs: e.INVITE_TTL_HOURS * 3_600_000,
       setTimeoutMs: e.SET_TIMEOUT_SECONDS * 1000,
     },
-    rollout: {
-      defaultConcurrency: e.ROLLOUT_DEFAULT_CONCURRENCY,
-      defaultMaxErrors: e.ROLLOUT_DEFAULT_MAX_ERRORS,
-      pollMs: e.ROLLOUT_POLL_MS,
-      commandTimeoutSeconds: e.ROLLOUT_COMMAND_TIMEOUT_SECONDS,
-      planTtlMs: e.ROLLOUT_PLAN_TTL_MINUTES * 60_000,
-      twoPersonRule: e.ROLLOUT_TWO_PERSON_RULE === 'true',
-      scanSchedulesNeedApproval: e.SCHEDULED_SCANS_NEED_APPROVAL === 'true',
-      awsWaitMs: e.ROLLOUT_AWS_WAIT_SECONDS * 1000,
-      deliveryWaitMs: e.ROLLOUT_DELIVERY_WAIT_SECONDS * 1000,
-      listingLagMs: e.SSM_LISTING_LAG_SECONDS * 1000,
-      ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
-      deployDocument: e.SSM_DEPLOY_DOCUMENT,
-      slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,
-    },
+    rollout: rolloutSettings(e),
     fleetCacheMs: e.FLEET_CACHE_SECONDS * 1000,
     auditRetention: e.AUDIT_RETENTION,
     limits: {
@@ -530,42 +483,96 @@ export function loadConfig(
       slackChannelIds: e.SLACK_ALLOWED_CHANNEL_IDS,
     },
     dashboard: {
-      host: dashboardListen.host,
-      port: dashboardListen.port,
+      ...e.DASHBOARD_LISTEN,
       user: e.DASHBOARD_USER,
       password: e.DASHBOARD_PASSWORD,
       allowActions: e.DASHBOARD_ALLOW_ACTIONS === 'true',
       metricsPublic: e.METRICS_PUBLIC === 'true',
     },
-    instances: {
-      launchTemplate: e.INSTANCE_LAUNCH_TEMPLATE,
-      amiId: e.INSTANCE_AMI_ID,
-      instanceType: e.INSTANCE_TYPE[0] ?? 't3.small',
-      instanceTypes: e.INSTANCE_TYPE.length > 0 ? e.INSTANCE_TYPE : ['t3.small'],
-      subnetId: e.INSTANCE_SUBNET_ID[0],
-      subnetIds: e.INSTANCE_SUBNET_ID,
-      profileWaitMs: e.INSTANCE_PROFILE_WAIT_SECONDS * 1000,
-      securityGroupId: e.INSTANCE_SECURITY_GROUP_ID,
-      profileName: e.INSTANCE_PROFILE_NAME,
-      serviceName: e.INSTANCE_SERVICE_NAME,
-      installCommand: e.INSTANCE_INSTALL_COMMAND,
-      version: e.INSTANCE_SERVICE_VERSION,
+    instances: instanceSettings(e),
+    provisioning: provisioningSettings(e),
+  };
+}
+
+/** The environment once the schema accepted it. */
+type ParsedEnv = z.output<typeof envSchema>;
+
+function telegramSettings(e: ParsedEnv): Config['telegram'] {
+  if (!e.TELEGRAM_BOT_TOKEN) return undefined;
+  return {
+    token: e.TELEGRAM_BOT_TOKEN,
+    mode: e.TELEGRAM_MODE,
+    webhook:
+      e.TELEGRAM_MODE === 'webhook' && e.TELEGRAM_WEBHOOK_URL && e.TELEGRAM_WEBHOOK_SECRET
+        ? { url: e.TELEGRAM_WEBHOOK_URL, secret: e.TELEGRAM_WEBHOOK_SECRET, ...e.TELEGRAM_WEBHOOK_LISTEN }
+        : undefined,
+    apiRoot: e.TELEGRAM_API_ROOT,
+    pollLeaseMs: e.TELEGRAM_POLL_LEASE_SECONDS * 1000,
+  };
+}
+
+function slackSettings(e: ParsedEnv): Config['slack'] {
+  if (!e.SLACK_BOT_TOKEN) return undefined;
+  return {
+    botToken: e.SLACK_BOT_TOKEN,
+    signingSecret: e.SLACK_SIGNING_SECRET,
+    appToken: e.SLACK_APP_TOKEN,
+    ...e.SLACK_LISTEN,
+    apiUrl: e.SLACK_API_URL,
+    command: e.SLACK_COMMAND,
+  };
+}
+
+function rolloutSettings(e: ParsedEnv): Config['rollout'] {
+  return {
+    defaultConcurrency: e.ROLLOUT_DEFAULT_CONCURRENCY,
+    defaultMaxErrors: e.ROLLOUT_DEFAULT_MAX_ERRORS,
+    pollMs: e.ROLLOUT_POLL_MS,
+    commandTimeoutSeconds: e.ROLLOUT_COMMAND_TIMEOUT_SECONDS,
+    planTtlMs: e.ROLLOUT_PLAN_TTL_MINUTES * 60_000,
+    twoPersonRule: e.ROLLOUT_TWO_PERSON_RULE === 'true',
+    scanSchedulesNeedApproval: e.SCHEDULED_SCANS_NEED_APPROVAL === 'true',
+    awsWaitMs: e.ROLLOUT_AWS_WAIT_SECONDS * 1000,
+    deliveryWaitMs: e.ROLLOUT_DELIVERY_WAIT_SECONDS * 1000,
+    listingLagMs: e.SSM_LISTING_LAG_SECONDS * 1000,
+    ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
+    deployDocument: e.SSM_DEPLOY_DOCUMENT,
+    slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,
+  };
+}
+
+function instanceSettings(e: ParsedEnv): Config['instances'] {
+  return {
+    launchTemplate: e.INSTANCE_LAUNCH_TEMPLATE,
+    amiId: e.INSTANCE_AMI_ID,
+    instanceType: e.INSTANCE_TYPE[0] ?? 't3.small',
+    instanceTypes: e.INSTANCE_TYPE.length > 0 ? e.INSTANCE_TYPE : ['t3.small'],
+    subnetId: e.INSTANCE_SUBNET_ID[0],
+    subnetIds: e.INSTANCE_SUBNET_ID,
+    profileWaitMs: e.INSTANCE_PROFILE_WAIT_SECONDS * 1000,
+    securityGroupId: e.INSTANCE_SECURITY_GROUP_ID,
+    profileName: e.INSTANCE_PROFILE_NAME,
+    serviceName: e.INSTANCE_SERVICE_NAME,
+    installCommand: e.INSTANCE_INSTALL_COMMAND,
+    version: e.INSTANCE_SERVICE_VERSION,
+  };
+}
+
+function provisioningSettings(e: ParsedEnv): Config['provisioning'] {
+  return {
+    requiredSecrets:
+      e.PROVISION_REQUIRED_SECRETS.length > 0 ? e.PROVISION_REQUIRED_SECRETS : [...secretKindNames],
+    onFailure: e.INSTANCE_ON_FAILURE,
+    pollMs: e.PROVISION_POLL_MS,
+    timeoutsMs: {
+      running: e.PROVISION_RUNNING_TIMEOUT_SECONDS * 1000,
+      checks: e.PROVISION_CHECKS_TIMEOUT_SECONDS * 1000,
+      bootstrap: e.PROVISION_BOOTSTRAP_TIMEOUT_SECONDS * 1000,
     },
-    provisioning: {
-      requiredSecrets:
-        e.PROVISION_REQUIRED_SECRETS.length > 0 ? e.PROVISION_REQUIRED_SECRETS : [...secretKindNames],
-      onFailure: e.INSTANCE_ON_FAILURE,
-      pollMs: e.PROVISION_POLL_MS,
-      timeoutsMs: {
-        running: e.PROVISION_RUNNING_TIMEOUT_SECONDS * 1000,
-        checks: e.PROVISION_CHECKS_TIMEOUT_SECONDS * 1000,
-        bootstrap: e.PROVISION_BOOTSTRAP_TIMEOUT_SECONDS * 1000,
-      },
-      launchesPerSecond: e.LAUNCHES_PER_SECOND,
-      bootstrapCheckDocument: e.SSM_BOOTSTRAP_CHECK_DOCUMENT,
-      restartDocument: e.SSM_RESTART_DOCUMENT,
-      alertChannelId: e.SLACK_ALERT_CHANNEL_ID,
-    },
+    launchesPerSecond: e.LAUNCHES_PER_SECOND,
+    bootstrapCheckDocument: e.SSM_BOOTSTRAP_CHECK_DOCUMENT,
+    restartDocument: e.SSM_RESTART_DOCUMENT,
+    alertChannelId: e.SLACK_ALERT_CHANNEL_ID,
   };
 }
 

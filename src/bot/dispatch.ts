@@ -18,7 +18,7 @@ import type { MemberLimits } from '../store/member-limits.js';
 import { isRedisUnreachable } from '../store/redis.js';
 import { type AuditDetail, mayRun } from './command.js';
 import { guestTextAnswer } from './intake/intake.js';
-import type { Registry } from './registry.js';
+import type { AnyCommand, Registry } from './registry.js';
 
 export interface ChatRequest {
   /**
@@ -131,6 +131,38 @@ function remembering(reply: Reply, posted: MessageRef[]): Reply {
 // Telegram appends @botname in groups; Slack sends the name separately and adapters prepend it.
 const commandLine = /^\/([A-Za-z][A-Za-z0-9_-]{0,31})(?:@[A-Za-z0-9_]{1,64})?(?:\s+([\s\S]*))?$/;
 
+/** What a request's text says: a command line (known or not), or plain text. */
+interface Line<Deps> {
+  trimmed: string;
+  /** The command name as typed, lowercased; undefined for plain text and lines that are no command. */
+  name?: string;
+  command?: AnyCommand<Deps>;
+  /** Everything after the name. */
+  argsText?: string;
+}
+
+function parseLine<Deps>(text: string, registry: Registry<Deps>): Line<Deps> {
+  const trimmed = text.trim();
+  const match = trimmed.startsWith('/') ? commandLine.exec(trimmed) : null;
+  const name = match?.[1]?.toLowerCase();
+  return { trimmed, name, command: name ? registry.find(name) : undefined, argsText: match?.[2] };
+}
+
+/** One request being handled, once its caller is known: what every step below reads. */
+interface Turn<Deps> {
+  request: ChatRequest;
+  caller: Caller;
+  line: Line<Deps>;
+  /** The request's reply, remembering what it posts (withdrawn if the job store turns out to be down). */
+  reply: Reply;
+  original: OriginalMessage;
+  log: Logger;
+  options: DispatchOptions;
+}
+
+/** A member's launch limit as taken for one command: kept only if the command confirms its launch. */
+type LimitCharge = Extract<Awaited<ReturnType<MemberLimits['take']>>, { ok: true }>;
+
 /** Parses a line, checks role and arguments, runs the command, and always answers. */
 export function createDispatcher<Deps>(
   registry: Registry<Deps>,
@@ -139,192 +171,14 @@ export function createDispatcher<Deps>(
   options: DispatchOptions = {},
 ): Dispatch {
   return async (request) => {
-    const { text, original = nothingToDelete, updateId } = request;
-    const trimmed = text.trim();
-    const match = trimmed.startsWith('/') ? commandLine.exec(trimmed) : null;
-    const name = match?.[1]?.toLowerCase();
-    const command = name ? registry.find(name) : undefined;
-    // Plain text is taken as a pasted secret; so are secret-shaped lines and commands that carry one.
-    const carriesSecret =
-      !trimmed.startsWith('/') || looksSecret(trimmed) || Boolean(command?.deletesMessage);
+    const { original = nothingToDelete, updateId } = request;
+    const line = parseLine(request.text, registry);
     const posted: MessageRef[] = [];
     const reply = remembering(request.reply, posted);
     let log = baseLog.child({
       platform: request.reply.address.platform,
       ...(updateId ? { update: updateId } : {}),
     });
-    const handle = async (caller: Caller): Promise<Outcome> => {
-      /** Who did what, as the audit trail keeps it; a plain message may be a secret, so none of it is kept. */
-      const auditEntry = (decision: string, plainText = false) => ({
-        platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
-        actor: caller.userId,
-        command: command?.name ?? (plainText ? '(message)' : '(unknown)'),
-        args: plainText ? '' : sanitizeArgs(command ? (match?.[2] ?? '') : trimmed, command?.deletesMessage),
-        decision,
-      });
-      const audit = async (decision: string, detail: AuditDetail = {}) => {
-        if (!options.audit || !command) return;
-        await options
-          .audit({ ...auditEntry(decision), ...detail })
-          .catch((err: unknown) => log.error({ err: String(err) }, 'audit record failed'));
-      };
-      /**
-       * A refusal of anyone but an admin: counted, recorded once per sender and window, and answered
-       * (a guest only while within the window's reply budget, so a flood cannot make the bot spam).
-       */
-      const refuse = async (reason: RefusalReason, decision: string, answer: string, plainText = false) => {
-        options.metrics?.commandRefused(reason, caller.role);
-        const { refusals } = options;
-        if (!refusals || caller.role === 'admin') {
-          await audit(decision);
-          await reply.whisper(answer);
-          return;
-        }
-        const counted = await refusals
-          .record(auditEntry(decision, plainText), {
-            sender: `${caller.role === 'user' ? 'member' : 'guest'} ${caller.userId}`,
-            what: command ? `/${command.name}` : plainText ? 'messages' : 'unknown commands',
-            windowMs: refusals.windowMs,
-          })
-          .catch((err: unknown) => {
-            if (isRedisUnreachable(err)) throw err;
-            log.error({ err: String(err) }, 'audit record failed');
-            return undefined;
-          });
-        if (caller.role === 'guest' && counted && counted.count > refusals.guestReplies) {
-          if (counted.count === refusals.guestReplies + 1)
-            await reply.whisper(slowDownText(counted.windowEndsInMs));
-          return;
-        }
-        await reply.whisper(answer);
-      };
-      if (!trimmed.startsWith('/')) {
-        // A guest's message is deleted like anyone's (it may be a secret), and answered within the
-        // guest reply budget, so a flood of text cannot make the bot spam either. One that could not
-        // be deleted goes to intake, which tells its sender to revoke what is still visible.
-        if (caller.role === 'guest' && options.refusals && options.onText && (await original.delete())) {
-          await refuse('not_allowed', 'denied: a message from a guest', guestTextAnswer, true);
-          return 'text';
-        }
-        if (options.onText) await options.onText({ caller, text, reply, original });
-        else await reply.send('I understand commands. Send /help to see what you can do.');
-        return 'text';
-      }
-      // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
-      if (looksSecret(trimmed) || command?.deletesMessage) await original.delete();
-      if (!command || !name) {
-        log.info({ command: name ?? null }, 'unknown command');
-        const answer = `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`;
-        // Members and admins mistype; only a guest's stream of unknown commands is worth bounding.
-        if (caller.role === 'guest' && options.refusals)
-          await refuse('unknown_command', 'denied: unknown command', answer);
-        else await reply.whisper(answer);
-        return 'unknown';
-      }
-      if (!mayRun(command.requires, caller)) {
-        log.warn({ command: command.name }, 'command denied');
-        await refuse(
-          'not_allowed',
-          `denied: needs ${command.requires}, caller is ${caller.role}`,
-          command.requires === 'admin' && caller.adminChannels
-            ? `/${command.name} works only in the fleet admin channels (${caller.adminChannels.join(', ')}), not in this one.`
-            : command.requires === 'admin'
-              ? `/${command.name} is for fleet admins only.`
-              : caller.role === 'guest'
-                ? `/${command.name} is for members only. Ask an admin for an invite.`
-                : `/${command.name} is for end users in the Telegram bot.`,
-        );
-        return 'denied';
-      }
-      const parsed = command.args.safeParse(match?.[2] ?? '');
-      if (!parsed.success) {
-        const why = parsed.error.issues[0]?.message ?? 'invalid arguments';
-        await reply.whisper(`${why}\nUsage: /${command.name}${command.usage ? ` ${command.usage}` : ''}`);
-        if (!command.readOnly) await audit('rejected: invalid arguments');
-        return 'invalid';
-      }
-      // Checked after the arguments (bad input costs nothing) and before any effect, a button press
-      // included: a refused press leaves the buttons in place. Only members are limited: an admin's
-      // /provision-for or /destroy-for acts for a member without spending that member's limits.
-      let charge: Extract<Awaited<ReturnType<MemberLimits['take']>>, { ok: true }> | undefined;
-      const limits = command.limit && caller.role === 'user' ? options.limits : undefined;
-      if (limits && command.limit) {
-        const member = `${caller.platform}:${caller.userId}`;
-        const limited = async (refusal: LimitRefusal): Promise<Outcome> => {
-          log.warn({ command: command.name, limit: refusal.reason }, 'command limited');
-          await refuse(
-            refusal.reason,
-            `limited: ${refusal.reason.replaceAll('_', ' ')}`,
-            limitRefusalText(command.name, refusal, limits.settings),
-          );
-          return 'limited';
-        };
-        if (command.check) {
-          // The budgets first, then the command's own refusals, then the launch limits: "you
-          // already have a server" is the truer answer than a cooldown. A refusal of its own still
-          // spends the budgets (it read AWS), never a launch.
-          const budgets = command.limit === 'launch' ? 'server' : command.limit;
-          const early = await limits.members.peek(member, budgets);
-          if (early) return limited(early);
-          try {
-            await command.check({ caller, args: parsed.data }, deps);
-          } catch (error) {
-            if (!(error instanceof UserError)) throw error;
-            await limits.members.take(member, budgets);
-            await reply.whisper(error.message);
-            await audit('allowed', { outcome: `refused: ${error.message.slice(0, 200)}` });
-            return 'failed';
-          }
-        }
-        const taken = await limits.members.take(member, command.limit);
-        if (!taken.ok) return limited(taken.refusal);
-        charge = taken;
-      }
-      const detail: AuditDetail = {};
-      const claim = claimOnce(request.pressed, caller, reply, options.claimPress, log);
-      try {
-        // A press has its effect on the message only once it is allowed: a refused or late press
-        // leaves the buttons for whoever may still press them.
-        if (!command.claimsPress && !(await claim())) throw new UserError(alreadyHandled);
-        await command.run(
-          {
-            caller,
-            args: parsed.data,
-            reply,
-            original,
-            audit: (d) => Object.assign(detail, d),
-            claim,
-            launched: () => charge?.launched(),
-          },
-          deps,
-        );
-        log.info({ command: command.name }, 'command ran');
-        if (!command.readOnly) await audit('allowed', { outcome: 'ok', ...detail });
-        return 'ran';
-      } catch (error) {
-        // Handled once, for every command, where the caller is answered.
-        if (isRedisUnreachable(error)) throw error;
-        if (error instanceof UserError) {
-          await reply.whisper(error.message);
-          if (!command.readOnly)
-            await audit('allowed', { ...detail, outcome: `refused: ${error.message.slice(0, 200)}` });
-          return 'failed';
-        }
-        const ref = randomBytes(4).toString('hex');
-        log.error({ command: command.name, ref, err: error }, 'command failed');
-        await audit('allowed', { ...detail, outcome: `error (ref ${ref})` });
-        await reply.whisper(
-          `Something went wrong running /${command.name} (ref ${ref}). An operator can look it up.`,
-        );
-        return 'failed';
-      } finally {
-        // A launch the command did not confirm (refused, failed, already queued) is given back.
-        await charge
-          ?.settle()
-          .catch((err: unknown) => log.error({ err: String(err) }, 'launch limit not given back'));
-      }
-    };
-
     try {
       const caller = await request.caller;
       // One child logger per update: every line about it carries who sent it and which update it was.
@@ -334,27 +188,262 @@ export function createDispatcher<Deps>(
         role: caller.role,
         ...(updateId ? { update: updateId } : {}),
       });
-      return await handle(caller);
+      return await handle({ request, caller, line, reply, original, log, options }, deps);
     } catch (error) {
       if (!isRedisUnreachable(error)) throw error;
-      // The one place a job-store outage becomes an answer: say plainly that nothing happened.
-      const deleted = carriesSecret ? await original.delete() : true;
-      log.warn(
-        { command: command?.name ?? null, err: error instanceof Error ? error.message : String(error) },
-        'job store unreachable; nothing was done',
-      );
-      const answer = carriesSecret
-        ? deleted
-          ? unavailableAnswers.stored
-          : unavailableAnswers.storedNotDeleted
-        : unavailableAnswers.started;
-      // A message posted before the failure (a plan, a progress line) would promise what never happens.
-      for (const ref of posted)
-        await request.reply
-          .edit(ref, answer)
-          .catch((err: unknown) => log.warn({ err: String(err) }, 'could not withdraw a message'));
-      if (posted.length === 0) await request.reply.whisper(answer);
-      return 'unavailable';
+      return answerStoreDown(request, line, original, posted, log, error);
     }
   };
+}
+
+/** In order: plain text, an unknown command, a refusal by role, bad arguments, the limits, the run. */
+async function handle<Deps>(turn: Turn<Deps>, deps: Deps): Promise<Outcome> {
+  const { caller, line, reply, log } = turn;
+  if (!line.trimmed.startsWith('/')) return handleText(turn);
+  // A secret pasted into a command line (even a mistyped one) must not stay in the chat.
+  if (looksSecret(line.trimmed) || line.command?.deletesMessage) await turn.original.delete();
+  const { command, name } = line;
+  if (!command || !name) {
+    log.info({ command: name ?? null }, 'unknown command');
+    const answer = `I don't know ${name ? `/${name}` : 'that command'}. Send /help to see what you can do.`;
+    // Members and admins mistype; only a guest's stream of unknown commands is worth bounding.
+    if (caller.role === 'guest' && turn.options.refusals)
+      await refuse(turn, 'unknown_command', 'denied: unknown command', answer);
+    else await reply.whisper(answer);
+    return 'unknown';
+  }
+  if (!mayRun(command.requires, caller)) {
+    log.warn({ command: command.name }, 'command denied');
+    await refuse(
+      turn,
+      'not_allowed',
+      `denied: needs ${command.requires}, caller is ${caller.role}`,
+      deniedAnswer(command, caller),
+    );
+    return 'denied';
+  }
+  const parsed = command.args.safeParse(line.argsText ?? '');
+  if (!parsed.success) {
+    const why = parsed.error.issues[0]?.message ?? 'invalid arguments';
+    await reply.whisper(`${why}\nUsage: /${command.name}${command.usage ? ` ${command.usage}` : ''}`);
+    if (!command.readOnly) await audit(turn, 'rejected: invalid arguments');
+    return 'invalid';
+  }
+  const limits = await takeLimits(turn, command, parsed.data, deps);
+  if ('outcome' in limits) return limits.outcome;
+  return runCommand(turn, command, parsed.data, limits.charge, deps);
+}
+
+/** Plain text: a pasted secret for intake, or, without intake, a pointer to /help. */
+async function handleText<Deps>(turn: Turn<Deps>): Promise<Outcome> {
+  const { caller, reply, original, options } = turn;
+  // A guest's message is deleted like anyone's (it may be a secret), and answered within the
+  // guest reply budget, so a flood of text cannot make the bot spam either. One that could not
+  // be deleted goes to intake, which tells its sender to revoke what is still visible.
+  if (caller.role === 'guest' && options.refusals && options.onText && (await original.delete())) {
+    await refuse(turn, 'not_allowed', 'denied: a message from a guest', guestTextAnswer, true);
+    return 'text';
+  }
+  if (options.onText) await options.onText({ caller, text: turn.request.text, reply, original });
+  else await reply.send('I understand commands. Send /help to see what you can do.');
+  return 'text';
+}
+
+function deniedAnswer<Deps>(command: AnyCommand<Deps>, caller: Caller): string {
+  if (command.requires === 'admin' && caller.adminChannels)
+    return `/${command.name} works only in the fleet admin channels (${caller.adminChannels.join(', ')}), not in this one.`;
+  if (command.requires === 'admin') return `/${command.name} is for fleet admins only.`;
+  if (caller.role === 'guest') return `/${command.name} is for members only. Ask an admin for an invite.`;
+  return `/${command.name} is for end users in the Telegram bot.`;
+}
+
+/** Who did what, as the audit trail keeps it; a plain message may be a secret, so none of it is kept. */
+function auditEntry<Deps>({ caller, line }: Turn<Deps>, decision: string, plainText = false) {
+  const { command } = line;
+  return {
+    platform: caller.viaConsole ? `${caller.platform} (console)` : caller.platform,
+    actor: caller.userId,
+    command: command?.name ?? (plainText ? '(message)' : '(unknown)'),
+    args: plainText
+      ? ''
+      : sanitizeArgs(command ? (line.argsText ?? '') : line.trimmed, command?.deletesMessage),
+    decision,
+  };
+}
+
+async function audit<Deps>(turn: Turn<Deps>, decision: string, detail: AuditDetail = {}): Promise<void> {
+  if (!turn.options.audit || !turn.line.command) return;
+  await turn.options
+    .audit({ ...auditEntry(turn, decision), ...detail })
+    .catch((err: unknown) => turn.log.error({ err: String(err) }, 'audit record failed'));
+}
+
+/**
+ * A refusal of anyone but an admin: counted, recorded once per sender and window, and answered
+ * (a guest only while within the window's reply budget, so a flood cannot make the bot spam).
+ */
+async function refuse<Deps>(
+  turn: Turn<Deps>,
+  reason: RefusalReason,
+  decision: string,
+  answer: string,
+  plainText = false,
+): Promise<void> {
+  const { caller, reply, options, log } = turn;
+  const { command } = turn.line;
+  options.metrics?.commandRefused(reason, caller.role);
+  const { refusals } = options;
+  if (!refusals || caller.role === 'admin') {
+    await audit(turn, decision);
+    await reply.whisper(answer);
+    return;
+  }
+  const counted = await refusals
+    .record(auditEntry(turn, decision, plainText), {
+      sender: `${caller.role === 'user' ? 'member' : 'guest'} ${caller.userId}`,
+      what: command ? `/${command.name}` : plainText ? 'messages' : 'unknown commands',
+      windowMs: refusals.windowMs,
+    })
+    .catch((err: unknown) => {
+      if (isRedisUnreachable(err)) throw err;
+      log.error({ err: String(err) }, 'audit record failed');
+      return undefined;
+    });
+  if (caller.role === 'guest' && counted && counted.count > refusals.guestReplies) {
+    if (counted.count === refusals.guestReplies + 1)
+      await reply.whisper(slowDownText(counted.windowEndsInMs));
+    return;
+  }
+  await reply.whisper(answer);
+}
+
+/**
+ * Checked after the arguments (bad input costs nothing) and before any effect, a button press
+ * included: a refused press leaves the buttons in place. Only members are limited: an admin's
+ * /provision-for or /destroy-for acts for a member without spending that member's limits.
+ */
+async function takeLimits<Deps>(
+  turn: Turn<Deps>,
+  command: AnyCommand<Deps>,
+  args: unknown,
+  deps: Deps,
+): Promise<{ outcome: Outcome } | { charge: LimitCharge | undefined }> {
+  const { caller, reply, log } = turn;
+  const limits = command.limit && caller.role === 'user' ? turn.options.limits : undefined;
+  if (!limits || !command.limit) return { charge: undefined };
+  const member = `${caller.platform}:${caller.userId}`;
+  const limited = async (refusal: LimitRefusal) => {
+    log.warn({ command: command.name, limit: refusal.reason }, 'command limited');
+    await refuse(
+      turn,
+      refusal.reason,
+      `limited: ${refusal.reason.replaceAll('_', ' ')}`,
+      limitRefusalText(command.name, refusal, limits.settings),
+    );
+    return { outcome: 'limited' as const };
+  };
+  if (command.check) {
+    // The budgets first, then the command's own refusals, then the launch limits: "you
+    // already have a server" is the truer answer than a cooldown. A refusal of its own still
+    // spends the budgets (it read AWS), never a launch.
+    const budgets = command.limit === 'launch' ? 'server' : command.limit;
+    const early = await limits.members.peek(member, budgets);
+    if (early) return limited(early);
+    try {
+      await command.check({ caller, args }, deps);
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+      await limits.members.take(member, budgets);
+      await reply.whisper(error.message);
+      await audit(turn, 'allowed', { outcome: `refused: ${error.message.slice(0, 200)}` });
+      return { outcome: 'failed' };
+    }
+  }
+  const taken = await limits.members.take(member, command.limit);
+  if (!taken.ok) return limited(taken.refusal);
+  return { charge: taken };
+}
+
+async function runCommand<Deps>(
+  turn: Turn<Deps>,
+  command: AnyCommand<Deps>,
+  args: unknown,
+  charge: LimitCharge | undefined,
+  deps: Deps,
+): Promise<Outcome> {
+  const { caller, reply, original, log } = turn;
+  const detail: AuditDetail = {};
+  const claim = claimOnce(turn.request.pressed, caller, reply, turn.options.claimPress, log);
+  try {
+    // A press has its effect on the message only once it is allowed: a refused or late press
+    // leaves the buttons for whoever may still press them.
+    if (!command.claimsPress && !(await claim())) throw new UserError(alreadyHandled);
+    await command.run(
+      {
+        caller,
+        args,
+        reply,
+        original,
+        audit: (d) => Object.assign(detail, d),
+        claim,
+        launched: () => charge?.launched(),
+      },
+      deps,
+    );
+    log.info({ command: command.name }, 'command ran');
+    if (!command.readOnly) await audit(turn, 'allowed', { outcome: 'ok', ...detail });
+    return 'ran';
+  } catch (error) {
+    // Handled once, for every command, where the caller is answered.
+    if (isRedisUnreachable(error)) throw error;
+    if (error instanceof UserError) {
+      await reply.whisper(error.message);
+      if (!command.readOnly)
+        await audit(turn, 'allowed', { ...detail, outcome: `refused: ${error.message.slice(0, 200)}` });
+      return 'failed';
+    }
+    const ref = randomBytes(4).toString('hex');
+    log.error({ command: command.name, ref, err: error }, 'command failed');
+    await audit(turn, 'allowed', { ...detail, outcome: `error (ref ${ref})` });
+    await reply.whisper(
+      `Something went wrong running /${command.name} (ref ${ref}). An operator can look it up.`,
+    );
+    return 'failed';
+  } finally {
+    // A launch the command did not confirm (refused, failed, already queued) is given back.
+    await charge
+      ?.settle()
+      .catch((err: unknown) => log.error({ err: String(err) }, 'launch limit not given back'));
+  }
+}
+
+/** The one place a job-store outage becomes an answer: say plainly that nothing happened. */
+async function answerStoreDown<Deps>(
+  request: ChatRequest,
+  line: Line<Deps>,
+  original: OriginalMessage,
+  posted: readonly MessageRef[],
+  log: Logger,
+  error: unknown,
+): Promise<Outcome> {
+  const { trimmed, command } = line;
+  // Plain text is taken as a pasted secret; so are secret-shaped lines and commands that carry one.
+  const carriesSecret = !trimmed.startsWith('/') || looksSecret(trimmed) || Boolean(command?.deletesMessage);
+  const deleted = carriesSecret ? await original.delete() : true;
+  log.warn(
+    { command: command?.name ?? null, err: error instanceof Error ? error.message : String(error) },
+    'job store unreachable; nothing was done',
+  );
+  const answer = carriesSecret
+    ? deleted
+      ? unavailableAnswers.stored
+      : unavailableAnswers.storedNotDeleted
+    : unavailableAnswers.started;
+  // A message posted before the failure (a plan, a progress line) would promise what never happens.
+  for (const ref of posted)
+    await request.reply
+      .edit(ref, answer)
+      .catch((err: unknown) => log.warn({ err: String(err) }, 'could not withdraw a message'));
+  if (posted.length === 0) await request.reply.whisper(answer);
+  return 'unavailable';
 }

@@ -274,36 +274,11 @@ export interface SlackAdapter {
 }
 
 export function createSlackAdapter(options: SlackOptions): SlackAdapter {
-  const { roleOf, dispatch, log } = options;
+  const { log } = options;
   const namespace = options.command ?? defaultNamespace;
   // config.ts checks only the shape; a built-in name would fail much later, when the app is created.
   assertNamespace(namespace, commandNamesOf(allCommands));
-  const nowMs = options.nowMs ?? Date.now;
-  const web = express();
-  web.use('/slack/events', rejectFutureTimestamps(nowMs));
-  const receiver = options.appToken
-    ? new SocketModeReceiver({
-        appToken: options.appToken,
-        logger: slackLogger(log),
-        logLevel: LogLevel.WARN,
-        // Not our Web API options: their three retries would let a Slack outage of a few seconds
-        // during a reconnect end the process. The socket client keeps its own patient retries.
-        installerOptions: { clientOptions: { slackApiUrl: options.apiUrl } },
-        // Slack sends an envelope again when its ack did not arrive; its id stays the same.
-        customPropertiesExtractor: (args: { envelope_id?: unknown }) => ({
-          requestId: typeof args.envelope_id === 'string' ? args.envelope_id : undefined,
-        }),
-      })
-    : new ExpressReceiver({
-        signingSecret: options.signingSecret ?? '',
-        endpoints: '/slack/events',
-        app: web,
-        logger: slackLogger(log),
-        // Slack's payloads are a few KB; Bolt's default of 4 MB would be read before verification.
-        bodyLimit: maxBodyBytes,
-        // A request's signature covers its timestamp and body: the same signature is the same request.
-        customPropertiesExtractor: (req) => ({ requestId: digest(req.header('x-slack-signature')) }),
-      });
+  const receiver = slackReceiver(options);
   const app = new App({
     token: options.botToken,
     receiver,
@@ -315,8 +290,64 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     slackOutbox(metered(app.client, options.meter), options.meter, namespace),
     options.editBudget,
   );
+  dropReplays(app, options);
+  listen(app, outbox, namespace, options);
 
-  // Before any listener: a request seen before is acknowledged and dropped.
+  let server: Server | undefined;
+  return {
+    outbox,
+    port() {
+      const address = server?.address();
+      return typeof address === 'object' && address ? address.port : undefined;
+    },
+    async start() {
+      if (receiver instanceof ExpressReceiver) {
+        server = (await receiver.start({ port: options.port, host: options.host })) as Server;
+        log.info({ port: this.port() }, 'slack receiver listening');
+      } else {
+        await app.start();
+        log.info({ mode: 'socket' }, 'slack socket mode connected');
+      }
+    },
+    async stop() {
+      await app.stop();
+    },
+  };
+}
+
+/** Socket Mode when there is an app token; otherwise signed HTTP requests on /slack/events. */
+function slackReceiver(options: SlackOptions): SocketModeReceiver | ExpressReceiver {
+  const { log } = options;
+  if (options.appToken)
+    return new SocketModeReceiver({
+      appToken: options.appToken,
+      logger: slackLogger(log),
+      logLevel: LogLevel.WARN,
+      // Not our Web API options: their three retries would let a Slack outage of a few seconds
+      // during a reconnect end the process. The socket client keeps its own patient retries.
+      installerOptions: { clientOptions: { slackApiUrl: options.apiUrl } },
+      // Slack sends an envelope again when its ack did not arrive; its id stays the same.
+      customPropertiesExtractor: (args: { envelope_id?: unknown }) => ({
+        requestId: typeof args.envelope_id === 'string' ? args.envelope_id : undefined,
+      }),
+    });
+  const web = express();
+  web.use('/slack/events', rejectFutureTimestamps(options.nowMs ?? Date.now));
+  return new ExpressReceiver({
+    signingSecret: options.signingSecret ?? '',
+    endpoints: '/slack/events',
+    app: web,
+    logger: slackLogger(log),
+    // Slack's payloads are a few KB; Bolt's default of 4 MB would be read before verification.
+    bodyLimit: maxBodyBytes,
+    // A request's signature covers its timestamp and body: the same signature is the same request.
+    customPropertiesExtractor: (req) => ({ requestId: digest(req.header('x-slack-signature')) }),
+  });
+}
+
+/** Registered before any listener: a request seen before is acknowledged and dropped. */
+function dropReplays(app: App, options: SlackOptions): void {
+  const { log } = options;
   app.use(async (args) => {
     const requestId = args.context.requestId;
     const first =
@@ -335,7 +366,11 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
     options.meter?.chatDuplicateDropped?.('slack');
     if ('ack' in args && typeof args.ack === 'function') await args.ack();
   });
+}
 
+/** Slash commands and fleetbot's buttons go to the dispatcher; other buttons are only acked; failures logged. */
+function listen(app: App, outbox: Outbox, namespace: string, options: SlackOptions): void {
+  const { dispatch, log } = options;
   const callerOf = async (userId: string, name: string | undefined, channelId: string): Promise<Caller> => {
     const who: Who = { platform: 'slack', userId, channelId };
     const adminChannels = options.adminChannels?.(who);
@@ -343,7 +378,7 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
       platform: 'slack',
       userId,
       displayName: name ?? userId,
-      role: await roleOf(who),
+      role: await options.roleOf(who),
       ...(adminChannels ? { adminChannels } : {}),
     };
   };
@@ -400,25 +435,4 @@ export function createSlackAdapter(options: SlackOptions): SlackAdapter {
   app.error(async (error) => {
     log.error({ err: error.message, code: error.code }, 'slack listener failed');
   });
-
-  let server: Server | undefined;
-  return {
-    outbox,
-    port() {
-      const address = server?.address();
-      return typeof address === 'object' && address ? address.port : undefined;
-    },
-    async start() {
-      if (receiver instanceof ExpressReceiver) {
-        server = (await receiver.start({ port: options.port, host: options.host })) as Server;
-        log.info({ port: this.port() }, 'slack receiver listening');
-      } else {
-        await app.start();
-        log.info({ mode: 'socket' }, 'slack socket mode connected');
-      }
-    },
-    async stop() {
-      await app.stop();
-    },
-  };
 }

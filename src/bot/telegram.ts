@@ -1,7 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import { autoRetry } from '@grammyjs/auto-retry';
 import { type RunnerHandle, run, sequentialize } from '@grammyjs/runner';
-import { Api, Bot, type Context, GrammyError, HttpError, InlineKeyboard, webhookCallback } from 'grammy';
+import {
+  Api,
+  Bot,
+  type ChatTypeContext,
+  type Composer,
+  type Context,
+  GrammyError,
+  HttpError,
+  InlineKeyboard,
+  webhookCallback,
+} from 'grammy';
 import type { BotCommand, ReplyKeyboardMarkup, UserFromGetMe } from 'grammy/types';
 import type { Caller, RoleOf } from '../core/caller.js';
 import {
@@ -189,31 +199,95 @@ export interface TelegramAdapter {
 }
 
 export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter {
-  const { roleOf, dispatch, log } = options;
-  const updateFailed = (updateId: number, error: unknown) =>
-    log.error({ update: updateId, err: error }, 'telegram update failed');
+  const { log } = options;
   const bot = new Bot(options.token, { client: { apiRoot: options.apiRoot }, botInfo: options.botInfo });
   withRetries(bot.api, options.meter);
   const outbox = telegramOutbox(bot.api);
+  guardUpdates(bot, options);
+  const dm = bot.chatType('private');
+  listenForText(dm, outbox, options);
+  listenForManagedBots(bot, dm, outbox, options);
+  listenForOtherMessages(dm);
+  listenForPresses(dm, outbox, options);
+  listenInGroups(bot, log);
+  bot.catch((err) => updateFailed(log, err.ctx.update.update_id, err.error));
+  const menus = commandMenus(bot.api, options);
+  const polling = createPolling(bot, log);
 
-  const personOf = (ctx: Context) => {
-    const from = ctx.from;
-    if (!from || from.is_bot) return undefined;
-    return { userId: String(from.id), displayName: from.username ? `@${from.username}` : from.first_name };
+  let server: Server | undefined;
+  let managedBots: ManagedBots | undefined;
+  return {
+    bot,
+    outbox,
+    menus,
+    managedBots: () => managedBots,
+    webhookPort: () => serverPort(server),
+    async start() {
+      await bot.init();
+      if (bot.botInfo.can_manage_bots) managedBots = telegramManagedBots(bot.api);
+      void refreshMenus(bot.api, menus, options).catch((err: unknown) =>
+        log.warn({ err: String(err) }, 'command menus not set'),
+      );
+      if (options.mode === 'webhook' && options.webhook) {
+        const { url, secret, host, port } = options.webhook;
+        // Kept before it listens, so stop() closes it even when setWebhook below fails.
+        const listening = webhookServer(bot, options.webhook, log, options.webhookTimeoutMs ?? 10_000);
+        server = listening;
+        await new Promise<void>((resolve) => listening.listen(port, host, resolve));
+        await bot.api.setWebhook(url, { secret_token: secret });
+        log.info({ mode: 'webhook', port: serverPort(listening) }, 'telegram listening');
+      } else {
+        await bot.api.deleteWebhook();
+        if (options.pollLease) polling.whileLeased(options.pollLease);
+        else polling.start();
+      }
+    },
+    async stop() {
+      if (server) {
+        const s = server;
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeAllConnections();
+      } else if (options.pollLease) {
+        // Polling stops first, then the lease is released: another process takes over at once.
+        const lease = options.pollLease;
+        if (await lease.stop())
+          log.info({ holder: lease.holder }, 'telegram polling stopped; lease released');
+      } else {
+        await polling.stop();
+      }
+    },
   };
-  // Invited members' roles live in Redis: the lookup goes to the dispatcher unresolved, so an outage
-  // is answered there. Made at the dispatch call, so a failed lookup never goes unhandled meanwhile.
-  const callerOf = async (who: { userId: string; displayName: string }): Promise<Caller> => ({
+}
+
+type PrivateChats = Composer<ChatTypeContext<Context, 'private'>>;
+
+function updateFailed(log: Logger, updateId: number, error: unknown): void {
+  log.error({ update: updateId, err: error }, 'telegram update failed');
+}
+
+function personOf(ctx: Context): { userId: string; displayName: string } | undefined {
+  const from = ctx.from;
+  if (!from || from.is_bot) return undefined;
+  return { userId: String(from.id), displayName: from.username ? `@${from.username}` : from.first_name };
+}
+
+// Invited members' roles live in Redis: the lookup goes to the dispatcher unresolved, so an outage
+// is answered there. Made at the dispatch call, so a failed lookup never goes unhandled meanwhile.
+async function callerOf(roleOf: RoleOf, who: { userId: string; displayName: string }): Promise<Caller> {
+  return {
     platform: 'telegram',
     ...who,
     role: await roleOf({ platform: 'telegram', userId: who.userId }),
-  });
-  const addressOf = (ctx: Context): ChatAddress => ({
-    platform: 'telegram',
-    chatId: String(ctx.chat?.id),
-    userId: String(ctx.from?.id),
-  });
+  };
+}
 
+function addressOf(ctx: Context): ChatAddress {
+  return { platform: 'telegram', chatId: String(ctx.chat?.id), userId: String(ctx.from?.id) };
+}
+
+/** What runs before any handler: a logging boundary, duplicate delivery, and per-chat order. */
+function guardUpdates(bot: Bot, options: TelegramOptions): void {
+  const { log } = options;
   // grammY calls bot.catch for polled updates only: in webhook mode a failed update rejects the webhook
   // handler instead, and once the webhook was answered on timeout nothing awaits it any more. So every
   // update ends here, logged, whichever way it came.
@@ -221,7 +295,7 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     try {
       await next();
     } catch (error) {
-      updateFailed(ctx.update.update_id, error);
+      updateFailed(log, ctx.update.update_id, error);
     }
   });
   // Each update has one effect: a second delivery of the same update_id is dropped before anything
@@ -240,7 +314,9 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
   // in order within a chat: `/set` and the value that follows it must not overtake each other. A
   // managed bot's report has no chat; it belongs to its creator's private chat, whose id is theirs.
   bot.use(sequentialize((ctx) => (ctx.chat?.id ?? ctx.update.managed_bot?.user.id)?.toString()));
-  const dm = bot.chatType('private');
+}
+
+function listenForText(dm: PrivateChats, outbox: Outbox, options: TelegramOptions): void {
   // Edited messages count as new ones: editing a message to paste a secret must not bypass intake.
   dm.on(['message:text', 'edited_message:text'], async (ctx) => {
     const who = personOf(ctx);
@@ -261,16 +337,19 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       );
       return;
     }
-    await dispatch({
-      caller: callerOf(who),
+    await options.dispatch({
+      caller: callerOf(options.roleOf, who),
       text: message.text,
       reply,
       original,
       updateId: String(ctx.update.update_id),
     });
   });
-  // A bot created with the one-tap button is reported twice, as an update and as a service message in
-  // the creator's chat; both go to one handler, which stores the token once.
+}
+
+// A bot created with the one-tap button is reported twice, as an update and as a service message in
+// the creator's chat; both go to one handler, which stores the token once.
+function listenForManagedBots(bot: Bot, dm: PrivateChats, outbox: Outbox, options: TelegramOptions): void {
   const managedBot = async (
     report: ManagedBotEvent['report'],
     creator: { id: number; is_bot: boolean; username?: string; first_name: string },
@@ -282,7 +361,7 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       displayName: creator.username ? `@${creator.username}` : creator.first_name,
     };
     await options.onManagedBot({
-      caller: callerOf(who),
+      caller: callerOf(options.roleOf, who),
       bot: { botId: created.id, username: created.username ?? String(created.id) },
       report,
       reply: createReply(outbox, { platform: 'telegram', chatId: who.userId, userId: who.userId }),
@@ -294,6 +373,9 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
   dm.on('message:managed_bot_created', (ctx) =>
     ctx.from ? managedBot('created', ctx.from, ctx.msg.managed_bot_created.bot) : undefined,
   );
+}
+
+function listenForOtherMessages(dm: PrivateChats): void {
   dm.on('message', async (ctx) => {
     // Media, stickers, contacts…: a caption can still hold a pasted secret.
     const caption = ctx.msg.caption ?? '';
@@ -308,13 +390,16 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       }`,
     );
   });
+}
+
+function listenForPresses(dm: PrivateChats, outbox: Outbox, options: TelegramOptions): void {
   dm.on('callback_query:data', async (ctx) => {
     const who = personOf(ctx);
     await ctx.answerCallbackQuery();
     if (!who) return;
     const pressed = ctx.callbackQuery.message;
-    await dispatch({
-      caller: callerOf(who),
+    await options.dispatch({
+      caller: callerOf(options.roleOf, who),
       text: ctx.callbackQuery.data,
       reply: createReply(outbox, addressOf(ctx)),
       updateId: String(ctx.update.update_id),
@@ -334,6 +419,9 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
         : {}),
     });
   });
+}
+
+function listenInGroups(bot: Bot, log: Logger): void {
   bot.chatType(['group', 'supergroup']).on(['message:text', 'edited_message:text'], async (ctx) => {
     const text = ctx.msg.text;
     if (looksSecret(text)) {
@@ -348,56 +436,58 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
     }
     if (text.startsWith('/')) await ctx.reply('I only take commands in a private chat. Open a DM with me.');
   });
-  bot.catch((err) => updateFailed(err.ctx.update.update_id, err.error));
+}
 
-  const menus: CommandMenus = {
+function commandMenus(api: Api, options: TelegramOptions): CommandMenus {
+  return {
     async member(userId) {
       if (options.menus)
-        await bot.api.setMyCommands(options.menus.member, {
+        await api.setMyCommands(options.menus.member, {
           scope: { type: 'chat', chat_id: Number(userId) },
         });
     },
     async guest(userId) {
-      await bot.api.deleteMyCommands({ scope: { type: 'chat', chat_id: Number(userId) } });
+      await api.deleteMyCommands({ scope: { type: 'chat', chat_id: Number(userId) } });
     },
   };
-  // Members keep their menu across restarts; setting them all again brings a changed list to everyone.
-  const refreshMenus = async () => {
-    if (!options.menus) return;
-    await bot.api.setMyCommands(options.menus.guest);
-    let failed = 0;
-    // One by one: a member who never opened a chat with the bot has none to set a menu for yet.
-    for (const userId of (await options.memberIds?.()) ?? [])
-      await menus.member(userId).catch(() => failed++);
-    if (failed > 0) log.info({ failed }, 'member menus not set for members without a chat yet');
-  };
+}
 
-  let server: Server | undefined;
+/** Members keep their menu across restarts; setting them all again brings a changed list to everyone. */
+async function refreshMenus(api: Api, menus: CommandMenus, options: TelegramOptions): Promise<void> {
+  if (!options.menus) return;
+  await api.setMyCommands(options.menus.guest);
+  let failed = 0;
+  // One by one: a member who never opened a chat with the bot has none to set a menu for yet.
+  for (const userId of (await options.memberIds?.()) ?? []) await menus.member(userId).catch(() => failed++);
+  if (failed > 0) options.log.info({ failed }, 'member menus not set for members without a chat yet');
+}
+
+/** Polling, by this process alone or by whichever process holds the poll lease. */
+function createPolling(bot: Bot, log: Logger) {
   let runner: RunnerHandle | undefined;
-  let managedBots: ManagedBots | undefined;
-  const startPolling = (holder?: string) => {
+  const start = (holder?: string) => {
     const polling = run(bot);
     runner = polling;
     log.info({ mode: 'polling', ...(holder ? { holder } : {}) }, 'telegram polling');
     void polling.task()?.catch((err: unknown) => log.error({ err }, 'telegram polling stopped'));
   };
-  const stopPolling = async () => {
+  const stop = async () => {
     const polling = runner;
     runner = undefined;
     if (polling?.isRunning()) await polling.stop();
   };
   // Waits for the lease without holding up start: Slack and the other roles serve meanwhile.
-  const pollWhileLeased = (lease: PollLease) => {
+  const whileLeased = (lease: PollLease) => {
     let waitedFor: string | undefined;
     lease.start({
       begin() {
         if (waitedFor !== undefined)
           log.info({ holder: lease.holder, from: waitedFor }, 'telegram polling taken over');
         waitedFor = undefined;
-        startPolling(lease.holder);
+        start(lease.holder);
       },
       async end(why) {
-        await stopPolling();
+        await stop();
         if (why !== 'released')
           log.warn({ holder: lease.holder, why }, 'telegram polling stopped: the lease is lost; waiting');
       },
@@ -410,64 +500,37 @@ export function createTelegramAdapter(options: TelegramOptions): TelegramAdapter
       },
     });
   };
-  return {
-    bot,
-    outbox,
-    menus,
-    managedBots: () => managedBots,
-    webhookPort: () => serverPort(server),
-    async start() {
-      await bot.init();
-      if (bot.botInfo.can_manage_bots) managedBots = telegramManagedBots(bot.api);
-      void refreshMenus().catch((err: unknown) => log.warn({ err: String(err) }, 'command menus not set'));
-      if (options.mode === 'webhook' && options.webhook) {
-        const { url, secret, host, port } = options.webhook;
-        const path = new URL(url).pathname;
-        const timeoutMs = options.webhookTimeoutMs ?? 10_000;
-        // A slow update (auto-retry waiting out a 429, a slow live check, AWS retries) must not hold
-        // Telegram's request: past the timeout Telegram is answered 200, so it neither redelivers nor
-        // backs off, and the update runs on in the background; its failure is logged by the boundary above.
-        const handle = webhookCallback(bot, 'http', {
-          secretToken: secret,
-          timeoutMilliseconds: timeoutMs,
-          onTimeout: () => log.warn({ timeoutMs }, 'telegram webhook answered while its update runs on'),
-        });
-        server = createServer((req, res) => {
-          if (req.method !== 'POST' || req.url !== path) {
-            res.writeHead(404).end();
-            return;
-          }
-          // Left unhandled, a rejection here would end the process and every role in it. What is left
-          // to reject is the request itself (a body that is not JSON, a connection that broke).
-          handle(req, res).catch((err: unknown) => {
-            log.error({ err }, 'telegram webhook request failed');
-            if (!res.headersSent) res.writeHead(err instanceof SyntaxError ? 400 : 500).end();
-          });
-        });
-        await new Promise<void>((resolve) => server?.listen(port, host, resolve));
-        await bot.api.setWebhook(url, { secret_token: secret });
-        log.info({ mode: 'webhook', port: serverPort(server) }, 'telegram listening');
-      } else {
-        await bot.api.deleteWebhook();
-        if (options.pollLease) pollWhileLeased(options.pollLease);
-        else startPolling();
-      }
-    },
-    async stop() {
-      if (server) {
-        const s = server;
-        await new Promise<void>((resolve) => s.close(() => resolve()));
-        s.closeAllConnections();
-      } else if (options.pollLease) {
-        // Polling stops first, then the lease is released: another process takes over at once.
-        const lease = options.pollLease;
-        if (await lease.stop())
-          log.info({ holder: lease.holder }, 'telegram polling stopped; lease released');
-      } else {
-        await stopPolling();
-      }
-    },
-  };
+  return { start: () => start(), stop, whileLeased };
+}
+
+/** The server Telegram posts updates to; only the webhook's path is served. */
+function webhookServer(
+  bot: Bot,
+  webhook: NonNullable<TelegramOptions['webhook']>,
+  log: Logger,
+  timeoutMs: number,
+) {
+  const path = new URL(webhook.url).pathname;
+  // A slow update (auto-retry waiting out a 429, a slow live check, AWS retries) must not hold
+  // Telegram's request: past the timeout Telegram is answered 200, so it neither redelivers nor
+  // backs off, and the update runs on in the background; its failure is logged by the boundary above.
+  const handle = webhookCallback(bot, 'http', {
+    secretToken: webhook.secret,
+    timeoutMilliseconds: timeoutMs,
+    onTimeout: () => log.warn({ timeoutMs }, 'telegram webhook answered while its update runs on'),
+  });
+  return createServer((req, res) => {
+    if (req.method !== 'POST' || req.url !== path) {
+      res.writeHead(404).end();
+      return;
+    }
+    // Left unhandled, a rejection here would end the process and every role in it. What is left
+    // to reject is the request itself (a body that is not JSON, a connection that broke).
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err }, 'telegram webhook request failed');
+      if (!res.headersSent) res.writeHead(err instanceof SyntaxError ? 400 : 500).end();
+    });
+  });
 }
 
 /** The managed-bot methods of Bot API 9.6, through fleetbot's own bot. */

@@ -3,13 +3,25 @@
  * that received the message resolves the role through the access policy below.
  */
 
-export type Platform = 'telegram' | 'slack';
+/**
+ * The platforms whose user ids identify a person and carry access rules. The local console is a
+ * place to chat (ChatPlatform) but has no people of its own: it acts as a Telegram user or a Slack
+ * admin (Caller.viaConsole), so it is never an identity platform.
+ */
+export type IdentityPlatform = 'telegram' | 'slack';
+
+/** A Telegram user id: the number Telegram gives every account (a private chat's id is the same). */
+export const telegramUserIdPattern = /^\d{1,16}$/;
+/** A Slack user id: `U…`, or `W…` on Enterprise Grid. */
+export const slackUserIdPattern = /^[UW][A-Z0-9]{2,20}$/;
+/** A Slack conversation id: a public channel `C…`, a private one `G…`, a direct message `D…`. */
+export const slackChannelIdPattern = /^[CGD][A-Z0-9]{2,20}$/;
 
 /** `user` = an end user who owns one instance; `admin` = an ops person; `guest` = anyone else. */
 export type Role = 'guest' | 'user' | 'admin';
 
 export interface Caller {
-  platform: Platform;
+  platform: IdentityPlatform;
   /** The platform's user id: numeric for Telegram, `U…` for Slack. */
   userId: string;
   displayName: string;
@@ -33,7 +45,7 @@ export interface AccessPolicy {
  */
 export function resolveRole(
   policy: AccessPolicy,
-  who: { platform: Platform; userId: string; channelId?: string; invited?: boolean },
+  who: { platform: IdentityPlatform; userId: string; channelId?: string; invited?: boolean },
 ): Role {
   if (who.platform === 'telegram')
     return who.invited || policy.telegramUserIds.includes(who.userId) ? 'user' : 'guest';
@@ -52,7 +64,7 @@ export function adminChannelsElsewhere(policy: AccessPolicy, who: Who): readonly
 }
 
 export interface Who {
-  platform: Platform;
+  platform: IdentityPlatform;
   userId: string;
   channelId?: string;
 }

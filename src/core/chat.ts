@@ -4,9 +4,11 @@
  * process that holds its MessageRef (that is how workers report progress in place).
  */
 
+import type { IdentityPlatform } from './caller.js';
 import type { BotSuggestion } from './managed-bots.js';
 
-export type ChatPlatform = 'telegram' | 'slack' | 'console';
+/** Where a conversation happens: every identity platform, and the local console that stands in for them. */
+export type ChatPlatform = IdentityPlatform | 'console';
 
 /** A button press is replayed as this command line, so it passes the same checks as typed text. */
 export interface Button {

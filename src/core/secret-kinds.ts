@@ -15,11 +15,14 @@ export interface SecretKind {
   revokeAt: string;
 }
 
+/** A Telegram bot token as @BotFather issues it: the bot's numeric id, a colon, 35 characters. */
+export const telegramBotTokenPattern = /^\d{5,16}:[A-Za-z0-9_-]{35}$/;
+
 export const secretKinds = [
   {
     name: 'telegram-bot-token',
     purpose: "the token of your assistant's own Telegram bot (from @BotFather)",
-    shape: /^\d{5,16}:[A-Za-z0-9_-]{35}$/,
+    shape: telegramBotTokenPattern,
     maxLength: 64,
     liveCheck: 'telegram-getme',
     revokeAt: '@BotFather (/revoke, then pick the bot)',

@@ -370,30 +370,32 @@ describe('fake Telegram Bot API', () => {
     expect(telegram.chat(token, 704).actions).toEqual([expect.objectContaining({ action: 'typing' })]);
   });
 
-  it('when the bot sends HTML or MarkdownV2, then text comes back parsed and broken markup is refused', async () => {
+  it('when the bot sends formatted text, then the fake refuses it with a 400 instead of storing markup unparsed', async () => {
     const token = newToken();
     const api = apiFor(token);
     telegram.sendUserMessage(token, { userId: 706, text: 'hi' });
-    expect(await api.sendMessage(706, '<b>Ready</b> &lt;i-0abc&gt;', { parse_mode: 'HTML' })).toMatchObject({
-      text: 'Ready <i-0abc>',
-      entities: [{ type: 'bold', offset: 0, length: 5 }],
+    expect(await failureOf(api.sendMessage(706, '<b>Ready</b>', { parse_mode: 'HTML' }))).toMatchObject({
+      error_code: 400,
+      description: 'Bad Request: parse_mode is not supported by this test peer',
     });
     expect(
-      await failureOf(api.sendMessage(706, 'instance <i-0abc> is up', { parse_mode: 'HTML' })),
+      await failureOf(api.sendMessage(706, 'Ready', { entities: [{ type: 'bold', offset: 0, length: 5 }] })),
     ).toMatchObject({
       error_code: 400,
-      description: `Bad Request: can't parse entities: Unsupported start tag "i-0abc" at byte offset 9`,
+      description: 'Bad Request: entities is not supported by this test peer',
     });
+    expect(telegram.chat(token, 706).sent).toEqual([]);
+    const plain = await api.sendMessage(706, '  Ready  ');
+    expect(plain).toMatchObject({ text: 'Ready' });
+    expect(plain).not.toHaveProperty('entities');
     expect(
-      await failureOf(api.sendMessage(706, 'v1.2 deployed', { parse_mode: 'MarkdownV2' })),
+      await failureOf(api.editMessageText(706, plain.message_id, '*Ready*', { parse_mode: 'MarkdownV2' })),
     ).toMatchObject({
       error_code: 400,
-      description: `Bad Request: can't parse entities: Character '.' is reserved and must be escaped with the preceding '\\'`,
+      description: 'Bad Request: parse_mode is not supported by this test peer',
     });
-    expect(await api.sendMessage(706, '*v1\\.2* deployed', { parse_mode: 'MarkdownV2' })).toMatchObject({
-      text: 'v1.2 deployed',
-      entities: [{ type: 'bold', offset: 0, length: 4 }],
-    });
+    expect(telegram.chat(token, 706).sent.map(textOf)).toEqual(['Ready']);
+    expect(telegram.chat(token, 706).edits).toEqual([]);
   });
 
   describe("with a bot behind grammY's webhookCallback", () => {

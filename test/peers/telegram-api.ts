@@ -10,6 +10,8 @@
  *   await telegram.waitForMessage(token, 42, /welcome/i);
  *
  * Beyond messages (one concept per file under telegram-api/):
+ * - Plain text only (text.ts): fleetbot never formats its messages, so `parse_mode` or `entities` on
+ *   sendMessage or editMessageText is answered 400 "… is not supported by this test peer".
  * - Reply keyboards (reply-markup.ts): a ReplyKeyboardMarkup, ReplyKeyboardRemove or ForceReply is
  *   validated and recorded in `chat().replyKeyboards`, never echoed in `Message.reply_markup`.
  * - Managed bots, Bot API 9.6 (managed-bots.ts): `addBot(token, { can_manage_bots: true })`, a

@@ -1,6 +1,5 @@
-import { z } from 'zod';
 import { UserError } from '../../core/errors.js';
-import { noArgs } from '../args.js';
+import { noArgs, userIdArg } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
 
@@ -26,11 +25,6 @@ export const members = defineCommand<BotDeps, typeof noArgs>({
     );
   },
 });
-
-const userIdArg = z
-  .string()
-  .trim()
-  .regex(/^\d{1,16}$/, 'Give the numeric Telegram user id.');
 
 export const revoke = defineCommand<BotDeps, typeof userIdArg>({
   name: 'revoke',

@@ -1,4 +1,4 @@
-import type { InlineKeyboardMarkup, Message, MessageEntity } from 'grammy/types';
+import type { InlineKeyboardMarkup, Message } from 'grammy/types';
 import type { MethodContext } from './methods.js';
 import {
   isRecord,
@@ -9,7 +9,6 @@ import {
   type Params,
   requiredInt,
 } from './params.js';
-import { formatText, textLength } from './parse-mode.js';
 import { checkPlacement, readInlineOnly, readReplyMarkup } from './reply-markup.js';
 import { badRequest } from './responses.js';
 import {
@@ -21,6 +20,7 @@ import {
   requireChat,
   storeMessage,
 } from './state.js';
+import { plainText, textLength } from './text.js';
 
 const maxTextLength = 4096;
 /** Bots may delete messages younger than 48 hours, no older. */
@@ -32,8 +32,7 @@ export function sendMessage({ bot, params, now }: MethodContext): Message {
   const raw = optionalString(params, 'text') ?? '';
   if (!raw.trim()) throw badRequest('message text is empty');
   const chat = requireChat(bot, params);
-  const { text, entities } = readText(params, raw);
-  if (!text) throw badRequest('message text is empty');
+  const text = plainText(params, raw);
   if (textLength(text) > maxTextLength) throw badRequest('message is too long');
   const markup = readReplyMarkup(params);
   if (markup.client) {
@@ -49,7 +48,6 @@ export function sendMessage({ bot, params, now }: MethodContext): Message {
     chat: chat.chat,
     date: seconds(now()),
     text,
-    ...(entities.length > 0 ? { entities } : {}),
     ...(replyTo ? { reply_to_message: replyTo } : {}),
     ...(markup.inline ? { reply_markup: markup.inline } : {}),
   } as Message;
@@ -65,19 +63,14 @@ export function editMessageText({ bot, params, now }: MethodContext): Message {
   const raw = optionalString(params, 'text') ?? '';
   if (!raw.trim()) throw badRequest('message text is empty');
   const { chat, message } = editable(bot, params);
-  const { text, entities } = readText(params, raw);
-  if (!text) throw badRequest('message text is empty');
+  const text = plainText(params, raw);
   if (textLength(text) > maxTextLength) throw badRequest('MESSAGE_TOO_LONG');
   if (!('text' in message)) throw badRequest('there is no text in the message to edit');
   const markup = readInlineOnly(params);
-  const current = message as Message & { entities?: MessageEntity[]; reply_markup?: InlineKeyboardMarkup };
-  if (current.text === text && same(current.entities ?? [], entities) && same(current.reply_markup, markup)) {
-    throw notModified();
-  }
+  const current = message as Message & { reply_markup?: InlineKeyboardMarkup };
+  if (current.text === text && same(current.reply_markup, markup)) throw notModified();
   // Omitting reply_markup in an edit removes the keyboard, as on the real server.
   const edited = { ...current, text, edit_date: seconds(now()) } as Record<string, unknown>;
-  if (entities.length > 0) edited.entities = entities;
-  else delete edited.entities;
   if (markup) edited.reply_markup = markup;
   else delete edited.reply_markup;
   return recordEdit(chat, edited as unknown as Message, 'editMessageText', now());
@@ -165,15 +158,6 @@ const notModified = () =>
   );
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-
-function readText(params: Params, raw: string) {
-  const entities = optionalJson(params, 'entities', "can't parse entities JSON object");
-  return formatText(
-    raw,
-    optionalString(params, 'parse_mode'),
-    Array.isArray(entities) ? (entities as MessageEntity[]) : undefined,
-  );
-}
 
 function readReplyTarget(chat: ChatState, params: Params): Message | undefined {
   const parameters = optionalJson(params, 'reply_parameters', "can't parse reply parameters JSON object");

@@ -7,8 +7,8 @@ import type {
   ReplyKeyboardRemove,
 } from 'grammy/types';
 import { isRecord, optionalJson, type Params } from './params.js';
-import { textLength } from './parse-mode.js';
 import { badRequest } from './responses.js';
+import { textLength } from './text.js';
 
 /**
  * `reply_markup` as the Bot API reads it. An inline keyboard travels with the message; a reply keyboard,
