@@ -41,7 +41,8 @@ function importGraph(): Edge[] {
   });
 }
 
-const area = (path: string) => (path.includes('/') ? path.split('/')[0] : path);
+/** The top folder of src/ a module lives in ("jobs"), or the module itself at the top ("main.ts"). */
+const area = (path: string) => path.split('/')[0] ?? path;
 const ours = (to: string) => !to.startsWith('node:') && /\.ts$/.test(to);
 /** Where the process is put together: it alone may name the AWS implementations. */
 const compositionRoot = (from: string) => from === 'main.ts' || area(from) === 'roles';
