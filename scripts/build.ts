@@ -1,7 +1,8 @@
 /**
  * `npm run build`: compiles src/ to dist/ (or to the directory given as the only argument) for
  * `node dist/main.js`, then copies beside the compiled modules what src/ reads at run time through
- * import.meta.url (the instance's shell scripts): tsc emits only what it compiles.
+ * import.meta.url (the UserData template src/aws/userdata.sh and the instance's scripts under
+ * src/aws/instance/): tsc emits only what it compiles.
  *
  * Plain Node (it strips the types of this file itself), so building needs nothing but TypeScript.
  */

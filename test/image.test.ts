@@ -213,6 +213,7 @@ describe('the container image', () => {
     // userdata.ts reads these beside itself at run time.
     expect(existsSync(join(app, 'dist', 'aws', 'instance', 'read-secrets.sh'))).toBe(true);
     expect(existsSync(join(app, 'dist', 'aws', 'instance', 'openclaw-profile.sh'))).toBe(true);
+    expect(existsSync(join(app, 'dist', 'aws', 'userdata.sh'))).toBe(true);
   });
 
   it('when the dashboard runs, then /healthz answers 200 and the health check passes; after a clean stop it fails', async () => {

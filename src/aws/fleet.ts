@@ -221,160 +221,11 @@ export interface Fleet {
 const gone: InstanceState[] = ['shutting-down', 'terminated'];
 
 export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
-  const fleetFilters = [
-    { Name: 'tag:app', Values: ['fleetbot'] },
-    { Name: 'tag:env', Values: [settings.env] },
-  ];
-  const toInstance = (i: Ec2Instance, ownerId: string | undefined): FleetInstance | undefined => {
-    const tags = tagMap(i.Tags);
-    if (!i.InstanceId || !tags.user) return undefined;
-    return {
-      id: i.InstanceId,
-      arn: `arn:aws:ec2:${settings.region}:${ownerId ?? 'unknown'}:instance/${i.InstanceId}`,
-      userId: tags.user,
-      state: (i.State?.Name ?? 'pending') as InstanceState,
-      stateChangedAt: transitionTime(i.StateTransitionReason),
-      launchedAt: i.LaunchTime,
-      version: tags.version,
-      env: tags.env,
-      tags,
-    };
-  };
-  /** One instance as EC2 describes it now, with its reservation's owner; undefined for an id EC2 does not know. */
-  const describeOne = async (instanceId: string) => {
-    let res: DescribeInstancesCommandOutput;
-    try {
-      res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-    } catch (error) {
-      if (awsErrorCode(error).startsWith('InvalidInstanceID')) return undefined;
-      throw error;
-    }
-    for (const r of res.Reservations ?? [])
-      for (const instance of r.Instances ?? [])
-        if (instance.InstanceId === instanceId) return { instance, ownerId: r.OwnerId };
-    return undefined;
-  };
-
-  const describe = async (filters: { Name: string; Values: string[] }[]) => {
-    const out: FleetInstance[] = [];
-    for await (const page of paginateDescribeInstances(
-      { client: ec2 },
-      { Filters: [...fleetFilters, ...filters] },
-    )) {
-      for (const r of page.Reservations ?? [])
-        for (const i of r.Instances ?? []) {
-          const instance = toInstance(i, r.OwnerId);
-          if (instance) out.push(instance);
-        }
-    }
-    return out;
-  };
-
-  /**
-   * A new instance profile takes seconds to reach EC2, which meanwhile answers InvalidParameterValue
-   * naming iamInstanceProfile: retried with backoff (same placement, so the same ClientToken) for
-   * up to profileWaitMs. A wrong profile name answers the same, so the wait is bounded.
-   */
-  const launchWaitingForProfile = async (request: LaunchRequest, placement: Placement) => {
-    const started = Date.now();
-    const limitMs = settings.profileWaitMs ?? 120_000;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const launched = await runInstance(request, placement);
-        if (attempt > 0) request.onProfileWait?.(undefined);
-        return launched;
-      } catch (error) {
-        if (!(error instanceof LaunchError && error.reason === 'profile-not-ready')) throw error;
-        const waitedMs = Date.now() - started;
-        if (waitedMs >= limitMs) throw new LaunchError(error.reason, error.awsCode, [], limitMs);
-        request.onProfileWait?.(waitedMs);
-        await sleep(Math.min(backoffDelay(attempt, awsBackoff, Math.random), limitMs - waitedMs));
-      }
-    }
-  };
-  const runInstance = async (request: LaunchRequest, placement: Placement) => {
-    const tags: Tag[] = [
-      { Key: 'app', Value: 'fleetbot' },
-      { Key: 'managed-by', Value: 'fleetbot' },
-      { Key: 'user', Value: request.userId },
-      { Key: 'env', Value: settings.env },
-      { Key: 'Name', Value: `fleetbot-${settings.env}-${request.userId}` },
-      ...(request.version ? [{ Key: 'version', Value: request.version }] : []),
-    ];
-    let res: RunInstancesCommandOutput;
-    try {
-      res = await ec2.send(
-        new RunInstancesCommand({
-          MinCount: 1,
-          MaxCount: 1,
-          ClientToken: launchClientToken(request.clientToken, placement),
-          ...(settings.launchTemplate
-            ? { LaunchTemplate: { LaunchTemplateName: settings.launchTemplate, Version: '$Default' } }
-            : { ImageId: settings.amiId, InstanceType: placement.instanceType as never }),
-          ...(placement.subnetId ? { SubnetId: placement.subnetId } : {}),
-          ...(settings.securityGroupId ? { SecurityGroupIds: [settings.securityGroupId] } : {}),
-          ...(settings.profileName ? { IamInstanceProfile: { Name: settings.profileName } } : {}),
-          // Always, even with a launch template: no IMDSv1, and no hop past the instance itself.
-          MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
-          UserData: request.userDataBase64,
-          TagSpecifications: [
-            { ResourceType: 'instance', Tags: tags },
-            { ResourceType: 'volume', Tags: tags },
-          ],
-        }),
-      );
-    } catch (error) {
-      throw launchFailure(error);
-    }
-    const launched = res.Instances?.[0] ? toInstance(res.Instances[0], res.OwnerId) : undefined;
-    if (!launched) throw new LaunchError('other', 'NoInstanceReturned');
-    return launched;
-  };
-  /**
-   * EC2's API is eventually consistent: right after RunInstances, a call naming the new instance may
-   * answer InvalidInstanceID.NotFound, and DescribeInstanceStatus then fails for every id it was
-   * given ("The instance ID 'i-1' does not exist", "The instance IDs 'i-1, i-2' do not exist"). See
-   * https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html. The ids it names get
-   * no health this time (not visible yet; their waiters keep waiting) and the rest are asked again
-   * at once, so one new instance cannot cost every other waiting provision its tick. When the
-   * message names none of the ids asked about, each half is asked on its own, down to single ids.
-   */
-  const describeStatus = async (ids: readonly string[], into: Map<string, InstanceHealth>) => {
-    const queue: string[][] = [[...ids]];
-    for (let chunk = queue.shift(); chunk; chunk = queue.shift()) {
-      if (chunk.length === 0) continue;
-      let res: DescribeInstanceStatusCommandOutput;
-      try {
-        res = await ec2.send(
-          new DescribeInstanceStatusCommand({ InstanceIds: chunk, IncludeAllInstances: true }),
-        );
-      } catch (error) {
-        if (awsErrorCode(error) !== 'InvalidInstanceID.NotFound') throw error;
-        const asked = chunk;
-        const named = notFoundInstanceIds(error instanceof Error ? error.message : '').filter((id) =>
-          asked.includes(id),
-        );
-        if (named.length > 0) queue.unshift(asked.filter((id) => !named.includes(id)));
-        else if (asked.length > 1) {
-          const half = Math.ceil(asked.length / 2);
-          queue.unshift(asked.slice(0, half), asked.slice(half));
-        }
-        continue;
-      }
-      for (const s of res.InstanceStatuses ?? []) {
-        if (!s.InstanceId) continue;
-        into.set(s.InstanceId, {
-          state: (s.InstanceState?.Name ?? 'pending') as InstanceState,
-          system: s.SystemStatus?.Status ?? 'insufficient-data',
-          instance: s.InstanceStatus?.Status ?? 'insufficient-data',
-        });
-      }
-    }
-  };
+  const toInstance = (i: Ec2Instance, ownerId: string | undefined) => fleetInstance(i, ownerId, settings);
 
   return {
     async checkOwner(instanceId, userId) {
-      const found = await describeOne(instanceId);
+      const found = await describeOne(ec2, instanceId);
       if (!found) return { verdict: 'unknown' };
       const problem = ownershipProblem(tagMap(found.instance.Tags), userId, settings.env);
       const instance = problem ? undefined : toInstance(found.instance, found.ownerId);
@@ -382,15 +233,15 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       return gone.includes(instance.state) ? { verdict: 'gone', instance } : { verdict: 'owned', instance };
     },
     async findForUser(userId) {
-      const found = await describe([{ Name: 'tag:user', Values: [userId] }]);
+      const found = await describeFleet(ec2, settings, [{ Name: 'tag:user', Values: [userId] }]);
       return found.filter((i) => !gone.includes(i.state)).sort(byLaunch)[0];
     },
     async get(instanceId) {
-      const found = await describeOne(instanceId);
+      const found = await describeOne(ec2, instanceId);
       const instance = found ? toInstance(found.instance, found.ownerId) : undefined;
       return instance?.env === settings.env ? instance : undefined;
     },
-    list: () => describe([]),
+    list: () => describeFleet(ec2, settings, []),
     async states(instanceIds) {
       const states = new Map<string, InstanceState>();
       // A filter rather than InstanceIds: an id EC2 no longer knows would fail the whole call. No
@@ -412,7 +263,7 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       // caller with the same placement and token, so it cannot launch a second instance.
       for (const placement of placements(settings)) {
         try {
-          return await launchWaitingForProfile(request, placement);
+          return await launchWaitingForProfile(ec2, settings, request, placement);
         } catch (error) {
           if (!(error instanceof LaunchError && error.reason === 'no-capacity')) throw error;
           tried.push(placement);
@@ -425,7 +276,7 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       const result = new Map<string, InstanceHealth>();
       // DescribeInstanceStatus takes at most 100 ids a call.
       for (let i = 0; i < instanceIds.length; i += 100)
-        await describeStatus(instanceIds.slice(i, i + 100), result);
+        await describeStatus(ec2, instanceIds.slice(i, i + 100), result);
       return result;
     },
     async stop(instanceId) {
@@ -438,6 +289,183 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
     },
   };
+}
+
+function fleetInstance(
+  i: Ec2Instance,
+  ownerId: string | undefined,
+  settings: FleetSettings,
+): FleetInstance | undefined {
+  const tags = tagMap(i.Tags);
+  if (!i.InstanceId || !tags.user) return undefined;
+  return {
+    id: i.InstanceId,
+    arn: `arn:aws:ec2:${settings.region}:${ownerId ?? 'unknown'}:instance/${i.InstanceId}`,
+    userId: tags.user,
+    state: (i.State?.Name ?? 'pending') as InstanceState,
+    stateChangedAt: transitionTime(i.StateTransitionReason),
+    launchedAt: i.LaunchTime,
+    version: tags.version,
+    env: tags.env,
+    tags,
+  };
+}
+
+/** One instance as EC2 describes it now, with its reservation's owner; undefined for an id EC2 does not know. */
+async function describeOne(ec2: EC2Client, instanceId: string) {
+  let res: DescribeInstancesCommandOutput;
+  try {
+    res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  } catch (error) {
+    if (awsErrorCode(error).startsWith('InvalidInstanceID')) return undefined;
+    throw error;
+  }
+  for (const r of res.Reservations ?? [])
+    for (const instance of r.Instances ?? [])
+      if (instance.InstanceId === instanceId) return { instance, ownerId: r.OwnerId };
+  return undefined;
+}
+
+/** This environment's fleet instances that also match these filters. */
+async function describeFleet(
+  ec2: EC2Client,
+  settings: FleetSettings,
+  filters: { Name: string; Values: string[] }[],
+): Promise<FleetInstance[]> {
+  const fleetFilters = [
+    { Name: 'tag:app', Values: ['fleetbot'] },
+    { Name: 'tag:env', Values: [settings.env] },
+  ];
+  const out: FleetInstance[] = [];
+  for await (const page of paginateDescribeInstances(
+    { client: ec2 },
+    { Filters: [...fleetFilters, ...filters] },
+  )) {
+    for (const r of page.Reservations ?? [])
+      for (const i of r.Instances ?? []) {
+        const instance = fleetInstance(i, r.OwnerId, settings);
+        if (instance) out.push(instance);
+      }
+  }
+  return out;
+}
+
+/**
+ * A new instance profile takes seconds to reach EC2, which meanwhile answers InvalidParameterValue
+ * naming iamInstanceProfile: retried with backoff (same placement, so the same ClientToken) for
+ * up to profileWaitMs. A wrong profile name answers the same, so the wait is bounded.
+ */
+async function launchWaitingForProfile(
+  ec2: EC2Client,
+  settings: FleetSettings,
+  request: LaunchRequest,
+  placement: Placement,
+): Promise<FleetInstance> {
+  const started = Date.now();
+  const limitMs = settings.profileWaitMs ?? 120_000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const launched = await runInstance(ec2, settings, request, placement);
+      if (attempt > 0) request.onProfileWait?.(undefined);
+      return launched;
+    } catch (error) {
+      if (!(error instanceof LaunchError && error.reason === 'profile-not-ready')) throw error;
+      const waitedMs = Date.now() - started;
+      if (waitedMs >= limitMs) throw new LaunchError(error.reason, error.awsCode, [], limitMs);
+      request.onProfileWait?.(waitedMs);
+      await sleep(Math.min(backoffDelay(attempt, awsBackoff, Math.random), limitMs - waitedMs));
+    }
+  }
+}
+
+async function runInstance(
+  ec2: EC2Client,
+  settings: FleetSettings,
+  request: LaunchRequest,
+  placement: Placement,
+): Promise<FleetInstance> {
+  const tags: Tag[] = [
+    { Key: 'app', Value: 'fleetbot' },
+    { Key: 'managed-by', Value: 'fleetbot' },
+    { Key: 'user', Value: request.userId },
+    { Key: 'env', Value: settings.env },
+    { Key: 'Name', Value: `fleetbot-${settings.env}-${request.userId}` },
+    ...(request.version ? [{ Key: 'version', Value: request.version }] : []),
+  ];
+  let res: RunInstancesCommandOutput;
+  try {
+    res = await ec2.send(
+      new RunInstancesCommand({
+        MinCount: 1,
+        MaxCount: 1,
+        ClientToken: launchClientToken(request.clientToken, placement),
+        ...(settings.launchTemplate
+          ? { LaunchTemplate: { LaunchTemplateName: settings.launchTemplate, Version: '$Default' } }
+          : { ImageId: settings.amiId, InstanceType: placement.instanceType as never }),
+        ...(placement.subnetId ? { SubnetId: placement.subnetId } : {}),
+        ...(settings.securityGroupId ? { SecurityGroupIds: [settings.securityGroupId] } : {}),
+        ...(settings.profileName ? { IamInstanceProfile: { Name: settings.profileName } } : {}),
+        // Always, even with a launch template: no IMDSv1, and no hop past the instance itself.
+        MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
+        UserData: request.userDataBase64,
+        TagSpecifications: [
+          { ResourceType: 'instance', Tags: tags },
+          { ResourceType: 'volume', Tags: tags },
+        ],
+      }),
+    );
+  } catch (error) {
+    throw launchFailure(error);
+  }
+  const launched = res.Instances?.[0] ? fleetInstance(res.Instances[0], res.OwnerId, settings) : undefined;
+  if (!launched) throw new LaunchError('other', 'NoInstanceReturned');
+  return launched;
+}
+
+/**
+ * EC2's API is eventually consistent: right after RunInstances, a call naming the new instance may
+ * answer InvalidInstanceID.NotFound, and DescribeInstanceStatus then fails for every id it was
+ * given ("The instance ID 'i-1' does not exist", "The instance IDs 'i-1, i-2' do not exist"). See
+ * https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html. The ids it names get
+ * no health this time (not visible yet; their waiters keep waiting) and the rest are asked again
+ * at once, so one new instance cannot cost every other waiting provision its tick. When the
+ * message names none of the ids asked about, each half is asked on its own, down to single ids.
+ */
+async function describeStatus(
+  ec2: EC2Client,
+  ids: readonly string[],
+  into: Map<string, InstanceHealth>,
+): Promise<void> {
+  const queue: string[][] = [[...ids]];
+  for (let chunk = queue.shift(); chunk; chunk = queue.shift()) {
+    if (chunk.length === 0) continue;
+    let res: DescribeInstanceStatusCommandOutput;
+    try {
+      res = await ec2.send(
+        new DescribeInstanceStatusCommand({ InstanceIds: chunk, IncludeAllInstances: true }),
+      );
+    } catch (error) {
+      if (awsErrorCode(error) !== 'InvalidInstanceID.NotFound') throw error;
+      const asked = chunk;
+      const named = notFoundInstanceIds(error instanceof Error ? error.message : '').filter((id) =>
+        asked.includes(id),
+      );
+      if (named.length > 0) queue.unshift(asked.filter((id) => !named.includes(id)));
+      else if (asked.length > 1) {
+        const half = Math.ceil(asked.length / 2);
+        queue.unshift(asked.slice(0, half), asked.slice(half));
+      }
+      continue;
+    }
+    for (const s of res.InstanceStatuses ?? []) {
+      if (!s.InstanceId) continue;
+      into.set(s.InstanceId, {
+        state: (s.InstanceState?.Name ?? 'pending') as InstanceState,
+        system: s.SystemStatus?.Status ?? 'insufficient-data',
+        instance: s.InstanceStatus?.Status ?? 'insufficient-data',
+      });
+    }
+  }
 }
 
 // EC2 takes at most 200 values in one filter.

@@ -1,10 +1,10 @@
 import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
-  ListCommandInvocationsCommand,
-  ListCommandsCommand,
   paginateDescribeInstanceInformation,
   paginateDescribeInstancePatchStates,
+  paginateListCommandInvocations,
+  paginateListCommands,
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
@@ -126,40 +126,15 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
   }
 
   return {
-    async sendBatch(command) {
-      try {
-        const res = await ssm.send(
-          new SendCommandCommand({
-            InstanceIds: [...command.instanceIds],
-            DocumentName: command.document,
-            Parameters: command.parameters,
-            Comment: command.comment.slice(0, 100),
-            // Our own fleet-wide limits decide; SSM's per-command ones must not stop a batch early.
-            MaxConcurrency: String(command.instanceIds.length),
-            MaxErrors: String(command.instanceIds.length),
-            ...(command.timeoutSeconds ? { TimeoutSeconds: command.timeoutSeconds } : {}),
-          }),
-        );
-        return res.Command?.CommandId ?? '';
-      } catch (error) {
-        if (error instanceof Error && error.name === 'InvalidInstanceId')
-          throw new InstancesRejected(error.message);
-        throw error;
-      }
-    },
+    sendBatch: (command) => sendCommand(ssm, command, batchSend),
     async listInvocations(commandId, withOutput = false) {
       const out: InvocationSummary[] = [];
-      let NextToken: string | undefined;
-      do {
-        const res = await ssm.send(
-          new ListCommandInvocationsCommand({
-            CommandId: commandId,
-            MaxResults: 50,
-            Details: withOutput,
-            NextToken,
-          }),
-        );
-        for (const inv of res.CommandInvocations ?? []) {
+      const pages = paginateListCommandInvocations(
+        { client: ssm, pageSize: 50 },
+        { CommandId: commandId, Details: withOutput },
+      );
+      for await (const page of pages)
+        for (const inv of page.CommandInvocations ?? []) {
           if (!inv.InstanceId) continue;
           const output = withOutput
             ? (inv.CommandPlugins ?? []).map((p) => p.Output ?? '').join('\n')
@@ -171,8 +146,6 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
             output,
           });
         }
-        NextToken = res.NextToken;
-      } while (NextToken);
       return out;
     },
     async cancel(commandId, instanceIds) {
@@ -184,38 +157,20 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
       );
     },
     async findByComment(comment, after) {
-      let NextToken: string | undefined;
-      do {
-        const res = await ssm.send(
-          new ListCommandsCommand({
-            Filters: [{ key: 'InvokedAfter', value: after.toISOString() }],
-            MaxResults: 50,
-            NextToken,
-          }),
-        );
-        const found = (res.Commands ?? []).find((c) => c.Comment === comment.slice(0, 100));
+      const sent = comment.slice(0, 100);
+      const pages = paginateListCommands(
+        { client: ssm, pageSize: 50 },
+        { Filters: [{ key: 'InvokedAfter', value: after.toISOString() }] },
+      );
+      // Leaving the loop at the first match leaves the later pages unasked.
+      for await (const page of pages) {
+        const found = (page.Commands ?? []).find((c) => c.Comment === sent);
         if (found?.CommandId) return found.CommandId;
-        NextToken = res.NextToken;
-      } while (NextToken);
+      }
       return undefined;
     },
-    async send(instanceIds, document, parameters, comment) {
-      try {
-        const res = await ssm.send(
-          new SendCommandCommand({
-            InstanceIds: [...instanceIds],
-            DocumentName: document,
-            Parameters: parameters,
-            Comment: comment.slice(0, 100),
-          }),
-        );
-        return res.Command?.CommandId ?? '';
-      } catch (error) {
-        if (error instanceof Error && error.name === 'InvalidInstanceId' && instanceIds.length === 1)
-          throw new AgentNotRegistered(instanceIds[0] ?? '');
-        throw error;
-      }
-    },
+    send: (instanceIds, document, parameters, comment) =>
+      sendCommand(ssm, { instanceIds, document, parameters, comment }, singleSend),
     async invocation(commandId, instanceId, plugin) {
       try {
         const res = await ssm.send(
@@ -260,6 +215,55 @@ export function createRunCommand(ssm: SSMClient): RunCommand {
       return states;
     },
   };
+}
+
+/** How the two kinds of send differ: SSM's own limits, and what SSM's refusal of an instance id means. */
+interface SendMode {
+  /**
+   * MaxConcurrency and MaxErrors set to the whole batch: our own fleet-wide limits decide, and SSM's
+   * per-command ones must not stop a batch early.
+   */
+  wholeBatch: boolean;
+  /** What SSM's InvalidInstanceId becomes; undefined lets SSM's error through as it came. */
+  rejected(message: string, instanceIds: readonly string[]): Error | undefined;
+}
+
+/** A rollout's batch: any id SSM cannot reach refuses the whole batch, and the rollout sorts it out. */
+const batchSend: SendMode = {
+  wholeBatch: true,
+  rejected: (message) => new InstancesRejected(message),
+};
+
+/** A command to one member's instance, where a refused id means its agent has not registered yet. */
+const singleSend: SendMode = {
+  wholeBatch: false,
+  rejected: (_message, instanceIds) =>
+    instanceIds.length === 1 ? new AgentNotRegistered(instanceIds[0] ?? '') : undefined,
+};
+
+async function sendCommand(ssm: SSMClient, command: BatchCommand, mode: SendMode): Promise<string> {
+  const { instanceIds } = command;
+  try {
+    const res = await ssm.send(
+      new SendCommandCommand({
+        InstanceIds: [...instanceIds],
+        DocumentName: command.document,
+        Parameters: command.parameters,
+        Comment: command.comment.slice(0, 100),
+        ...(mode.wholeBatch
+          ? { MaxConcurrency: String(instanceIds.length), MaxErrors: String(instanceIds.length) }
+          : {}),
+        ...(command.timeoutSeconds ? { TimeoutSeconds: command.timeoutSeconds } : {}),
+      }),
+    );
+    return res.Command?.CommandId ?? '';
+  } catch (error) {
+    const rejected =
+      error instanceof Error && error.name === 'InvalidInstanceId'
+        ? mode.rejected(error.message, instanceIds)
+        : undefined;
+    throw rejected ?? error;
+  }
 }
 
 function statusOf(status: string | undefined, details: string | undefined): InvocationStatus {

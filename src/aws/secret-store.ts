@@ -2,8 +2,9 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import {
   AddTagsToResourceCommand,
   DeleteParameterCommand,
-  DescribeParametersCommand,
+  type ParameterMetadata,
   PutParameterCommand,
+  paginateDescribeParameters,
   RemoveTagsFromResourceCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
@@ -95,30 +96,30 @@ export function createSecretStore(
       return { version: put.Version ?? 0 };
     },
     async list(userId) {
+      const pages = paginateDescribeParameters(
+        { client: ssm },
+        {
+          ParameterFilters: [
+            { Key: 'Path', Option: 'OneLevel', Values: [userParameterPath(options.prefix, userId)] },
+          ],
+        },
+      );
+      // call() makes any error a SecretStoreError, so only the paged requests run inside it.
+      const found = await call(async () => {
+        const parameters: ParameterMetadata[] = [];
+        for await (const page of pages) parameters.push(...(page.Parameters ?? []));
+        return parameters;
+      });
       const out: StoredSecret[] = [];
-      let NextToken: string | undefined;
-      do {
-        const page = await call(() =>
-          ssm.send(
-            new DescribeParametersCommand({
-              ParameterFilters: [
-                { Key: 'Path', Option: 'OneLevel', Values: [userParameterPath(options.prefix, userId)] },
-              ],
-              NextToken,
-            }),
-          ),
-        );
-        for (const p of page.Parameters ?? []) {
-          const kind = findKind(p.Name?.split('/').pop() ?? '');
-          if (kind)
-            out.push({
-              kind: kind.name as SecretKindName,
-              lastChanged: p.LastModifiedDate,
-              version: p.Version,
-            });
-        }
-        NextToken = page.NextToken;
-      } while (NextToken);
+      for (const p of found) {
+        const kind = findKind(p.Name?.split('/').pop() ?? '');
+        if (kind)
+          out.push({
+            kind: kind.name as SecretKindName,
+            lastChanged: p.LastModifiedDate,
+            version: p.Version,
+          });
+      }
       return out;
     },
     async bindToInstance(userId, kinds, instanceArn) {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { userParameterName } from '../core/parameter-names.js';
 import { type SecretKindName, secretKinds } from '../core/secret-kinds.js';
+import { versionPattern } from '../core/version.js';
 
 export interface UserDataOptions {
   parameterPrefix: string;
@@ -57,11 +58,17 @@ export const maxUserDataBytes = 16 * 1024;
 
 const defaultRetry = { firstDelaySeconds: 5, maxDelaySeconds: 60, maxTotalSeconds: 300 };
 
-const instanceFile = (name: string): string =>
-  readFileSync(new URL(`./instance/${name}`, import.meta.url), 'utf8');
+const besideModule = (name: string): string => readFileSync(new URL(name, import.meta.url), 'utf8');
 /** The helper and the profile as they are in the repository (and as their tests run them). */
-export const readSecretsScript = instanceFile('read-secrets.sh');
-export const openclawProfileScript = instanceFile('openclaw-profile.sh');
+export const readSecretsScript = besideModule('./instance/read-secrets.sh');
+export const openclawProfileScript = besideModule('./instance/openclaw-profile.sh');
+/**
+ * The first-boot script itself, with `__NAME__` holes that renderUserData fills (fillHoles): a bash
+ * file rather than a string here, so bash's own syntax needs no escaping and shellcheck reads it as
+ * it is. `__INSTALL_FILES__` takes here-documents whose quoted delimiter keeps bash off their text;
+ * every other hole a single-quoted value. Each comment in it lands in the UserData's 16 KB too.
+ */
+const bootstrapTemplate = besideModule('./userdata.sh');
 
 /** Bounds of one helper run that its script hard-codes: `timeout --kill-after=5 20 aws ...`, 2 IMDS reads of 4 tries. */
 const helperCallSeconds = 20 + 5;
@@ -83,7 +90,7 @@ const patterns = {
   userId: /^\d{1,16}$/,
   serviceName: /^[a-z][a-z0-9@._-]{0,63}$/,
   serviceUser: /^[a-z_][a-z0-9_-]{0,31}$/,
-  version: /^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]{1,20})?$/,
+  version: versionPattern,
   path: /^(\/[A-Za-z0-9_.-]+)+$/,
 };
 
@@ -193,20 +200,39 @@ export function renderUserData(options: UserDataOptions): string {
     })
     .join('\n');
 
-  const settings = [
-    ['LOG_FILE', o.paths.log],
-    ['SENTINEL', o.paths.sentinel],
-    ['SERVICE_UNIT', unit],
-    ['SERVICE_USER', o.serviceUser],
-    ['TELEGRAM_USER_ID', o.userId],
-    ['VERSION', o.version],
-    ['INSTALL_COMMAND', o.installCommand || o.paths.profile],
-    ['ENV_FILE', `${o.paths.runDir}/${base}.env`],
-    ['STATUS_FILE', `${o.paths.runDir}/${base}.status`],
-  ]
-    .map(([name, value]) => `readonly ${name}=${shellQuote(value ?? '')}`)
-    .join('\n');
-  return `${header}\n${settings}\n${body.replace('__INSTALL_FILES__', () => installs)}`;
+  // Each setting lands single-quoted, so bash expands nothing in an operator's value.
+  const settings = {
+    LOG_FILE: o.paths.log,
+    SENTINEL: o.paths.sentinel,
+    SERVICE_UNIT: unit,
+    SERVICE_USER: o.serviceUser,
+    TELEGRAM_USER_ID: o.userId,
+    VERSION: o.version,
+    INSTALL_COMMAND: o.installCommand || o.paths.profile,
+    ENV_FILE: `${o.paths.runDir}/${base}.env`,
+    STATUS_FILE: `${o.paths.runDir}/${base}.status`,
+  };
+  const quoted = Object.entries(settings).map(([name, value]) => [name, shellQuote(value)] as const);
+  return fillHoles(bootstrapTemplate, { ...Object.fromEntries(quoted), INSTALL_FILES: installs });
+}
+
+/** A hole in the bootstrap template: `__INSTALL_FILES__`, `__LOG_FILE__`. */
+const hole = /__([A-Z][A-Z_]*[A-Z])__/g;
+
+/**
+ * Fills every hole of the template in one pass, so text that fills one hole (an operator's command,
+ * a here-document) is never searched for holes itself. A hole without a value, or a value without
+ * its hole, is a template out of step with this module: thrown rather than rendered half-filled.
+ */
+function fillHoles(template: string, values: Readonly<Record<string, string>>): string {
+  const holes = new Set(Array.from(template.matchAll(hole), (m) => m[1] ?? ''));
+  const missing = [...holes].filter((name) => !Object.hasOwn(values, name));
+  const unused = Object.keys(values).filter((name) => !holes.has(name));
+  if (missing.length > 0 || unused.length > 0)
+    throw new Error(
+      `bootstrap template out of step: holes without values [${missing.join(', ')}], values without holes [${unused.join(', ')}]`,
+    );
+  return template.replace(hole, (_, name: string) => values[name] ?? '');
 }
 
 export function encodeUserData(script: string): string {
@@ -312,121 +338,3 @@ function validate(options: UserDataOptions): Validated {
     retry: { firstMs, maxMs, budgetMs },
   };
 }
-
-const header = `#!/bin/bash
-# fleetbot first-boot bootstrap. It names the parameters to read and never holds their values.
-set -euo pipefail
-# Nothing secret passes through this shell any more, but tracing stays off: the log ends up in chat.
-set +x
-umask 077
-`;
-
-// Plain text rather than a template so bash's own syntax needs no escaping; __INSTALL_FILES__ is the
-// only hole, filled with here-documents whose quoted delimiter keeps bash off their text.
-const body = String.raw`
-# Directories on the way are public (/etc, /usr/local); the log stays private.
-make_dir() {
-  (
-    umask 022
-    mkdir -p -- "$1"
-  )
-}
-
-make_dir "$(dirname "$LOG_FILE")"
-touch "$LOG_FILE"
-chmod 0600 "$LOG_FILE"
-exec > >(tee -a "$LOG_FILE") 2>&1
-
-FAILURE='unexpected error'
-
-# The readiness check reports a line starting "bootstrap: failed" as final, so every exit path says why.
-on_exit() {
-  local status=$?
-  if [[ "$status" -ne 0 ]]; then
-    printf 'bootstrap: failed: %s (exit %s)\n' "$FAILURE" "$status"
-  fi
-}
-trap on_exit EXIT
-
-fail() {
-  FAILURE="$1"
-  exit 1
-}
-
-step() {
-  FAILURE="$1 failed"
-  printf 'bootstrap: %s\n' "$1"
-}
-
-# install_file PATH MODE [packed] < text: written beside the target and renamed, so systemd never
-# reads half a file; "packed" is gzip in base64. Runs as root, so the files are root's.
-install_file() {
-  local tmp
-  make_dir "$(dirname "$1")"
-  tmp="$(mktemp "$1.XXXXXX")"
-  if [[ $# -ge 3 && "$3" == packed ]]; then base64 -d | gzip -dc >"$tmp"; else cat >"$tmp"; fi
-  chmod "$2" "$tmp"
-  mv -f -- "$tmp" "$1"
-}
-
-printf 'bootstrap: started at %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-# A sentinel left by an earlier run must not vouch for this one.
-rm -f -- "$SENTINEL"
-
-step 'reading the instance identity through IMDSv2'
-IMDS_TOKEN="$(curl -fsS --retry 10 --retry-connrefused --retry-delay 1 --max-time 5 \
-  -X PUT 'http://169.254.169.254/latest/api/token' \
-  -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
-imds_get() {
-  curl -fsS --retry 10 --retry-connrefused --retry-delay 1 --max-time 5 \
-    -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" "http://169.254.169.254/latest/meta-data/$1"
-}
-REGION="$(imds_get placement/region)"
-INSTANCE_ID="$(imds_get instance-id)"
-if [[ -z "$REGION" || -z "$INSTANCE_ID" ]]; then fail 'IMDS returned an empty region or instance id'; fi
-printf 'bootstrap: instance %s in %s\n' "$INSTANCE_ID" "$REGION"
-for tool in aws base64 gzip; do
-  command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed on this image"
-done
-
-step "creating the service user $SERVICE_USER"
-if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
-  useradd --system --create-home --shell /usr/sbin/nologin "$SERVICE_USER"
-fi
-
-step "installing fleetbot-secrets and its drop-in for $SERVICE_UNIT"
-__INSTALL_FILES__
-
-step 'running the install command'
-(
-  umask 022
-  FLEETBOT_VERSION="$VERSION" FLEETBOT_SERVICE_NAME="$SERVICE_UNIT" FLEETBOT_SERVICE_USER="$SERVICE_USER" \
-    FLEETBOT_TELEGRAM_USER_ID="$TELEGRAM_USER_ID" FLEETBOT_ENV_FILE="$ENV_FILE" \
-    bash -euo pipefail -c "$INSTALL_COMMAND"
-)
-
-# The unit's ExecStartPre reads the secrets now, and again at every later start.
-step "enabling and starting $SERVICE_UNIT"
-systemctl daemon-reload
-systemctl enable "$SERVICE_UNIT"
-if ! systemctl restart "$SERVICE_UNIT"; then
-  STATUS="$(head -n 1 -- "$STATUS_FILE" 2>/dev/null || true)"
-  case "$STATUS" in
-    'fleetbot-secrets: failed: '*) ;;
-    '') STATUS="no status from fleetbot-secrets; see journalctl -u $SERVICE_UNIT" ;;
-    *) STATUS="$STATUS, then the assistant failed; see journalctl -u $SERVICE_UNIT" ;;
-  esac
-  fail "$SERVICE_UNIT did not start: $STATUS"
-fi
-
-step 'writing the sentinel'
-make_dir "$(dirname "$SENTINEL")"
-{
-  printf 'finished=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  printf 'instance=%s\n' "$INSTANCE_ID"
-  if [[ -n "$VERSION" ]]; then printf 'version=%s\n' "$VERSION"; fi
-} >"$SENTINEL.tmp"
-chmod 0644 "$SENTINEL.tmp"
-mv -f -- "$SENTINEL.tmp" "$SENTINEL"
-printf 'bootstrap: done\n'
-`;

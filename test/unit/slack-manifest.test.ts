@@ -68,10 +68,13 @@ function sourceFiles(dir: string): string[] {
   );
 }
 
-/** Slack Web API methods called anywhere in src/, however the call is spread over lines. */
+/**
+ * Slack Web API methods called anywhere in src/, however the call is spread over lines. src/aws is
+ * left out: it speaks only to AWS (test/unit/import-graph.test.ts), and its SDK clients are `client`s too.
+ */
 function slackMethodsCalled(): Set<string> {
   const methods = new Set<string>();
-  for (const file of sourceFiles(join(root, 'src'))) {
+  for (const file of sourceFiles(join(root, 'src')).filter((f) => !f.startsWith(join(root, 'src', 'aws')))) {
     // Compiled (esbuild drops comments): prose like "in the chat.\n if …" is no call.
     const code = transformSync(readFileSync(file, 'utf8'), { loader: 'ts' }).code;
     for (const m of code.matchAll(/\bchat\s*\.\s*(\w+)\s*\(/g)) methods.add(`chat.${m[1]}`);

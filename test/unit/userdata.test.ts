@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import {
@@ -32,6 +33,9 @@ import {
 import { looksSecret, type SecretKindName } from '../../src/core/secret-kinds.js';
 import { parseSystemdEnvFile } from '../instance/systemd-env-file.js';
 import { runTool, shellcheck } from '../support/tools.js';
+
+/** The bootstrap as renderUserData reads it, before its holes are filled. */
+const bootstrapTemplateFile = fileURLToPath(new URL('../../src/aws/userdata.sh', import.meta.url));
 
 const bothKinds: SecretKindName[] = ['telegram-bot-token', 'openai-api-key'];
 const base: UserDataOptions = {
@@ -220,6 +224,8 @@ describe('renderUserData', () => {
     for (const script of variants) {
       expect(shellcheck(writeScript(script))).toEqual({ status: 0, output: '' });
     }
+    // The template as it is in the repository, holes and all: what an editor of it sees checked.
+    expect(shellcheck(bootstrapTemplateFile)).toEqual({ status: 0, output: '' });
   });
 
   it('when parsed by bash -n, then the syntax is valid', () => {
@@ -280,6 +286,7 @@ describe('renderUserData', () => {
     ['serviceUser', { serviceUser: `root;${canary}` }],
     ['version', { version: `latest-${canary}` }],
     ['version', { version: `v1.2.3; ${canary}` }],
+    ['version', { version: 'v01.2.3' }],
     ['parameterPrefix', { parameterPrefix: `a/${canary}` }],
     ['kinds', { kinds: [canary] as unknown as SecretKindName[] }],
     ['kinds', { kinds: [] }],
