@@ -100,49 +100,7 @@ export function createMetrics(): Metrics {
       }
     },
   });
-  const jobDuration = new Histogram({
-    name: 'fleetbot_job_duration_seconds',
-    help: 'How long one attempt of a job ran, by queue, job name and outcome.',
-    labelNames: ['queue', 'name', 'outcome'] as const,
-    buckets: jobDurationBuckets,
-    registers,
-  });
-  const awsCalls = new Counter({
-    name: 'fleetbot_aws_calls_total',
-    help: 'AWS API calls by final outcome, after the SDK retries.',
-    labelNames: ['service', 'operation', 'outcome'] as const,
-    registers,
-  });
-  const chatMessages = new Counter({
-    name: 'fleetbot_chat_messages_total',
-    help: 'Chat messages fleetbot sent, edited or deleted.',
-    labelNames: ['platform', 'action'] as const,
-    registers,
-  });
-  const chatRateLimited = new Counter({
-    name: 'fleetbot_chat_rate_limited_total',
-    help: 'Chat API calls answered with 429.',
-    labelNames: ['platform'] as const,
-    registers,
-  });
-  const chatDuplicates = new Counter({
-    name: 'fleetbot_chat_duplicate_updates_total',
-    help: 'Chat updates delivered again with an id already handled, dropped without effect.',
-    labelNames: ['platform'] as const,
-    registers,
-  });
-  const secretsStored = new Counter({
-    name: 'fleetbot_secrets_stored_total',
-    help: 'Secrets written to SSM Parameter Store, by kind (never the value).',
-    labelNames: ['kind'] as const,
-    registers,
-  });
-  const commandsRefused = new Counter({
-    name: 'fleetbot_commands_refused_total',
-    help: 'Chat commands refused before they ran, by reason (role, unknown to a guest, or a member limit) and caller role.',
-    labelNames: ['reason', 'role'] as const,
-    registers,
-  });
+  const counted = countedMetrics(registers);
 
   return {
     registry,
@@ -150,25 +108,25 @@ export function createMetrics(): Metrics {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
     jobFinished(labels, seconds) {
-      jobDuration.observe({ ...labels, name: boundedName(labels.name) }, Math.max(0, seconds));
+      counted.jobDuration.observe({ ...labels, name: boundedName(labels.name) }, Math.max(0, seconds));
     },
     awsCall(labels) {
-      awsCalls.inc(labels);
+      counted.awsCalls.inc(labels);
     },
     chatMessage(platform, action) {
-      chatMessages.inc({ platform, action });
+      counted.chatMessages.inc({ platform, action });
     },
     chatRateLimited(platform) {
-      chatRateLimited.inc({ platform });
+      counted.chatRateLimited.inc({ platform });
     },
     chatDuplicateDropped(platform) {
-      chatDuplicates.inc({ platform });
+      counted.chatDuplicates.inc({ platform });
     },
     secretStored(kind) {
-      secretsStored.inc({ kind });
+      counted.secretsStored.inc({ kind });
     },
     commandRefused(reason, role) {
-      commandsRefused.inc({ reason, role });
+      counted.commandsRefused.inc({ reason, role });
     },
     observeQueues(list) {
       queues = list;
@@ -176,6 +134,55 @@ export function createMetrics(): Metrics {
     observeInstances(list, options = {}) {
       instances = cached(list, options.ttlMs ?? 30_000, options.now ?? Date.now);
     },
+  };
+}
+
+/** Metrics this process counts as things happen (the gauges read their sources on scrape instead). */
+function countedMetrics(registers: Registry[]) {
+  return {
+    jobDuration: new Histogram({
+      name: 'fleetbot_job_duration_seconds',
+      help: 'How long one attempt of a job ran, by queue, job name and outcome.',
+      labelNames: ['queue', 'name', 'outcome'] as const,
+      buckets: jobDurationBuckets,
+      registers,
+    }),
+    awsCalls: new Counter({
+      name: 'fleetbot_aws_calls_total',
+      help: 'AWS API calls by final outcome, after the SDK retries.',
+      labelNames: ['service', 'operation', 'outcome'] as const,
+      registers,
+    }),
+    chatMessages: new Counter({
+      name: 'fleetbot_chat_messages_total',
+      help: 'Chat messages fleetbot sent, edited or deleted.',
+      labelNames: ['platform', 'action'] as const,
+      registers,
+    }),
+    chatRateLimited: new Counter({
+      name: 'fleetbot_chat_rate_limited_total',
+      help: 'Chat API calls answered with 429.',
+      labelNames: ['platform'] as const,
+      registers,
+    }),
+    chatDuplicates: new Counter({
+      name: 'fleetbot_chat_duplicate_updates_total',
+      help: 'Chat updates delivered again with an id already handled, dropped without effect.',
+      labelNames: ['platform'] as const,
+      registers,
+    }),
+    secretsStored: new Counter({
+      name: 'fleetbot_secrets_stored_total',
+      help: 'Secrets written to SSM Parameter Store, by kind (never the value).',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    commandsRefused: new Counter({
+      name: 'fleetbot_commands_refused_total',
+      help: 'Chat commands refused before they ran, by reason (role, unknown to a guest, or a member limit) and caller role.',
+      labelNames: ['reason', 'role'] as const,
+      registers,
+    }),
   };
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import htmlEscape from 'escape-html';
 import type { FleetInstance } from '../aws/fleet.js';
 import type { AuditRecord } from '../core/audit.js';
 
@@ -47,17 +48,9 @@ export const fleetPageCsp = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const entities: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
 /** The only way a value reaches the page: job names, chat text and tags are all user input. */
 export function escapeHtml(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => entities[c] ?? c);
+  return htmlEscape(String(value ?? ''));
 }
 
 export function renderFleetPage(data: FleetPageData): string {

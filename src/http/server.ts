@@ -7,9 +7,16 @@ import { queueNames } from '../jobs/queues.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics.js';
 import { logErrors, type RedisClient } from '../store/redis.js';
-import { type AuditRecord, auditRows, type FleetJob, fleetPageCsp, renderFleetPage } from './fleet-page.js';
+import { readEvictionPolicy } from '../store/redis-policy.js';
+import {
+  type AuditRecord,
+  auditRows,
+  type FleetJob,
+  type FleetPageData,
+  fleetPageCsp,
+  renderFleetPage,
+} from './fleet-page.js';
 import { jobDashboard } from './job-dashboard.js';
-import { readEvictionPolicy } from './redis-policy.js';
 
 export interface HttpOptions {
   host: string;
@@ -67,16 +74,7 @@ const jobsCsp = [
  */
 export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   if (!options.password) throw new Error('the dashboard needs a password (DASHBOARD_PASSWORD)');
-  const queues = Object.values(queueNames).map((name) => {
-    // Only read here (and written by bull-board when actions are allowed); shares the role's connection.
-    const queue = new Queue(name, { connection: options.redis, prefix: options.prefix });
-    // Without a listener BullMQ prints each error, stack and all, to the console.
-    queue.on(
-      'error',
-      options.log ? logErrors(options.log.child({ queue: name }), 'dashboard queue') : () => {},
-    );
-    return queue;
-  });
+  const queues = dashboardQueues(options);
   const metrics = options.metrics ?? createMetrics();
   metrics.observeQueues(queues);
   metrics.observeInstances(options.listInstances);
@@ -87,25 +85,9 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  const readiness = sharedFor(options.readyCacheMs ?? readyCacheMs, options.now ?? monotonicNow, async () => {
-    // A server that accepts connections but does not answer must not hold the probe: every check gets a deadline.
-    const readyTimeoutMs = options.readyTimeoutMs ?? 5000;
-    const [redis, aws, redisMaxmemoryPolicy] = await Promise.all([
-      within(readyTimeoutMs, options.redis.ping()).then(
-        () => 'ok',
-        () => 'unreachable',
-      ),
-      within(readyTimeoutMs, options.probeAws()).then(
-        () => 'ok',
-        () => 'unreachable',
-      ),
-      within(readyTimeoutMs, readEvictionPolicy(options.redis)).catch(() => 'unknown'),
-    ]);
-    // `unknown` (CONFIG refused, as on managed Redis) does not block readiness: the policy is then
-    // set outside Redis, and the worker logs that it could not check it.
-    const ready = redis === 'ok' && aws === 'ok' && ['noeviction', 'unknown'].includes(redisMaxmemoryPolicy);
-    return { ready, checks: { redis, aws, redisMaxmemoryPolicy } };
-  });
+  const readiness = sharedFor(options.readyCacheMs ?? readyCacheMs, options.now ?? monotonicNow, () =>
+    checkReadiness(options),
+  );
   app.get('/readyz', async (_req, res) => {
     const { ready, checks } = await readiness();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
@@ -128,20 +110,11 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   if (!options.metricsPublic) app.get('/metrics', metricsRoute);
 
   app.get('/fleet', async (_req, res) => {
-    const [instances, jobs, audit] = await Promise.all([
-      settle(options.listInstances(), 'ec2', options.log),
-      settle(runningJobs(queues), 'redis', options.log),
-      settle(
-        options.recentAudit().then((a) => a.slice(0, auditRows)),
-        'audit',
-        options.log,
-      ),
-    ]);
     res
       .status(200)
       .set('content-security-policy', fleetPageCsp)
       .type('html')
-      .send(renderFleetPage({ instances, jobs, audit, generatedAt: new Date() }));
+      .send(renderFleetPage(await fleetPageData(options, queues)));
   });
 
   app.use(jobsPath, (_req, res, next) => {
@@ -185,6 +158,55 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
       await Promise.all(queues.map((q) => q.close()));
     },
   };
+}
+
+/** The dashboard's view of every queue; shares the role's connection. */
+function dashboardQueues(options: HttpOptions): Queue[] {
+  return Object.values(queueNames).map((name) => {
+    // Only read here (and written by bull-board when actions are allowed).
+    const queue = new Queue(name, { connection: options.redis, prefix: options.prefix });
+    // Without a listener BullMQ prints each error, stack and all, to the console.
+    queue.on(
+      'error',
+      options.log ? logErrors(options.log.child({ queue: name }), 'dashboard queue') : () => {},
+    );
+    return queue;
+  });
+}
+
+/** One /readyz check of Redis, AWS and Redis's eviction policy; never rejects. */
+async function checkReadiness(options: HttpOptions) {
+  // A server that accepts connections but does not answer must not hold the probe: every check gets a deadline.
+  const readyTimeoutMs = options.readyTimeoutMs ?? 5000;
+  const [redis, aws, redisMaxmemoryPolicy] = await Promise.all([
+    within(readyTimeoutMs, options.redis.ping()).then(
+      () => 'ok',
+      () => 'unreachable',
+    ),
+    within(readyTimeoutMs, options.probeAws()).then(
+      () => 'ok',
+      () => 'unreachable',
+    ),
+    within(readyTimeoutMs, readEvictionPolicy(options.redis)).catch(() => 'unknown'),
+  ]);
+  // `unknown` (CONFIG refused, as on managed Redis) does not block readiness: the policy is then
+  // set outside Redis, and the worker logs that it could not check it.
+  const ready = redis === 'ok' && aws === 'ok' && ['noeviction', 'unknown'].includes(redisMaxmemoryPolicy);
+  return { ready, checks: { redis, aws, redisMaxmemoryPolicy } };
+}
+
+/** What /fleet shows; a source that fails is shown as unavailable, the others still are. */
+async function fleetPageData(options: HttpOptions, queues: readonly Queue[]): Promise<FleetPageData> {
+  const [instances, jobs, audit] = await Promise.all([
+    settle(options.listInstances(), 'ec2', options.log),
+    settle(runningJobs(queues), 'redis', options.log),
+    settle(
+      options.recentAudit().then((a) => a.slice(0, auditRows)),
+      'audit',
+      options.log,
+    ),
+  ]);
+  return { instances, jobs, audit, generatedAt: new Date() };
 }
 
 function requireAuth(expected: { user: string; password: string }) {

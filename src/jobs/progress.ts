@@ -15,7 +15,10 @@ export interface Progress {
   finish(text: string): Promise<void>;
 }
 
-/** A shared allowance of edits (Slack's chat.update is limited per workspace, not per message). */
+/**
+ * A shared allowance of edits (Slack's chat.update is limited per workspace, not per message).
+ * Unlike a Pacer, which only spaces calls out, a budget counts them per window and can run out.
+ */
 export interface Budget {
   /** Takes one edit if the allowance has one left now. */
   tryTake(): Promise<boolean>;

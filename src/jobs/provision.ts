@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
 import type { Pacer } from '../store/rate-limits.js';
 import { type HealthPoller, StageTimeout, type TroubleListener } from './health-poller.js';
 import { editMessage, type Outboxes } from './outboxes.js';
-import { createProgress, stoppableEdit } from './progress.js';
+import { createProgress, type Progress, stoppableEdit } from './progress.js';
 import type { ProvisionPayload } from './queues.js';
 
 export interface ProvisionSettings {
@@ -49,6 +49,8 @@ export interface ProvisionDeps {
   outboxes: Outboxes;
   settings: ProvisionSettings;
   log: Logger;
+  /** The clock the stages' deadlines and the reported time taken are read from; Date.now when absent. */
+  now?: () => number;
 }
 
 /** The slice of a BullMQ job the processor needs; its data is the crash-safe record of progress. */
@@ -84,7 +86,8 @@ export class ForeignInstance extends ProvisionFailed {
   }
 }
 
-const minutes = (ms: number) => {
+/** A wait or a time limit as the member reads it: `45 seconds`, `1 minute`, `15 minutes`. */
+const formatWait = (ms: number) => {
   if (ms < 60_000) return `${Math.round(ms / 1000)} seconds`;
   const m = Math.round(ms / 60_000);
   return `${m} minute${m === 1 ? '' : 's'}`;
@@ -103,7 +106,8 @@ export async function processProvision(
   given: ProvisionJob,
   deps: ProvisionDeps,
 ): Promise<{ instanceId: string }> {
-  const { fleet, settings } = deps;
+  const { settings } = deps;
+  const now = deps.now ?? Date.now;
   // The record as last written, so a repeated step and the failure path see what was already done.
   const job: ProvisionJob = {
     ...given,
@@ -114,14 +118,79 @@ export async function processProvision(
   };
   const data = job.data;
   const log = deps.log.child({ user: data.userId, jobId: job.id, mode: data.mode });
-  const stages = data.mode === 'start' ? startStages : provisionStages;
   // A thrown error ends this attempt's edits, so the worker's word on the failure stays the last.
   const edits = stoppableEdit((text) => editMessage(deps.outboxes, data.message, { text }));
   const progress = createProgress(edits.edit, {
     minIntervalMs: settings.editIntervalMs,
     log,
   });
-  const title = data.mode === 'start' ? 'Starting your server' : 'Setting up your server';
+  const view = progressView(given, progress, log, now);
+  const { aws } = view;
+
+  let instance: FleetInstance | undefined;
+  // Instances this attempt launched or saw EC2 confirm as the member's: the only ones cleanup may
+  // terminate. An id read from the job record alone is not enough, since Redis is not trusted.
+  const trusted = new Set<string>();
+  try {
+    view.show(view.stages[0]);
+    instance = await aws.run(
+      () => ensureInstance(job, deps, log, view.onProfileWait, trusted),
+      now() + settings.timeoutsMs.running,
+    );
+    view.show('running');
+    await wait(
+      deps,
+      instance.id,
+      (h) => h?.state === 'running',
+      settings.timeoutsMs.running,
+      'running',
+      (h) =>
+        h && ['stopped', 'terminated', 'shutting-down'].includes(h.state)
+          ? `Your server stopped while starting (state ${h.state}).`
+          : undefined,
+      view.onPollTrouble,
+    );
+    view.show('health checks');
+    await wait(
+      deps,
+      instance.id,
+      (h) => h?.system === 'ok' && h.instance === 'ok',
+      settings.timeoutsMs.checks,
+      'its health checks',
+      (h) =>
+        h && (h.system === 'impaired' || h.instance === 'impaired')
+          ? `Your server failed its health checks (system ${h.system}, instance ${h.instance}).`
+          : undefined,
+      view.onPollTrouble,
+    );
+    view.show('bootstrapping');
+    await waitForBootstrap(job, deps, instance.id, aws);
+    const took = formatElapsed(now() - data.startedAt);
+    await progress.finish(`Your server is ready (instance ${instance.id}, took ${took}).`);
+    log.info({ instanceId: instance.id, took }, 'instance ready');
+    return { instanceId: instance.id };
+  } catch (caught) {
+    const error =
+      caught instanceof AwsWaitExpired
+        ? new ProvisionFailed(gaveUpMessage(view.stage(), caught, settings), instance?.id)
+        : caught;
+    if (!(error instanceof ProvisionFailed)) {
+      await edits.stop();
+      throw error;
+    }
+    await settleFailure(error, { job, deps, log, progress, instanceId: instance?.id, trusted });
+    throw error;
+  }
+}
+
+/**
+ * The member's progress message: the stages with the current one marked, and a line while the job
+ * waits on AWS or on a new instance profile.
+ */
+function progressView(given: ProvisionJob, progress: Progress, log: Logger, now: () => number) {
+  const { mode } = given.data;
+  const stages = mode === 'start' ? startStages : provisionStages;
+  const title = mode === 'start' ? 'Starting your server' : 'Setting up your server';
   let stage: Stage = stages[0];
   // The shared status poll reports its own trouble; calls this job makes itself report through `aws`.
   let pollTrouble: AwsTrouble | undefined;
@@ -139,126 +208,100 @@ export async function processProvision(
       else log.info({ waitedMs }, 'AWS answers again');
       render();
     },
+    now,
   });
-  const show = (next: Stage) => {
-    stage = next;
-    given.onStage?.(next);
-    render();
-  };
-  const onPollTrouble = (trouble: AwsTrouble | undefined) => {
-    pollTrouble = trouble;
-    render();
-  };
-
-  let instance: FleetInstance | undefined;
-  // Instances this attempt launched or saw EC2 confirm as the member's: the only ones cleanup may
-  // terminate. An id read from the job record alone is not enough, since Redis is not trusted.
-  const trusted = new Set<string>();
-  try {
-    show(stages[0]);
-    const onProfileWait = (waitedMs: number | undefined) => {
+  return {
+    aws,
+    stages,
+    stage: () => stage,
+    show(next: Stage) {
+      stage = next;
+      given.onStage?.(next);
+      render();
+    },
+    onPollTrouble(trouble: AwsTrouble | undefined) {
+      pollTrouble = trouble;
+      render();
+    },
+    onProfileWait(waitedMs: number | undefined) {
       const next = waitedMs === undefined ? undefined : profileWaitLine;
       if (next === profileWait) return;
       profileWait = next;
       log.info({ waitedMs }, next ? 'waiting for the instance profile' : 'instance profile accepted');
       render();
-    };
-    instance = await aws.run(
-      () => ensureInstance(job, deps, log, onProfileWait, trusted),
-      Date.now() + settings.timeoutsMs.running,
-    );
-    show('running');
-    await wait(
-      deps,
-      instance.id,
-      (h) => h?.state === 'running',
-      settings.timeoutsMs.running,
-      'running',
-      (h) =>
-        h && ['stopped', 'terminated', 'shutting-down'].includes(h.state)
-          ? `Your server stopped while starting (state ${h.state}).`
-          : undefined,
-      onPollTrouble,
-    );
-    show('health checks');
-    await wait(
-      deps,
-      instance.id,
-      (h) => h?.system === 'ok' && h.instance === 'ok',
-      settings.timeoutsMs.checks,
-      'its health checks',
-      (h) =>
-        h && (h.system === 'impaired' || h.instance === 'impaired')
-          ? `Your server failed its health checks (system ${h.system}, instance ${h.instance}).`
-          : undefined,
-      onPollTrouble,
-    );
-    show('bootstrapping');
-    await waitForBootstrap(job, deps, instance.id, aws);
-    const took = formatElapsed(Date.now() - data.startedAt);
-    await progress.finish(`Your server is ready (instance ${instance.id}, took ${took}).`);
-    log.info({ instanceId: instance.id, took }, 'instance ready');
-    return { instanceId: instance.id };
-  } catch (caught) {
-    const error =
-      caught instanceof AwsWaitExpired
-        ? new ProvisionFailed(gaveUpMessage(stage, caught, settings), instance?.id)
-        : caught;
-    if (!(error instanceof ProvisionFailed)) {
-      await edits.stop();
-      throw error;
-    }
-    if (error instanceof ForeignInstance) {
-      await progress.finish(`${error.userMessage}\nThe admins have been told.`);
-      await alertAdmins(deps, {
-        text: `Provisioning for Telegram user ${data.userId} was refused (job ${job.id}): instance ${error.instanceId} is not theirs. Nothing was bound, started or terminated; check who can write to Redis.`,
-      });
-      throw error;
-    }
-    const recorded = job.data.instanceId;
-    const instanceId =
-      error.instanceId ?? instance?.id ?? (recorded && trusted.has(recorded) ? recorded : undefined);
-    log.warn({ instanceId, reason: error.userMessage }, 'provision failed');
-    // The member hears first: cleaning up may itself have to wait out AWS.
-    await progress.finish(
-      `${error.userMessage}\nThe admins have been told. You can try /provision again later.`,
-    );
-    let fate = 'nothing was launched';
-    if (instanceId && settings.onFailure === 'terminate') {
-      const cleanup = createAwsWait({ classify: transientAwsError });
-      const until = Date.now() + settings.timeoutsMs.running;
-      fate = await cleanup
-        .run(() => fleet.terminate(instanceId), until)
-        .then(
-          () => `instance ${instanceId} was terminated`,
-          (err: unknown) => {
-            log.warn({ err: String(err) }, 'terminate failed');
-            return `instance ${instanceId} could not be terminated (${awsErrorCode(err)}): terminate it by hand`;
-          },
-        );
-      await cleanup
-        .run(() => deps.secrets.unbindFromInstance(data.userId, settings.requiredSecrets), until)
-        .catch((err: unknown) => log.warn({ err: String(err) }, 'unbind failed'));
-    } else if (instanceId) {
-      fate = `instance ${instanceId} was kept for an admin to inspect`;
-    } else if (recorded) {
-      fate = `instance ${recorded}, named by the job's record, was left alone: it was never confirmed as this member's`;
-    }
-    log.warn({ instanceId, fate }, 'provision cleaned up');
+    },
+  };
+}
+
+/**
+ * After a provision failed with an answer for the member: tells them, cleans up what this attempt
+ * may clean up (a foreign instance is never touched), and alerts the admins.
+ */
+async function settleFailure(
+  error: ProvisionFailed,
+  context: {
+    job: ProvisionJob;
+    deps: ProvisionDeps;
+    log: Logger;
+    progress: Progress;
+    /** The instance this attempt reached, if it got that far. */
+    instanceId: string | undefined;
+    trusted: ReadonlySet<string>;
+  },
+): Promise<void> {
+  const { job, deps, log, progress, trusted } = context;
+  const { fleet, settings } = deps;
+  const data = job.data;
+  if (error instanceof ForeignInstance) {
+    await progress.finish(`${error.userMessage}\nThe admins have been told.`);
     await alertAdmins(deps, {
-      text: `Provisioning for Telegram user ${data.userId} failed (job ${job.id}): ${error.userMessage} ${fate}.`,
+      text: `Provisioning for Telegram user ${data.userId} was refused (job ${job.id}): instance ${error.instanceId} is not theirs. Nothing was bound, started or terminated; check who can write to Redis.`,
     });
-    throw error;
+    return;
   }
+  const recorded = data.instanceId;
+  const instanceId =
+    error.instanceId ?? context.instanceId ?? (recorded && trusted.has(recorded) ? recorded : undefined);
+  log.warn({ instanceId, reason: error.userMessage }, 'provision failed');
+  // The member hears first: cleaning up may itself have to wait out AWS.
+  await progress.finish(
+    `${error.userMessage}\nThe admins have been told. You can try /provision again later.`,
+  );
+  let fate = 'nothing was launched';
+  if (instanceId && settings.onFailure === 'terminate') {
+    const now = deps.now ?? Date.now;
+    const cleanup = createAwsWait({ classify: transientAwsError, now });
+    const until = now() + settings.timeoutsMs.running;
+    fate = await cleanup
+      .run(() => fleet.terminate(instanceId), until)
+      .then(
+        () => `instance ${instanceId} was terminated`,
+        (err: unknown) => {
+          log.warn({ err: String(err) }, 'terminate failed');
+          return `instance ${instanceId} could not be terminated (${awsErrorCode(err)}): terminate it by hand`;
+        },
+      );
+    await cleanup
+      .run(() => deps.secrets.unbindFromInstance(data.userId, settings.requiredSecrets), until)
+      .catch((err: unknown) => log.warn({ err: String(err) }, 'unbind failed'));
+  } else if (instanceId) {
+    fate = `instance ${instanceId} was kept for an admin to inspect`;
+  } else if (recorded) {
+    fate = `instance ${recorded}, named by the job's record, was left alone: it was never confirmed as this member's`;
+  }
+  log.warn({ instanceId, fate }, 'provision cleaned up');
+  await alertAdmins(deps, {
+    text: `Provisioning for Telegram user ${data.userId} failed (job ${job.id}): ${error.userMessage} ${fate}.`,
+  });
 }
 
 /** What the member reads when a stage ran out while AWS kept failing. */
 function gaveUpMessage(stage: Stage, error: AwsWaitExpired, settings: ProvisionSettings): string {
   const why = describeTrouble(error.trouble, error.waitedMs);
   if (stage === 'bootstrapping')
-    return `Your server's setup could not be checked within ${minutes(settings.timeoutsMs.bootstrap)}: ${why}.`;
+    return `Your server's setup could not be checked within ${formatWait(settings.timeoutsMs.bootstrap)}: ${why}.`;
   const what = stage === 'starting' ? 'started' : 'launched';
-  return `Your server could not be ${what} within ${minutes(settings.timeoutsMs.running)}: ${why}.`;
+  return `Your server could not be ${what} within ${formatWait(settings.timeoutsMs.running)}: ${why}.`;
 }
 
 /** What the member reads while EC2 does not accept the instance profile yet. */
@@ -355,7 +398,8 @@ async function confirmOwner(
   log: Logger,
   instanceId: string,
 ): Promise<Owned> {
-  const deadline = Date.now() + deps.settings.timeoutsMs.running;
+  const now = deps.now ?? Date.now;
+  const deadline = now() + deps.settings.timeoutsMs.running;
   for (;;) {
     const check = await deps.fleet.checkOwner(instanceId, job.data.userId);
     if (check.verdict === 'owned') return check;
@@ -365,9 +409,9 @@ async function confirmOwner(
         `Your server ${instanceId} was terminated before it could be given access to your secrets.`,
         instanceId,
       );
-    if (Date.now() >= deadline)
+    if (now() >= deadline)
       throw new ProvisionFailed(
-        `Your server ${instanceId} did not show up in EC2 within ${minutes(deps.settings.timeoutsMs.running)}, so it was not given access to your secrets.`,
+        `Your server ${instanceId} did not show up in EC2 within ${formatWait(deps.settings.timeoutsMs.running)}, so it was not given access to your secrets.`,
         instanceId,
       );
     await sleep(deps.settings.pollMs);
@@ -429,7 +473,7 @@ async function wait(
     if (error instanceof StageTimeout) {
       const why = error.trouble ? `: ${describeTrouble(error.trouble.trouble, error.trouble.waitedMs)}` : '';
       throw new ProvisionFailed(
-        `Your server did not reach ${what} within ${minutes(timeoutMs)}${why}.`,
+        `Your server did not reach ${what} within ${formatWait(timeoutMs)}${why}.`,
         instanceId,
       );
     }
@@ -449,11 +493,12 @@ async function waitForBootstrap(
   aws: AwsWait,
 ): Promise<void> {
   const { runCommand, settings } = deps;
-  const deadline = Date.now() + settings.timeoutsMs.bootstrap;
+  const now = deps.now ?? Date.now;
+  const deadline = now() + settings.timeoutsMs.bootstrap;
   let reachedAgent = false;
   let lastOutput = '';
   let attempt = 0;
-  while (Date.now() < deadline) {
+  while (now() < deadline) {
     attempt++;
     try {
       // A check only reads a file: sending it twice after an unclear failure does no harm.
@@ -472,7 +517,7 @@ async function waitForBootstrap(
         await sleep(settings.pollMs);
         const invocation = await aws.run(() => runCommand.invocation(commandId, instanceId), deadline);
         if (!invocation || invocation.status === 'pending' || invocation.status === 'running') {
-          if (Date.now() >= deadline) break;
+          if (now() >= deadline) break;
           continue;
         }
         if (invocation.status === 'success') return;
@@ -492,11 +537,11 @@ async function waitForBootstrap(
   }
   if (!reachedAgent)
     throw new ProvisionFailed(
-      `Your server never connected to AWS Systems Manager within ${minutes(settings.timeoutsMs.bootstrap)}, so its setup could not be checked.`,
+      `Your server never connected to AWS Systems Manager within ${formatWait(settings.timeoutsMs.bootstrap)}, so its setup could not be checked.`,
       instanceId,
     );
   throw new ProvisionFailed(
-    `Setting up your assistant did not finish within ${minutes(settings.timeoutsMs.bootstrap)}.${
+    `Setting up your assistant did not finish within ${formatWait(settings.timeoutsMs.bootstrap)}.${
       lastOutput ? ` Last lines of its log:\n${tail(lastOutput)}` : ''
     }`,
     instanceId,
@@ -528,7 +573,7 @@ function launchMessage(error: LaunchError): string {
     case 'limit':
       return 'The fleet has reached its AWS instance limit, so nothing was launched.';
     case 'profile-not-ready':
-      return `AWS did not accept the server's access role (instance profile) within ${minutes(error.waitedMs)} (${error.awsCode}), so nothing was launched.`;
+      return `AWS did not accept the server's access role (instance profile) within ${formatWait(error.waitedMs)} (${error.awsCode}), so nothing was launched.`;
     case 'token-mismatch':
       return `AWS refused the launch: its request token was already used with other settings (${error.awsCode}), so no second server was launched.`;
     default:

@@ -15,13 +15,19 @@ export interface ScheduledJob {
 
 export type ScheduledOutcome = RolloutSummary | { skipped: string };
 
+export interface ScheduledDeps extends RolloutDeps {
+  /** The clock a run's start is stamped from; Date.now when absent. */
+  now?: () => number;
+}
+
 /**
  * One run of a recurring rollout: it posts its own progress message in the report channel, then
  * runs exactly like an approved rollout (its record lives inside the scheduled job's data).
  * A run that comes due while the previous one still runs is skipped: a slow scan on a short cron
  * must not pile up runs that compete for the same SSM budget.
  */
-export async function processScheduled(job: ScheduledJob, deps: RolloutDeps): Promise<ScheduledOutcome> {
+export async function processScheduled(job: ScheduledJob, deps: ScheduledDeps): Promise<ScheduledOutcome> {
+  const now = deps.now ?? Date.now;
   let data = job.data;
   if (!data.run && (await job.previousRunActive())) {
     deps.log.info(
@@ -50,7 +56,7 @@ export async function processScheduled(job: ScheduledJob, deps: RolloutDeps): Pr
         requestedBy: `schedule:${data.scheduleId}`,
         approvedBy: data.createdBy,
         message,
-        startedAt: Date.now(),
+        startedAt: now(),
       },
     };
     await job.updateData(data);

@@ -86,6 +86,7 @@ return 0
 /** A waiter asks again at least this often, so a released lease is taken over within about a second. */
 const maxWaitMs = 1000;
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory whose closure holds the lease's state for its competing loop and its short start/stop
 export function createPollLease(redis: RedisClient, options: PollLeaseOptions): PollLease {
   const { key, log } = options;
   const ttlMs = Math.max(1, Math.round(options.ttlMs ?? defaultPollLeaseMs));

@@ -17,6 +17,7 @@ redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', tonumber(ARGV[1]) * 2
 return {slot, slot - now}
 `;
 
+/** Spaces calls evenly and never refuses: a burst waits its turn (unlike a Budget, which can run out). */
 export interface Pacer {
   /** Resolves when the caller may make its call; never more often than the configured rate. */
   wait(): Promise<void>;

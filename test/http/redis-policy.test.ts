@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertNoEviction, EvictionPolicyError, readEvictionPolicy } from '../../src/http/redis-policy.js';
+import { assertNoEviction, EvictionPolicyError, readEvictionPolicy } from '../../src/store/redis-policy.js';
 import { type PrivateRedis, startPrivateRedis } from './private-redis.js';
 
 describe('the Redis eviction check', () => {

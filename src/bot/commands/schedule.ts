@@ -10,12 +10,16 @@ import type { BotDeps } from '../deps.js';
 import { proposePlan, startSchedule } from './plan.js';
 import { echo } from './rollout-args.js';
 
-const cronField = /^[0-9*/,-]{1,20}$/;
-
-/** The parser BullMQ's job schedulers use, so a plan never promises a schedule it cannot run. */
-function runsOnCron(cron: string): boolean {
+/**
+ * A cron of 5 or 6 fields (seconds first), in UTC, that the parser BullMQ's job schedulers use
+ * accepts, so a plan never promises a schedule it cannot run. `H` is refused: BullMQ gives the
+ * parser no seed, so each run would land at a different random time.
+ */
+function runsOnCron(fields: readonly string[]): boolean {
+  if (fields.length !== 5 && fields.length !== 6) return false;
+  if (fields.some((f) => f.includes('H'))) return false;
   try {
-    CronExpressionParser.parse(cron, { tz: 'UTC' });
+    CronExpressionParser.parse(fields.join(' '), { tz: 'UTC' });
     return true;
   } catch {
     return false;
@@ -25,12 +29,7 @@ function runsOnCron(cron: string): boolean {
 const scheduleArgs = z.string().transform((text, ctx) => {
   const m = /^patch\s+(scan|install)\s+"([^"]{1,100})"(?:\s+(\S+))?$/.exec(text.trim());
   const fields = m?.[2]?.trim().split(/\s+/) ?? [];
-  if (
-    !m?.[1] ||
-    !(fields.length === 5 || fields.length === 6) ||
-    !fields.every((f) => cronField.test(f)) ||
-    !runsOnCron(fields.join(' '))
-  ) {
+  if (!m?.[1] || !runsOnCron(fields)) {
     ctx.addIssue({
       code: 'custom',
       message: `${echo(text)} is not a schedule. Example: /schedule patch scan "0 3 * * 1" all`,

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../store/redis.js';
+import type { RedisClient } from './redis.js';
 
 /**
  * BullMQ keeps jobs, locks and ids as ordinary keys: a Redis that evicts under memory pressure
