@@ -1,3 +1,5 @@
+import type { RolloutRequest } from './rollout-request.js';
+
 /**
  * Rollout arithmetic. SSM caps one SendCommand at 50 instance ids and applies MaxConcurrency and
  * MaxErrors per command, so the fleet-wide limits are ours: batches of at most 50, run in waves
@@ -24,15 +26,60 @@ export function formatAmount(amount: Amount): string {
   return amount.kind === 'count' ? String(amount.value) : `${amount.value}%`;
 }
 
-/** Batches of at most 50 (and at most `concurrency`), canary instances first in their own batches. */
-export function planBatches(instanceIds: readonly string[], concurrency: number, canary = 0): string[][] {
-  const size = Math.max(1, Math.min(maxIdsPerCommand, concurrency));
-  const batches: string[][] = [];
-  const canaryIds = instanceIds.slice(0, canary);
-  const rest = instanceIds.slice(canary);
-  for (let i = 0; i < canaryIds.length; i += size) batches.push(canaryIds.slice(i, i + size));
-  for (let i = 0; i < rest.length; i += size) batches.push(rest.slice(i, i + size));
-  return batches;
+/**
+ * How a rollout runs over the instances it matched. The plan message and the job both read this one
+ * object, so what an admin approves is what runs.
+ */
+export interface RolloutPlan {
+  /** How many instances matched. */
+  matched: number;
+  /** `--concurrency` as asked; one instance when it is absent or unreadable. */
+  concurrencyAmount: Amount;
+  /** The most instances in flight at once, fleet-wide: at least 1, even for a percentage of nothing. */
+  concurrency: number;
+  /** Failures tolerated before the rollout stops (none unless asked; see describeErrorLimit). */
+  maxErrors: number;
+  /** Instance ids per SendCommand: at most 50, and at most `concurrency`. */
+  batchSize: number;
+  /** The matched ids in send order, `batchSize` at most each, canary instances first in their own batches. */
+  batches: string[][];
+  /** How many of the first batches hold the canary instances; the rest waits until they are done. */
+  canaryBatches: number;
+}
+
+/**
+ * The plan for `matchedIds` (in the order given). Percentages are of the matched instances and
+ * round up; a canary larger than the match is the whole match.
+ */
+export function planRollout(
+  request: Pick<RolloutRequest, 'concurrency' | 'maxErrors' | 'canary'>,
+  matchedIds: readonly string[],
+): RolloutPlan {
+  const matched = matchedIds.length;
+  const concurrencyAmount = parseAmount(request.concurrency) ?? { kind: 'count', value: 1 };
+  const concurrency = Math.max(1, resolveAmount(concurrencyAmount, matched));
+  const maxErrors = resolveAmount(parseAmount(request.maxErrors) ?? { kind: 'count', value: 0 }, matched);
+  const batchSize = Math.min(maxIdsPerCommand, concurrency);
+  const canary = Math.min(Math.max(0, request.canary), matched);
+  const batches = [
+    ...chunks(matchedIds.slice(0, canary), batchSize),
+    ...chunks(matchedIds.slice(canary), batchSize),
+  ];
+  return {
+    matched,
+    concurrencyAmount,
+    concurrency,
+    maxErrors,
+    batchSize,
+    batches,
+    canaryBatches: Math.ceil(canary / batchSize),
+  };
+}
+
+function chunks(ids: readonly string[], size: number): string[][] {
+  const out: string[][] = [];
+  for (let i = 0; i < ids.length; i += size) out.push(ids.slice(i, i + size));
+  return out;
 }
 
 /** SSM's MaxErrors N stops after the (N+1)th error; ours follows the same rule, said plainly. */

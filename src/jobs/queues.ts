@@ -158,7 +158,19 @@ export interface Queues {
 }
 
 const provisionJobId = (userId: string) => `provision-${userId}`;
-const live = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'];
+
+/**
+ * BullMQ states of a job that has not finished: it runs, waits its turn, or waits out a delay or its
+ * child jobs. A provision or rollout in any of them is still under way: an identical one is not
+ * started beside it, and /cancel still applies to it.
+ */
+export const liveJobStates: readonly string[] = [
+  'active',
+  'waiting',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+];
 
 /**
  * The bot's side of the queues. Give it the `requests` connection: while Redis is away, adding a
@@ -186,35 +198,23 @@ export function openQueues(connection: RedisClient, prefix: string, log?: Logger
   if (log)
     for (const q of [ops, provisions, rollouts])
       q.on('error', logErrors(log.child({ queue: q.name }), 'queue'));
-  const inProgress = async (userId: string) => {
-    const job = await provisions.getJob(provisionJobId(userId));
-    return job ? live.includes(await job.getState()) : false;
-  };
   return {
-    async provision(data) {
-      const jobId = provisionJobId(data.userId);
-      const previous = await provisions.getJob(jobId);
-      if (previous) {
-        if (live.includes(await previous.getState())) return { jobId, queued: false };
-        // A finished run keeps its id; it must go before the same member can provision again.
-        await previous.remove();
-      }
-      const job = await provisions.add(data.mode, provisionPayload.parse(data), {
-        jobId,
-        attempts: 3,
-        backoff: { type: 'exponential', delay: 5000 },
-      });
-      // Two requests at once: BullMQ keeps the first job under this id and returns it to the second.
-      const ours = job.data.message.messageId === data.message.messageId;
-      return { jobId: job.id ?? jobId, queued: ours };
+    ...opsQueue(ops),
+    ...provisionQueue(provisions),
+    ...rolloutQueue(rollouts),
+    async close() {
+      await Promise.all([ops.close(), provisions.close(), rollouts.close()]);
     },
-    provisionInProgress: inProgress,
-    async rollout(data) {
-      const job = await rollouts.add(data.request.operation, rolloutPayload.parse(data), {
-        jobId: `rollout-${data.planId}`,
-        // Crash-safe by design: a retried job resumes from its recorded batches.
-        attempts: 5,
-        backoff: { type: 'exponential', delay: 2000 },
+  };
+}
+
+/** Short jobs: pings, plan expiries, restart followers and revokes. */
+function opsQueue(ops: Queue): Pick<Queues, 'ping' | 'reportPlanExpiry' | 'followRestart' | 'revokeServer'> {
+  return {
+    async ping(data) {
+      const job = await ops.add('ping', pingPayload.parse(data), {
+        attempts: 2,
+        backoff: { type: 'fixed', delay: 1000 },
       });
       return job.id ?? '';
     },
@@ -239,6 +239,58 @@ export function openQueues(connection: RedisClient, prefix: string, log?: Logger
     async revokeServer(data) {
       // Each step is safe to repeat: a crash or a lost lock just runs it again.
       const job = await ops.add('revoke', revokePayload.parse(data), { attempts: 2 });
+      return job.id ?? '';
+    },
+  };
+}
+
+function provisionQueue(provisions: Queue): Pick<Queues, 'provision' | 'provisionInProgress'> {
+  return {
+    async provision(data) {
+      const jobId = provisionJobId(data.userId);
+      const previous = await provisions.getJob(jobId);
+      if (previous) {
+        if (liveJobStates.includes(await previous.getState())) return { jobId, queued: false };
+        // A finished run keeps its id; it must go before the same member can provision again.
+        await previous.remove();
+      }
+      const job = await provisions.add(data.mode, provisionPayload.parse(data), {
+        jobId,
+        attempts: 3,
+        backoff: { type: 'exponential', delay: 5000 },
+      });
+      // Two requests at once: BullMQ keeps the first job under this id and returns it to the second.
+      const ours = job.data.message.messageId === data.message.messageId;
+      return { jobId: job.id ?? jobId, queued: ours };
+    },
+    async provisionInProgress(userId) {
+      const job = await provisions.getJob(provisionJobId(userId));
+      return job ? liveJobStates.includes(await job.getState()) : false;
+    },
+  };
+}
+
+/** Rollouts, and the schedulers that start recurring ones. */
+function rolloutQueue(
+  rollouts: Queue,
+): Pick<
+  Queues,
+  | 'rollout'
+  | 'rolloutState'
+  | 'rolloutJob'
+  | 'upsertSchedule'
+  | 'schedules'
+  | 'removeSchedule'
+  | 'recentRollouts'
+> {
+  return {
+    async rollout(data) {
+      const job = await rollouts.add(data.request.operation, rolloutPayload.parse(data), {
+        jobId: `rollout-${data.planId}`,
+        // Crash-safe by design: a retried job resumes from its recorded batches.
+        attempts: 5,
+        backoff: { type: 'exponential', delay: 2000 },
+      });
       return job.id ?? '';
     },
     async rolloutState(jobId) {
@@ -297,16 +349,6 @@ export function openQueues(connection: RedisClient, prefix: string, log?: Logger
           });
       }
       return out.sort((a, b) => b.data.startedAt - a.data.startedAt);
-    },
-    async ping(data) {
-      const job = await ops.add('ping', pingPayload.parse(data), {
-        attempts: 2,
-        backoff: { type: 'fixed', delay: 1000 },
-      });
-      return job.id ?? '';
-    },
-    async close() {
-      await Promise.all([ops.close(), provisions.close(), rollouts.close()]);
     },
   };
 }

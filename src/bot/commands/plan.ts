@@ -4,24 +4,15 @@ import type { Caller } from '../../core/caller.js';
 import type { Reply } from '../../core/chat.js';
 import { formatUtc } from '../../core/durations.js';
 import { UserError } from '../../core/errors.js';
-import {
-  describeErrorLimit,
-  formatAmount,
-  maxIdsPerCommand,
-  parseAmount,
-  planBatches,
-  resolveAmount,
-} from '../../core/rollout.js';
+import { describeErrorLimit, formatAmount, planRollout } from '../../core/rollout.js';
 import { type RolloutRequest, rolloutKey, rolloutTitle } from '../../core/rollout-request.js';
 import { matchesTargets, parseTargets } from '../../core/targets.js';
+import { liveJobStates } from '../../jobs/queues.js';
 import { newPlanId, type Plan } from '../../store/plans.js';
 import { type AuditDetail, defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
 import { alreadyHandled } from '../dispatch.js';
 import type { ParsedRollout } from './rollout-args.js';
-
-/** Job states in which a rollout still runs (or will). */
-export const liveRolloutStates = ['active', 'waiting', 'delayed', 'prioritized'];
 
 /** A parsed /deploy or /patch with the configured defaults filled in. */
 export function withDefaults(parsed: ParsedRollout, deps: BotDeps): RolloutRequest {
@@ -53,7 +44,7 @@ export async function proposePlan(
   const existing = await deps.plans.existing(key);
   if (existing?.planId)
     throw new UserError(`An identical plan is already waiting for approval (plan ${existing.planId}).`);
-  if (existing?.jobId && liveRolloutStates.includes((await deps.queues.rolloutState(existing.jobId)) ?? ''))
+  if (existing?.jobId && liveJobStates.includes((await deps.queues.rolloutState(existing.jobId)) ?? ''))
     throw new UserError(
       `An identical rollout is already running as job ${existing.jobId}. /job ${existing.jobId} shows it.`,
     );
@@ -61,16 +52,15 @@ export async function proposePlan(
   const targets = parseTargets(request.targets);
   const view = targets ? await deps.fleetView.snapshot() : undefined;
   const matching = targets ? (view?.instances ?? []).filter((i) => matchesTargets(i, targets)) : [];
-  const matched = matching.length;
+  const plan = planRollout(
+    request,
+    matching.map((i) => i.id),
+  );
+  const { matched, concurrency } = plan;
+  const batches = plan.batches.length;
   // SSM refuses a send to an instance whose agent is not online; the job checks again before each
   // batch, so one that comes online meanwhile still gets it.
   const offline = matching.filter((i) => view?.agentsOnline.get(i.id) !== true).length;
-  const concurrency = Math.max(
-    1,
-    resolveAmount(parseAmount(request.concurrency) ?? { kind: 'count', value: 1 }, matched),
-  );
-  const maxErrors = resolveAmount(parseAmount(request.maxErrors) ?? { kind: 'count', value: 0 }, matched);
-  const batches = planBatches(Array(matched).fill(''), concurrency, request.canary).length;
   const ttlMs = deps.settings.rollout.planTtlMs;
   const id = newPlanId();
   const expiresAt = new Date(deps.now().getTime() + ttlMs);
@@ -80,11 +70,11 @@ export async function proposePlan(
     schedule ? `Each run reports to ${schedule.channel}; runs plan their instances when they start.` : '',
     matched === 0
       ? 'No running fleet instance matches right now.'
-      : `${matched} running instance${matched > 1 ? 's' : ''} match${schedule ? ' right now' : ''}, in ${batches} batch${batches > 1 ? 'es' : ''} of at most ${Math.min(maxIdsPerCommand, concurrency)}.`,
+      : `${matched} running instance${matched > 1 ? 's' : ''} match${schedule ? ' right now' : ''}, in ${batches} batch${batches > 1 ? 'es' : ''} of at most ${plan.batchSize}.`,
     offline > 0
       ? `${offline} of them ha${offline > 1 ? 've' : 's'} no SSM agent online right now: checked again before each batch, and reported as not reachable if still so.`
       : '',
-    `At most ${concurrency} at once (--concurrency ${formatAmount(parseAmount(request.concurrency) ?? { kind: 'count', value: 1 })}); it ${describeErrorLimit(maxErrors)}.`,
+    `At most ${concurrency} at once (--concurrency ${formatAmount(plan.concurrencyAmount)}); it ${describeErrorLimit(plan.maxErrors)}.`,
     request.canary > 0
       ? `Canary: ${request.canary} instance${request.canary > 1 ? 's' : ''} first; the rest waits for them.`
       : '',

@@ -3,10 +3,11 @@ import { formatUtc } from '../../core/durations.js';
 import { UserError } from '../../core/errors.js';
 import { rolloutTitle } from '../../core/rollout-request.js';
 import { failureReason, rolloutFailureText } from '../../jobs/failure-text.js';
+import { liveJobStates } from '../../jobs/queues.js';
 import { noArgs } from '../args.js';
 import { defineCommand } from '../command.js';
 import type { BotDeps } from '../deps.js';
-import { liveRolloutStates, proposePlan, withDefaults } from './plan.js';
+import { proposePlan, withDefaults } from './plan.js';
 import { deployArgs, patchArgs } from './rollout-args.js';
 
 export const deploy = defineCommand<BotDeps, typeof deployArgs>({
@@ -44,7 +45,7 @@ export const cancel = defineCommand<BotDeps, typeof jobIdArg>({
   async run({ args: jobId, reply, audit }, deps) {
     const state = await deps.queues.rolloutState(jobId);
     if (!state) throw new UserError(`There is no job ${jobId}.`);
-    if (!liveRolloutStates.includes(state)) throw new UserError(`Job ${jobId} is already ${state}.`);
+    if (!liveJobStates.includes(state)) throw new UserError(`Job ${jobId} is already ${state}.`);
     await deps.plans.requestCancel(jobId);
     audit({ jobId, outcome: 'cancel requested' });
     await reply.send(
