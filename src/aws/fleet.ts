@@ -15,55 +15,34 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { awsErrorCode } from '../core/aws-errors.js';
 import { awsBackoff, backoffDelay } from '../core/aws-wait.js';
-import { awsErrorCode } from './transient.js';
+import {
+  type Fleet,
+  type FleetInstance,
+  type InstanceHealth,
+  type InstanceState,
+  LaunchError,
+  type LaunchFailure,
+  type LaunchRequest,
+  type OwnerCheck,
+  type Placement,
+  type RenderedLaunch,
+} from '../core/ports/fleet.js';
+import { encodeUserData, renderUserData } from './userdata.js';
+
+export type {
+  Fleet,
+  FleetInstance,
+  InstanceHealth,
+  InstanceState,
+  LaunchFailure,
+  LaunchRequest,
+  OwnerCheck,
+  Placement,
+};
 
 /** The EC2 side of the fleet in domain terms; no SDK type leaves this file. */
-
-export type InstanceState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
-
-export interface FleetInstance {
-  id: string;
-  arn: string;
-  userId: string;
-  state: InstanceState;
-  /** When it was last stopped or terminated by a user, where EC2 says (its StateTransitionReason). */
-  stateChangedAt?: Date;
-  launchedAt?: Date;
-  version?: string;
-  env?: string;
-  tags: Record<string, string | undefined>;
-}
-
-export interface InstanceHealth {
-  state: InstanceState;
-  /** `ok`, `initializing`, `impaired`, `insufficient-data` or `not-applicable`. */
-  system: string;
-  instance: string;
-}
-
-export interface LaunchRequest {
-  userId: string;
-  /**
-   * Derived from the job, so a retried job cannot launch a second instance on real AWS. It is the
-   * base of each placement's own ClientToken (launchClientToken): a request whose parameters differ
-   * never reuses a token, and a retried job sends the same token for the same placement.
-   */
-  clientToken: string;
-  userDataBase64: string;
-  version?: string;
-  /**
-   * Told while the launch waits for the instance profile to become usable (with how long so far),
-   * and with undefined once RunInstances accepted it.
-   */
-  onProfileWait?(waitedMs: number | undefined): void;
-}
-
-/** Where an instance may be launched: one instance type (none with a launch template) in one subnet. */
-export interface Placement {
-  instanceType?: string;
-  subnetId?: string;
-}
 
 export interface FleetSettings {
   region: string;
@@ -80,31 +59,6 @@ export interface FleetSettings {
   profileName?: string;
   /** How long a launch waits for a new instance profile to become usable; 120 s unless set. */
   profileWaitMs?: number;
-}
-
-export type LaunchFailure =
-  | 'no-capacity'
-  | 'bad-image'
-  | 'limit'
-  /** The instance profile was not accepted for as long as the launch waited for it. */
-  | 'profile-not-ready'
-  /** The ClientToken was used before with other parameters: AWS launched nothing for this request. */
-  | 'token-mismatch'
-  | 'other';
-
-/** Launch failures a person can act on, told apart from everything else. */
-export class LaunchError extends Error {
-  constructor(
-    readonly reason: LaunchFailure,
-    readonly awsCode: string,
-    /** The placements that had no capacity, in the order they were tried (no-capacity only). */
-    readonly tried: readonly Placement[] = [],
-    /** How long the launch waited for the instance profile: its limit (profile-not-ready only). */
-    readonly waitedMs = 0,
-  ) {
-    super(`launch failed: ${reason} (${awsCode})`);
-    this.name = 'LaunchError';
-  }
 }
 
 /**
@@ -182,42 +136,6 @@ export function ownershipProblem(
   return undefined;
 }
 
-/** What EC2 says, right now, about an instance a member's parameters are about to be bound to. */
-export type OwnerCheck =
-  /** EC2 does not know the id (or does not show it yet, right after RunInstances). */
-  | { verdict: 'unknown' }
-  /** Not this member's: see ownershipProblem. */
-  | { verdict: 'foreign'; problem: string }
-  /** Theirs, but terminated or on its way. */
-  | { verdict: 'gone'; instance: FleetInstance }
-  | { verdict: 'owned'; instance: FleetInstance };
-
-export interface Fleet {
-  /**
-   * Describes this one instance and applies ownershipProblem to its tags: the check made before a
-   * member's parameters are bound to it, whatever told us its id (a job record in Redis included).
-   */
-  checkOwner(instanceId: string, userId: string): Promise<OwnerCheck>;
-  /** The member's instance that is not terminated (or on its way), if any. */
-  findForUser(userId: string): Promise<FleetInstance | undefined>;
-  get(instanceId: string): Promise<FleetInstance | undefined>;
-  list(): Promise<FleetInstance[]>;
-  /**
-   * The state of each of these fleet instances now, in one DescribeInstances per 200 ids. An id
-   * missing from the answer is gone: EC2 lists terminated instances for about an hour, then not.
-   */
-  states(instanceIds: readonly string[]): Promise<Map<string, InstanceState>>;
-  launch(request: LaunchRequest): Promise<FleetInstance>;
-  /**
-   * One DescribeInstanceStatus per 100 ids, however many provisions are waiting. An id EC2 does not
-   * know yet (just launched) gets no entry, and costs the others nothing but one more call.
-   */
-  health(instanceIds: readonly string[]): Promise<Map<string, InstanceHealth>>;
-  stop(instanceId: string): Promise<void>;
-  start(instanceId: string): Promise<void>;
-  terminate(instanceId: string): Promise<void>;
-}
-
 const gone: InstanceState[] = ['shutting-down', 'terminated'];
 
 export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
@@ -256,7 +174,11 @@ export function createFleet(ec2: EC2Client, settings: FleetSettings): Fleet {
       }
       return states;
     },
-    async launch(request) {
+    async launch({ bootstrap, userDataBase64, ...launch }) {
+      const request: RenderedLaunch = {
+        ...launch,
+        userDataBase64: bootstrap ? encodeUserData(renderUserData(bootstrap)) : (userDataBase64 ?? ''),
+      };
       const tried: Placement[] = [];
       let code = '';
       // Only a definite "no capacity" moves on: a launch whose answer was lost is retried by the
@@ -358,7 +280,7 @@ async function describeFleet(
 async function launchWaitingForProfile(
   ec2: EC2Client,
   settings: FleetSettings,
-  request: LaunchRequest,
+  request: RenderedLaunch,
   placement: Placement,
 ): Promise<FleetInstance> {
   const started = Date.now();
@@ -381,7 +303,7 @@ async function launchWaitingForProfile(
 async function runInstance(
   ec2: EC2Client,
   settings: FleetSettings,
-  request: LaunchRequest,
+  request: RenderedLaunch,
   placement: Placement,
 ): Promise<FleetInstance> {
   const tags: Tag[] = [

@@ -1,4 +1,5 @@
 import { InvokeCommand, type InvokeCommandOutput, type LambdaClient } from '@aws-sdk/client-lambda';
+import { BindingRefusedError } from '../core/ports/secret-store.js';
 import type { SecretKindName } from '../core/secret-kinds.js';
 
 /**
@@ -11,14 +12,6 @@ import type { SecretKindName } from '../core/secret-kinds.js';
  */
 export interface SecretBinder {
   bind(userId: string, kinds: readonly SecretKindName[], instanceId: string): Promise<void>;
-}
-
-/** The binder looked at the instance and said no; the reason names what did not match. */
-export class BindingRefusedError extends Error {
-  constructor(readonly reason: string) {
-    super(`secret binding refused: ${reason}`);
-    this.name = 'BindingRefusedError';
-  }
 }
 
 /**

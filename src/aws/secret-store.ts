@@ -8,40 +8,13 @@ import {
   RemoveTagsFromResourceCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
+import { awsErrorCode, isThrottlingAwsError } from '../core/aws-errors.js';
 import { userParameterName, userParameterPath } from '../core/parameter-names.js';
+import { type SecretStore, SecretStoreError, type StoredSecret } from '../core/ports/secret-store.js';
 import { findKind, type SecretKindName } from '../core/secret-kinds.js';
 import { createLambdaBinder, type SecretBinder } from './secret-binder.js';
-import { awsErrorCode, isThrottlingAwsError } from './transient.js';
 
-export interface StoredSecret {
-  kind: SecretKindName;
-  lastChanged?: Date;
-  version?: number;
-}
-
-/** Why a call to Parameter Store failed, in terms the bot can explain; never the SDK's message. */
-export class SecretStoreError extends Error {
-  constructor(
-    readonly reason: 'throttled' | 'denied' | 'unavailable',
-    readonly awsCode: string,
-  ) {
-    super(`parameter store call failed: ${reason} (${awsCode})`);
-    this.name = 'SecretStoreError';
-  }
-}
-
-/**
- * Write-only access to users' secrets. There is deliberately no get: the bot's own role may
- * write and tag parameters but never read a value back.
- */
-export interface SecretStore {
-  put(userId: string, kind: SecretKindName, value: string): Promise<{ version: number }>;
-  list(userId: string): Promise<StoredSecret[]>;
-  remove(userId: string, kind: SecretKindName): Promise<boolean>;
-  /** Tags the parameters with the instance ARN: the instance role may read only parameters tagged with its own. */
-  bindToInstance(userId: string, kinds: readonly SecretKindName[], instanceArn: string): Promise<void>;
-  unbindFromInstance(userId: string, kinds: readonly SecretKindName[]): Promise<void>;
-}
+export type { SecretStore, StoredSecret };
 
 /** The store every role runs with: binding through the stack's binder when one is configured. */
 export function openSecretStore(

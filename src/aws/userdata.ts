@@ -1,22 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { userParameterName } from '../core/parameter-names.js';
+import type { MemberBootstrap } from '../core/ports/fleet.js';
 import { type SecretKindName, secretKinds } from '../core/secret-kinds.js';
 import { versionPattern } from '../core/version.js';
 
-export interface UserDataOptions {
-  parameterPrefix: string;
-  /** Numeric Telegram user id. */
-  userId: string;
-  /** Which of the user's parameters the instance reads; each becomes one line of the env file. */
-  kinds: readonly SecretKindName[];
-  /** The systemd unit that runs the assistant (`assistant` or `assistant.service`). */
-  serviceName: string;
+/** The member's bootstrap (src/core/ports/fleet.ts), and what only tests change. */
+export interface UserDataOptions extends MemberBootstrap {
   /** Owner of the env file and the user the default profile runs the assistant as; `assistant`. */
   serviceUser?: string;
-  /** Operator config, run as root before the unit starts; the openclaw profile when not set. */
-  installCommand?: string;
-  version?: string;
   /** Only tests move these; production uses `instancePaths`, which the SSM documents read too. */
   paths?: InstancePaths;
   /** Only tests shrink these; the defaults outlast the seconds before the bot tags the parameters. */

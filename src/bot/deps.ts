@@ -1,9 +1,9 @@
-import type { Fleet } from '../aws/fleet.js';
-import type { FleetView } from '../aws/fleet-view.js';
-import type { RunCommand } from '../aws/run-command.js';
-import type { SecretStore } from '../aws/secret-store.js';
 import type { CommandMenus } from '../core/chat.js';
+import type { FleetView } from '../core/fleet-view.js';
 import type { ManagedBots } from '../core/managed-bots.js';
+import type { Fleet } from '../core/ports/fleet.js';
+import type { RunCommand } from '../core/ports/run-command.js';
+import type { SecretStore } from '../core/ports/secret-store.js';
 import type { SecretKindName } from '../core/secret-kinds.js';
 import type { Queues } from '../jobs/queues.js';
 import type { AssistantBots } from '../store/assistant-bots.js';

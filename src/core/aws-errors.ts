@@ -1,8 +1,8 @@
-import type { AwsTrouble } from '../core/aws-wait.js';
+import type { AwsTrouble } from './aws-wait.js';
 
 /**
- * The one place that tells AWS failures worth waiting out from answers. Only this directory knows
- * what SDK errors look like: a modeled error's `name` is the AWS error code, `$metadata` carries
+ * The one place that tells AWS failures worth waiting out from answers. It reads only the shape of
+ * an SDK error, never the SDK itself: a modeled error's `name` is the AWS error code, `$metadata` carries
  * the HTTP status, and a network failure is Node's own error with a `code` such as ECONNRESET.
  * Our own wrappers (LaunchError, SecretStoreError) keep the AWS code in `awsCode`.
  */

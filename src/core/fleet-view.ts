@@ -1,5 +1,5 @@
-import type { Fleet, FleetInstance } from './fleet.js';
-import type { RunCommand } from './run-command.js';
+import type { Fleet, FleetInstance } from './ports/fleet.js';
+import type { RunCommand } from './ports/run-command.js';
 
 /**
  * The fleet as chat and the dashboard read it: every reader shares one listing in flight and keeps

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import htmlEscape from 'escape-html';
-import type { FleetInstance } from '../aws/fleet.js';
 import type { AuditRecord } from '../core/audit.js';
+import type { FleetInstance } from '../core/ports/fleet.js';
 
 /** One audited chat command, as the audit store returns it (newest first). */
 export type { AuditRecord };

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { FleetInstance } from '../aws/fleet.js';
+import type { FleetInstance } from '../core/ports/fleet.js';
 import { queueNames } from '../jobs/queues.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics.js';

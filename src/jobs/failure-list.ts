@@ -1,4 +1,4 @@
-import type { InvocationStatus } from '../aws/run-command.js';
+import type { InvocationStatus } from '../core/ports/run-command.js';
 
 export interface FailedInstance {
   userId: string;

@@ -1,6 +1,6 @@
-import type { Fleet, InstanceHealth } from '../aws/fleet.js';
-import { transientAwsError } from '../aws/transient.js';
+import { transientAwsError } from '../core/aws-errors.js';
 import { type AwsTrouble, awsBackoff, backoffDelay } from '../core/aws-wait.js';
+import type { Fleet, InstanceHealth } from '../core/ports/fleet.js';
 import type { Logger } from '../log.js';
 
 export class StageTimeout extends Error {

@@ -1,11 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Fleet, FleetInstance, InstanceHealth, OwnerCheck } from '../aws/fleet.js';
-import { LaunchError } from '../aws/fleet.js';
-import { AgentNotRegistered, type RunCommand } from '../aws/run-command.js';
-import { BindingRefusedError } from '../aws/secret-binder.js';
-import type { SecretStore } from '../aws/secret-store.js';
-import { awsErrorCode, transientAwsError } from '../aws/transient.js';
-import { encodeUserData, renderUserData } from '../aws/userdata.js';
+import { awsErrorCode, transientAwsError } from '../core/aws-errors.js';
 import {
   type AwsTrouble,
   type AwsWait,
@@ -16,6 +10,11 @@ import {
 } from '../core/aws-wait.js';
 import type { OutgoingMessage } from '../core/chat.js';
 import { formatElapsed } from '../core/durations.js';
+import type { Fleet, FleetInstance, InstanceHealth, OwnerCheck } from '../core/ports/fleet.js';
+import { LaunchError } from '../core/ports/fleet.js';
+import { AgentNotRegistered, type RunCommand } from '../core/ports/run-command.js';
+import type { SecretStore } from '../core/ports/secret-store.js';
+import { BindingRefusedError } from '../core/ports/secret-store.js';
 import { provisionStages, renderStages, type Stage, startStages } from '../core/provision-stages.js';
 import type { SecretKindName } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
@@ -350,16 +349,14 @@ async function ensureInstance(
   const missing = settings.requiredSecrets.filter((k) => !stored.has(k));
   if (missing.length > 0) throw new ProvisionFailed(`Store these secrets first: ${missing.join(', ')}.`);
 
-  const userData = encodeUserData(
-    renderUserData({
-      parameterPrefix: settings.parameterPrefix,
-      userId: data.userId,
-      kinds: settings.requiredSecrets,
-      serviceName: settings.serviceName,
-      installCommand: settings.installCommand,
-      version: settings.version,
-    }),
-  );
+  const bootstrap = {
+    parameterPrefix: settings.parameterPrefix,
+    userId: data.userId,
+    kinds: settings.requiredSecrets,
+    serviceName: settings.serviceName,
+    installCommand: settings.installCommand,
+    version: settings.version,
+  };
   await deps.launchPacer.wait();
   let launched: FleetInstance;
   try {
@@ -367,7 +364,7 @@ async function ensureInstance(
       userId: data.userId,
       // The same for every attempt of this job: each placement's ClientToken is derived from it.
       clientToken: `fleetbot-${job.id}-${job.timestamp}`,
-      userDataBase64: userData,
+      bootstrap,
       version: settings.version,
       onProfileWait,
     });

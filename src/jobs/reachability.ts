@@ -1,6 +1,6 @@
-import type { InstanceState } from '../aws/fleet.js';
-import type { AgentPing } from '../aws/run-command.js';
 import { formatElapsed } from '../core/durations.js';
+import type { InstanceState } from '../core/ports/fleet.js';
+import type { AgentPing } from '../core/ports/run-command.js';
 
 /**
  * Why a planned instance was never sent anything (or its command never reached it). SSM refuses a

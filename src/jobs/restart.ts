@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RunCommand } from '../aws/run-command.js';
-import { isTransientAwsError } from '../aws/transient.js';
+import { isTransientAwsError } from '../core/aws-errors.js';
+import type { RunCommand } from '../core/ports/run-command.js';
 import type { Logger } from '../log.js';
 import { editMessage, type Outboxes } from './outboxes.js';
 import type { RestartPayload } from './queues.js';

@@ -1,8 +1,8 @@
 import { UnrecoverableError } from 'bullmq';
-import type { Fleet, FleetInstance } from '../aws/fleet.js';
-import type { SecretStore } from '../aws/secret-store.js';
-import { awsErrorCode, transientAwsError } from '../aws/transient.js';
+import { awsErrorCode, transientAwsError } from '../core/aws-errors.js';
 import { AwsWaitExpired, createAwsWait, waitingLine } from '../core/aws-wait.js';
+import type { Fleet, FleetInstance } from '../core/ports/fleet.js';
+import type { SecretStore } from '../core/ports/secret-store.js';
 import { secretKindNames } from '../core/secret-kinds.js';
 import type { Logger } from '../log.js';
 import { editMessage, type Outboxes } from './outboxes.js';

@@ -1,6 +1,6 @@
-import type { InvocationStatus } from '../aws/run-command.js';
 import { type AwsWaitExpired, describeTrouble } from '../core/aws-wait.js';
 import { formatElapsed } from '../core/durations.js';
+import type { InvocationStatus } from '../core/ports/run-command.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import { failureLine, failuresInSummary } from './failure-list.js';
 import type { RolloutPayload } from './queues.js';

@@ -1,4 +1,4 @@
-import type { FleetInstance, InstanceState } from '../aws/fleet.js';
+import type { FleetInstance, InstanceState } from '../core/ports/fleet.js';
 import { planRollout, type RolloutPlan } from '../core/rollout.js';
 import { matchesTargets, type Targets } from '../core/targets.js';
 import { unreachableIn } from './reachability.js';

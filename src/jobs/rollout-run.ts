@@ -1,7 +1,7 @@
-import type { InstanceState } from '../aws/fleet.js';
-import type { InvocationStatus } from '../aws/run-command.js';
-import { transientAwsError } from '../aws/transient.js';
+import { transientAwsError } from '../core/aws-errors.js';
 import { type AwsWait, createAwsWait, defaultRolloutAwsWaitSeconds, waitingLine } from '../core/aws-wait.js';
+import type { InstanceState } from '../core/ports/fleet.js';
+import type { InvocationStatus } from '../core/ports/run-command.js';
 import { type RolloutRequest, rolloutTitle } from '../core/rollout-request.js';
 import type { Logger } from '../log.js';
 import { editMessage } from './outboxes.js';

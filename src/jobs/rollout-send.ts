@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type AgentPing, InstancesRejected } from '../aws/run-command.js';
-import { isThrottlingAwsError } from '../aws/transient.js';
+import { isThrottlingAwsError } from '../core/aws-errors.js';
+import { type AgentPing, InstancesRejected } from '../core/ports/run-command.js';
 import { unreachableAmong } from './reachability.js';
 import { type Batch, defaultListingLagMs, documentFor, type Run, type SsmCall } from './rollout-run.js';
 

@@ -1,6 +1,6 @@
-import type { InvocationStatus, RunCommand } from '../aws/run-command.js';
 import type { AwsWaitExpired } from '../core/aws-wait.js';
 import { formatElapsed } from '../core/durations.js';
+import type { InvocationStatus, RunCommand } from '../core/ports/run-command.js';
 import { failuresInSummary, failureThread } from './failure-list.js';
 import { replyInThread } from './outboxes.js';
 import type { RolloutSummary } from './rollout.js';

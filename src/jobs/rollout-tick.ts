@@ -1,4 +1,4 @@
-import type { InvocationStatus } from '../aws/run-command.js';
+import type { InvocationStatus } from '../core/ports/run-command.js';
 import type { RolloutPlan } from '../core/rollout.js';
 import type { Unreachable } from './reachability.js';
 import { render } from './rollout-message.js';

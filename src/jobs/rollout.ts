@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Fleet } from '../aws/fleet.js';
-import type { InvocationStatus, RunCommand } from '../aws/run-command.js';
 import { AwsWaitExpired } from '../core/aws-wait.js';
+import type { Fleet } from '../core/ports/fleet.js';
+import type { InvocationStatus, RunCommand } from '../core/ports/run-command.js';
 import { parseTargets } from '../core/targets.js';
 import { isVersion } from '../core/version.js';
 import type { Logger } from '../log.js';

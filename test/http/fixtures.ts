@@ -1,5 +1,5 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
-import type { FleetInstance } from '../../src/aws/fleet.js';
+import type { FleetInstance } from '../../src/core/ports/fleet.js';
 import type { AuditRecord } from '../../src/http/fleet-page.js';
 import { testAccountId, withAccount } from '../peers/aws-account.js';
 

@@ -8,8 +8,9 @@ import {
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { AddTagsToResourceCommand, ListTagsForResourceCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BinderFailedError, BindingRefusedError, createLambdaBinder } from '../../src/aws/secret-binder.js';
-import { createSecretStore, type SecretStore } from '../../src/aws/secret-store.js';
+import { BinderFailedError, createLambdaBinder } from '../../src/aws/secret-binder.js';
+import { createSecretStore } from '../../src/aws/secret-store.js';
+import { BindingRefusedError, type SecretStore } from '../../src/core/ports/secret-store.js';
 import type { SecretKindName } from '../../src/core/secret-kinds.js';
 import { testAccountId, withAccount } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';

@@ -6,10 +6,7 @@ import {
   ThrottlingException,
 } from '@aws-sdk/client-ssm';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { Fleet, InstanceHealth } from '../../src/aws/fleet.js';
-import { LaunchError } from '../../src/aws/fleet.js';
-import { SecretStoreError } from '../../src/aws/secret-store.js';
-import { awsErrorCode, isTransientAwsError, transientAwsError } from '../../src/aws/transient.js';
+import { awsErrorCode, isTransientAwsError, transientAwsError } from '../../src/core/aws-errors.js';
 import {
   type AwsTrouble,
   AwsWaitExpired,
@@ -17,6 +14,9 @@ import {
   createAwsWait,
   waitingLine,
 } from '../../src/core/aws-wait.js';
+import type { Fleet, InstanceHealth } from '../../src/core/ports/fleet.js';
+import { LaunchError } from '../../src/core/ports/fleet.js';
+import { SecretStoreError } from '../../src/core/ports/secret-store.js';
 import { createHealthPoller, StageTimeout } from '../../src/jobs/health-poller.js';
 import { freePort } from '../peers/free-port.js';
 import { capturedLogger } from '../support/quiet-log.js';

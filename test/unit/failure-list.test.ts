@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { InvocationStatus } from '../../src/aws/run-command.js';
+import type { InvocationStatus } from '../../src/core/ports/run-command.js';
 import { failureThread } from '../../src/jobs/failure-list.js';
 
 const ids = (count: number) =>

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { Fleet, FleetInstance, InstanceState } from '../../src/aws/fleet.js';
-import { createFleetView } from '../../src/aws/fleet-view.js';
-import type { RunCommand } from '../../src/aws/run-command.js';
+import { createFleetView } from '../../src/core/fleet-view.js';
+import type { Fleet, FleetInstance, InstanceState } from '../../src/core/ports/fleet.js';
+import type { RunCommand } from '../../src/core/ports/run-command.js';
 
 /** The view's sharing rules against fakes that count calls and answer only when the test says so. */
 

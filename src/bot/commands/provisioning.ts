@@ -1,8 +1,8 @@
-import type { FleetInstance } from '../../aws/fleet.js';
 import type { Caller } from '../../core/caller.js';
 import type { Reply } from '../../core/chat.js';
 import { formatElapsed, formatUtc } from '../../core/durations.js';
 import { UserError } from '../../core/errors.js';
+import type { FleetInstance } from '../../core/ports/fleet.js';
 import { provisionStages, renderStages, startStages } from '../../core/provision-stages.js';
 import type { AuditDetail } from '../command.js';
 import type { BotDeps } from '../deps.js';

@@ -1,7 +1,7 @@
-import type { FleetInstance } from '../../aws/fleet.js';
-import { SecretStoreError } from '../../aws/secret-store.js';
 import type { Reply } from '../../core/chat.js';
 import { UserError } from '../../core/errors.js';
+import type { FleetInstance } from '../../core/ports/fleet.js';
+import { SecretStoreError } from '../../core/ports/secret-store.js';
 import { secretKinds } from '../../core/secret-kinds.js';
 import { noArgs } from '../args.js';
 import { defineCommand } from '../command.js';

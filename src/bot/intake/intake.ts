@@ -1,9 +1,9 @@
-import type { Fleet, FleetInstance } from '../../aws/fleet.js';
-import type { SecretStore } from '../../aws/secret-store.js';
-import { SecretStoreError } from '../../aws/secret-store.js';
 import type { Caller } from '../../core/caller.js';
 import type { OriginalMessage, Reply } from '../../core/chat.js';
 import { fingerprint } from '../../core/fingerprint.js';
+import type { Fleet, FleetInstance } from '../../core/ports/fleet.js';
+import type { SecretStore } from '../../core/ports/secret-store.js';
+import { SecretStoreError } from '../../core/ports/secret-store.js';
 import {
   findKind,
   maxParameterBytes,
