@@ -223,7 +223,7 @@ async function runRollout(
               sendBatch: timedSsm('SendCommand', runCommand.sendBatch),
               listInvocations: timedSsm('ListCommandInvocations', runCommand.listInvocations),
             },
-            ssmBudget: {
+            ssmPacer: {
               wait: async () => {
                 await pacer.wait();
                 releases.push(Date.now());

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defaultRolloutAwsWaitSeconds } from './core/aws-wait.js';
 import { slackChannelIdPattern, slackUserIdPattern, telegramUserIdPattern } from './core/caller.js';
+import { parameterPrefixPattern } from './core/parameter-names.js';
 import { type SecretKindName, secretKindNames, telegramBotTokenPattern } from './core/secret-kinds.js';
 import { versionPattern } from './core/version.js';
 
@@ -116,7 +117,7 @@ const envSchema = z.object({
   PARAMETER_PREFIX: z
     .string()
     .trim()
-    .regex(/^[A-Za-z0-9_.-]{1,40}$/, 'must be one path segment of 1-40 letters, digits, _ . -')
+    .regex(parameterPrefixPattern, 'must be one path segment of 1-40 letters, digits, _ . -')
     .refine((v) => !/^(aws|ssm)/i.test(v), 'must not start with "aws" or "ssm" (reserved by SSM)')
     .default('fleetbot'),
   KMS_KEY_ID: z.string().trim().min(1).default('alias/aws/ssm'),

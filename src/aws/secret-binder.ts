@@ -16,7 +16,7 @@ export interface SecretBinder {
 
 /**
  * The binder itself failed (its own AWS calls throttled or refused); `awsCode` is its error type, so
- * the usual rules (src/aws/transient.ts) tell a wait from an answer. Failing to reach the binder at
+ * the usual rules (src/core/aws-errors.ts) tell a wait from an answer. Failing to reach the binder at
  * all surfaces as the SDK's own error.
  */
 export class BinderFailedError extends Error {

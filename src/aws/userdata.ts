@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
-import { userParameterName } from '../core/parameter-names.js';
+import { telegramUserIdPattern } from '../core/caller.js';
+import { parameterPrefixPattern, userParameterName } from '../core/parameter-names.js';
 import type { MemberBootstrap } from '../core/ports/fleet.js';
 import { type SecretKindName, secretKinds } from '../core/secret-kinds.js';
 import { versionPattern } from '../core/version.js';
@@ -78,8 +79,8 @@ export class UserDataError extends Error {
 }
 
 const patterns = {
-  parameterPrefix: /^[A-Za-z0-9_.-]{1,40}$/,
-  userId: /^\d{1,16}$/,
+  parameterPrefix: parameterPrefixPattern,
+  userId: telegramUserIdPattern,
   serviceName: /^[a-z][a-z0-9@._-]{0,63}$/,
   serviceUser: /^[a-z_][a-z0-9_-]{0,31}$/,
   version: versionPattern,

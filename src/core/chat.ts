@@ -7,8 +7,13 @@
 import type { IdentityPlatform } from './caller.js';
 import type { BotSuggestion } from './managed-bots.js';
 
-/** Where a conversation happens: every identity platform, and the local console that stands in for them. */
-export type ChatPlatform = IdentityPlatform | 'console';
+/**
+ * Where a conversation happens: every identity platform, and the local console that stands in for
+ * them. A list, so job payloads check it too (src/jobs/queues.ts).
+ */
+type Platforms = readonly (IdentityPlatform | 'console')[];
+export const chatPlatforms = ['telegram', 'slack', 'console'] as const satisfies Platforms;
+export type ChatPlatform = (typeof chatPlatforms)[number];
 
 /** A button press is replayed as this command line, so it passes the same checks as typed text. */
 export interface Button {

@@ -1,5 +1,7 @@
 import { Queue } from 'bullmq';
 import { z } from 'zod';
+import { slackChannelIdPattern, telegramUserIdPattern } from '../core/caller.js';
+import { chatPlatforms } from '../core/chat.js';
 import { versionPattern } from '../core/version.js';
 import type { Logger } from '../log.js';
 import { logErrors, type RedisClient } from '../store/redis.js';
@@ -12,13 +14,13 @@ import { unreachableReasons } from './reachability.js';
 export const queueNames = { ops: 'ops', provision: 'provision', rollout: 'rollout' } as const;
 
 export const messageRefSchema = z.object({
-  platform: z.enum(['telegram', 'slack', 'console']),
+  platform: z.enum(chatPlatforms),
   chatId: z.string().min(1).max(64),
   messageId: z.string().min(1).max(64),
 });
 
 /** Members are named by their numeric Telegram user id in every payload. */
-const telegramUserId = z.string().regex(/^\d{1,16}$/);
+const telegramUserId = z.string().regex(telegramUserIdPattern);
 
 export const pingPayload = z.object({
   requestedBy: z.string().min(1).max(64),
@@ -110,7 +112,7 @@ export const schedulePayload = z.object({
   /** Who approved the schedule's plan; absent for scans scheduled without approval. */
   approvedBy: z.string().min(1).max(64).optional(),
   /** Slack channel that receives each run's summary. */
-  channel: z.string().regex(/^[CGD][A-Z0-9]{2,20}$/),
+  channel: z.string().regex(slackChannelIdPattern),
   /** The current run, recorded like any rollout so a crash resumes it. */
   run: rolloutPayload.optional(),
 });

@@ -133,11 +133,11 @@ export function startRun(job: RolloutJob, deps: RolloutDeps): Run {
     },
     budgeted: (call) =>
       aws.run(async () => {
-        await deps.ssmBudget.wait();
+        await deps.ssmPacer.wait();
         return call();
       }),
     async paced(call) {
-      await deps.ssmBudget.wait();
+      await deps.ssmPacer.wait();
       return call();
     },
     batches: job.data.batches ?? [],

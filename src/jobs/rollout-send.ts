@@ -110,7 +110,7 @@ function sendOnce(run: Run, batch: Batch, comment: string): Promise<string> {
       if (found) return found;
       maybeSentAt = undefined;
     }
-    await deps.ssmBudget.wait();
+    await deps.ssmPacer.wait();
     // Checked after the budget's wait, right before sending: a worker that lost the job
     // must not send a batch its successor may be sending too.
     if (job.holdsLock && !(await job.holdsLock())) throw new LockLost(job.id);

@@ -113,7 +113,11 @@ async function describeFailed(
                 documentFor(request, settings).step,
               ),
             )
-            .catch(() => undefined)
+            // The summary still lists the instance, without its output.
+            .catch((err: unknown) => {
+              run.log.warn({ err, instanceId }, 'could not read a failed instance output for the summary');
+              return undefined;
+            })
         : undefined;
     failed.push({
       instanceId,

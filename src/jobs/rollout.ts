@@ -47,7 +47,7 @@ export interface RolloutDeps {
   fleet: Fleet;
   runCommand: RunCommand;
   /** Every SSM call of every rollout, in every worker, waits its turn here. */
-  ssmBudget: Pacer;
+  ssmPacer: Pacer;
   /** Workspace-wide chat.update budget; intermediate edits skip when it is spent. */
   editBudget: Budget;
   isCancelled(jobId: string): Promise<boolean>;

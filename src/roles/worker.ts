@@ -46,7 +46,7 @@ export async function startWorkerRole(
       rollout: {
         fleet: aws.fleet,
         runCommand: aws.jobRunCommand,
-        ssmBudget: createPacer(redis, `${prefix}:pace:ssm`, config.rollout.ssmRequestsPerSecond, log),
+        ssmPacer: createPacer(redis, `${prefix}:pace:ssm`, config.rollout.ssmRequestsPerSecond, log),
         editBudget,
         isCancelled: (jobId) => plans.isCancelled(jobId),
         outboxes,

@@ -55,7 +55,7 @@ beforeAll(async () => {
   deps = {
     fleet: createFleet(ec2, { region: 'us-east-1', env: 'dev', instanceType: 't3.small' }),
     runCommand: createRunCommand(new SSMClient(options)),
-    ssmBudget: createPacer(redis, `${prefix}:pace`, 100),
+    ssmPacer: createPacer(redis, `${prefix}:pace`, 100),
     editBudget: { tryTake: async () => true, take: async () => {} },
     isCancelled: async () => false,
     outboxes: { console: { send: async () => undefined, edit: async () => {} } },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Caller } from '../../core/caller.js';
+import { type Caller, telegramUserIdPattern } from '../../core/caller.js';
 import type { OutgoingMessage } from '../../core/chat.js';
 import { UserError } from '../../core/errors.js';
 import { type ManagedBots, maxAddedUsers, suggestBot } from '../../core/managed-bots.js';
@@ -56,7 +56,7 @@ export const rotate = defineCommand<BotDeps, typeof kindArg>({
 
 const userId = z
   .string()
-  .regex(/^\d{1,16}$/, 'Give the numeric Telegram user id (the person can see theirs with /whoami).')
+  .regex(telegramUserIdPattern, 'Give the numeric Telegram user id (the person can see theirs with /whoami).')
   .transform(Number);
 const accessArgs = z
   .string()
