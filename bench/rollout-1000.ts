@@ -9,7 +9,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { createFleet } from '../src/aws/fleet.js';
 import { createRunCommand } from '../src/aws/run-command.js';
 import { type Env, loadConfig } from '../src/config.js';
-import { parseAmount, resolveAmount } from '../src/core/rollout.js';
+import { planRollout } from '../src/core/rollout.js';
 import type { RolloutPayload } from '../src/jobs/queues.js';
 import { processRollout, type RolloutSummary } from '../src/jobs/rollout.js';
 import { createLogger } from '../src/log.js';
@@ -339,11 +339,12 @@ interface Recorded {
 
 function report(r: Recorded): ScenarioResult {
   const { instances, config } = r;
-  const concurrency = resolveAmount(
-    parseAmount(config.defaultConcurrency) ?? { kind: 'count', value: 1 },
-    instances,
-  );
   const batches = r.saved.batches ?? [];
+  // The concurrency the job ran at, worked out by the job's own rule.
+  const { concurrency } = planRollout(
+    { concurrency: config.defaultConcurrency, maxErrors: config.defaultMaxErrors, canary: 0 },
+    batches.flatMap((b) => b.instanceIds),
+  );
   const batchSize = Math.max(...batches.map((b) => b.instanceIds.length));
   const ssmCalls = r.ssmCalls.filter((c) => c.service === 'ssm');
   const byOperation = countBy(ssmCalls, (c) => c.operation);

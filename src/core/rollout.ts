@@ -5,7 +5,7 @@ import type { RolloutRequest } from './rollout-request.js';
  * MaxErrors per command, so the fleet-wide limits are ours: batches of at most 50, run in waves
  * so that no more than `concurrency` instances are in flight across all batches.
  */
-export const maxIdsPerCommand = 50;
+const maxIdsPerCommand = 50;
 
 export type Amount = { kind: 'count'; value: number } | { kind: 'percent'; value: number };
 
@@ -18,7 +18,7 @@ export function parseAmount(text: string): Amount | undefined {
 }
 
 /** An amount against a total; percentages round up so 10% of 5 is 1, never 0. */
-export function resolveAmount(amount: Amount, total: number): number {
+function resolveAmount(amount: Amount, total: number): number {
   return amount.kind === 'count' ? amount.value : Math.ceil((amount.value / 100) * total);
 }
 

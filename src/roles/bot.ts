@@ -28,7 +28,7 @@ export interface StartedBot extends StartedRole {
 }
 
 /** What commands use, built from the config: the bot role's composition. */
-export function createBotDeps(ctx: RoleContext, queues: Queues, log: Logger): BotDeps {
+function createBotDeps(ctx: RoleContext, queues: Queues, log: Logger): BotDeps {
   const { config, redis, aws } = ctx;
   const prefix = config.redis.prefix;
   return {
