@@ -264,6 +264,8 @@ const envSchema = z.object({
   ROLLOUT_AWS_WAIT_SECONDS: z.coerce.number().int().min(10).max(86_400).default(defaultRolloutAwsWaitSeconds),
   ROLLOUT_DELIVERY_WAIT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
   SSM_LISTING_LAG_SECONDS: z.coerce.number().int().min(0).max(300).default(10),
+  ROLLOUT_EVENTS_QUEUE_URL: url.optional(),
+  ROLLOUT_EVENTS_SAFETY_POLL_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   SSM_REQUESTS_PER_SECOND: z.coerce.number().positive().max(100).default(5),
   SSM_DEPLOY_DOCUMENT: ssmDocument('fleetbot-deploy'),
   SLACK_UPDATES_PER_MINUTE: z.coerce.number().int().min(1).max(600).default(40),
@@ -347,6 +349,13 @@ export interface Config {
     deliveryWaitMs: number;
     /** How long ListCommands may take to show a command just sent (eventual consistency). */
     listingLagMs: number;
+    /**
+     * The SQS queue Run Command's completion events reach (infra/fleetbot.yaml, RolloutEventsQueue):
+     * a finished instance frees its slot at once. Without one, rollouts poll adaptively.
+     */
+    eventsQueueUrl?: string;
+    /** With events, how often a running command is read all the same: what a lost event can cost. */
+    safetyPollMs: number;
     ssmRequestsPerSecond: number;
     deployDocument: string;
     slackUpdatesPerMinute: number;
@@ -536,6 +545,8 @@ function rolloutSettings(e: ParsedEnv): Config['rollout'] {
     awsWaitMs: e.ROLLOUT_AWS_WAIT_SECONDS * 1000,
     deliveryWaitMs: e.ROLLOUT_DELIVERY_WAIT_SECONDS * 1000,
     listingLagMs: e.SSM_LISTING_LAG_SECONDS * 1000,
+    eventsQueueUrl: e.ROLLOUT_EVENTS_QUEUE_URL,
+    safetyPollMs: e.ROLLOUT_EVENTS_SAFETY_POLL_SECONDS * 1000,
     ssmRequestsPerSecond: e.SSM_REQUESTS_PER_SECOND,
     deployDocument: e.SSM_DEPLOY_DOCUMENT,
     slackUpdatesPerMinute: e.SLACK_UPDATES_PER_MINUTE,

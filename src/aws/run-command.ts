@@ -188,7 +188,7 @@ async function sendCommand(ssm: SSMClient, command: BatchCommand, mode: SendMode
   }
 }
 
-function statusOf(status: string | undefined, details: string | undefined): InvocationStatus {
+export function statusOf(status: string | undefined, details: string | undefined): InvocationStatus {
   if (details === 'Undeliverable') return 'undeliverable';
   switch (status) {
     case 'Success':

@@ -1,11 +1,15 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { LambdaClient } from '@aws-sdk/client-lambda';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Config } from '../config.js';
 import { createFleetView, type FleetView } from '../core/fleet-view.js';
+import type { InvocationEvent } from '../core/ports/invocation-events.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { awsCallMetrics } from './call-metrics.js';
 import { createFleet, type Fleet } from './fleet.js';
+import { type EventQueueReceiver, receiveInvocationEvents } from './invocation-event-queue.js';
 import { createAwsProbe } from './probe.js';
 import { createRunCommand, type RunCommand } from './run-command.js';
 import { openSecretStore, type SecretStore } from './secret-store.js';
@@ -17,6 +21,8 @@ export interface AwsClients {
   /** Jobs' Run Command calls: never retried by the SDK (see openAwsClients). */
   jobSsm: SSMClient;
   lambda: LambdaClient;
+  /** Receives Run Command's completion events (ROLLOUT_EVENTS_QUEUE_URL). */
+  sqs: SQSClient;
 }
 
 /** What the roles use of AWS, built once per process so every role shares one set of clients and reads. */
@@ -31,9 +37,16 @@ export interface AwsServices {
   secrets: SecretStore;
   /** A cheap read that proves credentials, endpoint and network all work. */
   probe: () => Promise<void>;
+  /** Long-polls the completion events queue, when one is configured, handing each batch to `publish`. */
+  receiveInvocationEvents?: (
+    publish: (events: InvocationEvent[]) => Promise<void>,
+    log: Logger,
+  ) => EventQueueReceiver;
 }
 
-type AwsConfig = Pick<Config, 'aws' | 'env' | 'instances' | 'fleetCacheMs'>;
+type AwsConfig = Pick<Config, 'aws' | 'env' | 'instances' | 'fleetCacheMs'> & {
+  rollout: Pick<Config['rollout'], 'eventsQueueUrl'>;
+};
 
 /** The process's SDK clients, each call counted in the metrics. */
 export function openAwsClients(config: Pick<Config, 'aws'>, metrics?: Metrics): AwsClients {
@@ -47,9 +60,10 @@ export function openAwsClients(config: Pick<Config, 'aws'>, metrics?: Metrics): 
     // so the SDK never retries them and the jobs retry through the budget.
     jobSsm: new SSMClient({ ...where, maxAttempts: 1 }),
     lambda: new LambdaClient({ ...where, retryMode: 'standard', maxAttempts: 3 }),
+    sqs: new SQSClient({ ...where, retryMode: 'standard', maxAttempts: 3 }),
   };
   if (metrics)
-    for (const client of [clients.ec2, clients.ssm, clients.jobSsm])
+    for (const client of [clients.ec2, clients.ssm, clients.jobSsm, clients.sqs])
       client.middlewareStack.use(awsCallMetrics(metrics));
   return clients;
 }
@@ -62,6 +76,7 @@ export function closeAwsClients(clients: AwsClients): void {
 export function createAwsServices(clients: AwsClients, config: AwsConfig): AwsServices {
   const fleet = createFleet(clients.ec2, { region: config.aws.region, env: config.env, ...config.instances });
   const runCommand = createRunCommand(clients.ssm);
+  const queueUrl = config.rollout.eventsQueueUrl;
   return {
     fleet,
     fleetView: createFleetView(fleet, runCommand, { cacheMs: config.fleetCacheMs }),
@@ -69,5 +84,8 @@ export function createAwsServices(clients: AwsClients, config: AwsConfig): AwsSe
     jobRunCommand: createRunCommand(clients.jobSsm),
     secrets: openSecretStore(clients.ssm, clients.lambda, config.aws),
     probe: createAwsProbe(clients.ec2),
+    receiveInvocationEvents: queueUrl
+      ? (publish, log) => receiveInvocationEvents({ sqs: clients.sqs, queueUrl, publish, log })
+      : undefined,
   };
 }

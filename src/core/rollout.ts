@@ -2,8 +2,8 @@ import type { RolloutRequest } from './rollout-request.js';
 
 /**
  * Rollout arithmetic. SSM caps one SendCommand at 50 instance ids and applies MaxConcurrency and
- * MaxErrors per command, so the fleet-wide limits are ours: batches of at most 50, run in waves
- * so that no more than `concurrency` instances are in flight across all batches.
+ * MaxErrors per command, so the fleet-wide limits are ours: batches of at most 50, sent as slots
+ * free up so that no more than `concurrency` instances are in flight across all batches.
  */
 const maxIdsPerCommand = 50;
 
@@ -45,6 +45,15 @@ export interface RolloutPlan {
   batches: string[][];
   /** How many of the first batches hold the canary instances; the rest waits until they are done. */
   canaryBatches: number;
+  /** How many of the first ids are canary instances. */
+  canary: number;
+  /**
+   * The fewest freed slots worth a SendCommand of part of a batch (a whole batch that fits always
+   * goes). Refilling each freed slot alone would cost a send per instance; an eighth of the
+   * concurrency keeps sends under a few per wave's worth of instances while slots sit free only
+   * briefly. It also bounds how many batch records a rollout writes.
+   */
+  minRefill: number;
 }
 
 /**
@@ -73,6 +82,8 @@ export function planRollout(
     batchSize,
     batches,
     canaryBatches: Math.ceil(canary / batchSize),
+    canary,
+    minRefill: Math.min(batchSize, Math.ceil(concurrency / 8)),
   };
 }
 

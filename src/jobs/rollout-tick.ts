@@ -1,3 +1,5 @@
+import { type CompletionForecast, createCompletionForecast } from '../core/completion-forecast.js';
+import type { InvocationEvent } from '../core/ports/invocation-events.js';
 import type { InvocationStatus } from '../core/ports/run-command.js';
 import type { RolloutPlan } from '../core/rollout.js';
 import type { Unreachable } from './reachability.js';
@@ -17,10 +19,14 @@ const unexplained: (InvocationStatus | undefined)[] = [
 // EC2 is asked about instances under running commands at most this often (every poll when that is
 // slower): a terminated one is noticed within seconds of it, against a command timeout of minutes.
 const minGoneCheckMs = 15_000;
+// No command is read more often than this, however fast its instances seem to finish.
+const minReadGapMs = 1000;
+// ROLLOUT_EVENTS_SAFETY_POLL_SECONDS' default, for callers that leave it out.
+const defaultSafetyPollMs = 60_000;
 
 /** What one attempt's ticks carry from one to the next, beside the run itself. */
 export interface Ticks {
-  readonly plan: Pick<RolloutPlan, 'concurrency' | 'maxErrors' | 'canaryBatches'>;
+  readonly plan: Pick<RolloutPlan, 'concurrency' | 'maxErrors' | 'canary' | 'minRefill'>;
   readonly goneCheckMs: number;
   /** Commands already cancelled after the rollout halted. */
   readonly cancelled: Set<string>;
@@ -28,25 +34,47 @@ export interface Ticks {
   readonly checkedRunning: Set<string>;
   /** When each Delayed invocation was first seen so; past the delivery wait it is given up. */
   readonly delayedSince: Map<string, number>;
+  /** Each command's batch, and when this attempt sent and last read it (absent: read it now). */
+  readonly commands: Map<string, { batch: Batch; sentAt: number; lastReadAt?: number }>;
+  /** How long this rollout's instances take: when a command is worth reading again. */
+  readonly forecast: CompletionForecast;
+  /**
+   * With completion events, commands are read only this often (a lost event costs this much time,
+   * never an instance); without them, the forecast decides.
+   */
+  readonly safetyReadMs: number | undefined;
+  /** The soonest read due after this tick (epoch ms): the loop sleeps until then at most. */
+  nextReadAt: number;
   lastGoneCheck: number;
 }
 
-export function startTicks(run: Run, plan: Ticks['plan']): Ticks {
+export function startTicks(run: Run, plan: Ticks['plan'], events: boolean): Ticks {
+  const { pollMs } = run.settings;
+  const commands: Ticks['commands'] = new Map();
+  // Sent before this attempt: their results are read on the first tick.
+  for (const batch of run.batches)
+    if (batch.commandId) commands.set(batch.commandId, { batch, sentAt: batch.sendingAt ?? run.now() });
   return {
     plan,
-    goneCheckMs: Math.max(run.settings.pollMs, minGoneCheckMs),
+    goneCheckMs: Math.max(pollMs, minGoneCheckMs),
     cancelled: new Set(),
     checkedRunning: new Set(),
     delayedSince: new Map(),
+    commands,
+    forecast: createCompletionForecast({ minGapMs: Math.min(pollMs, minReadGapMs), maxGapMs: pollMs }),
+    safetyReadMs: events ? Math.max(pollMs, run.settings.safetyPollMs ?? defaultSafetyPollMs) : undefined,
+    nextReadAt: run.now() + pollMs,
     // The listing has just seen them all: the first look is due one interval from now.
     lastGoneCheck: run.now(),
   };
 }
 
+export const isTerminal = (status: InvocationStatus | undefined) => terminal.includes(status ?? 'pending');
+
 /**
- * One round of a rollout: read every running command's results, look at EC2 for instances gone
- * under them, then either stop (cancelled, or past the error limit) or send the next wave, and show
- * where it stands. True once nothing runs and nothing more will be sent.
+ * One round of a rollout: read the running commands that are due, look at EC2 for instances gone
+ * under them, then either stop (cancelled, or past the error limit) or refill the slots that freed
+ * up, and show where it stands. True once nothing runs and nothing more will be sent.
  */
 export async function tick(run: Run, ticks: Ticks): Promise<boolean> {
   const { batches } = run;
@@ -54,17 +82,14 @@ export async function tick(run: Run, ticks: Ticks): Promise<boolean> {
   await readResults(run, ticks);
   await cancelUndelivered(run, await findUnreachable(run, ticks));
   for (const batch of batches)
-    if (
-      batch.state === 'sent' &&
-      run.sendable(batch).every((id) => terminal.includes(run.statuses.get(id) ?? 'pending'))
-    ) {
+    if (batch.state === 'sent' && run.sendable(batch).every((id) => isTerminal(run.statuses.get(id)))) {
       batch.state = 'done';
       await run.save();
     }
   const failures = [...run.statuses.values()].filter((s) => failing.includes(s)).length;
   if (!run.halted && failures > ticks.plan.maxErrors) run.halted = 'errors';
   if (run.halted) await halt(run, ticks);
-  else await sendWave(run, ticks);
+  else await refill(run, ticks);
 
   const { title, job, statuses, total, unreachable, record, halted } = run;
   run.current = render(
@@ -86,22 +111,73 @@ export async function tick(run: Run, ticks: Ticks): Promise<boolean> {
   return !running && (!waiting || Boolean(halted));
 }
 
-/** One ListCommandInvocations per command that still has work (and once per finished one after a restart). */
+/**
+ * One ListCommandInvocations per command whose read is due (and once per finished one after a
+ * restart); works out when each command still running is due next.
+ */
 async function readResults(run: Run, ticks: Ticks): Promise<void> {
-  for (const batch of run.batches) {
-    if (batch.state === 'done' && run.sendable(batch).every((id) => run.statuses.has(id))) continue;
-    const commandId = batch.commandId;
-    if (!commandId) continue;
+  ticks.nextReadAt = run.now() + run.settings.pollMs;
+  for (const [commandId, sent] of ticks.commands) {
+    const { batch } = sent;
+    const ids = run.sendable(batch);
+    const known = ids.every((id) => run.statuses.has(id));
+    const open = ids.filter((id) => !isTerminal(run.statuses.get(id))).length;
+    if (known && open === 0) continue;
+    const dueAt = sent.lastReadAt === undefined ? 0 : readDueAt(ticks, sent, open);
+    if (dueAt > run.now()) {
+      ticks.nextReadAt = Math.min(ticks.nextReadAt, dueAt);
+      continue;
+    }
     const invocations = await run.budgeted(() => run.deps.runCommand.listInvocations(commandId));
+    const readAt = run.now();
+    // The first read after a restart says nothing of how long its instances took.
+    const previousRead = sent.lastReadAt;
+    sent.lastReadAt = readAt;
+    let stillOpen = 0;
     for (const inv of invocations) {
       if (run.unreachable.has(inv.instanceId)) continue;
       const gone = run.lost.has(inv.instanceId) && inv.status !== 'success';
-      run.statuses.set(inv.instanceId, gone ? 'failed' : inv.status);
+      const status = gone ? 'failed' : inv.status;
+      if (previousRead !== undefined && isTerminal(status) && !isTerminal(run.statuses.get(inv.instanceId)))
+        ticks.forecast.observe(previousRead - sent.sentAt, readAt - sent.sentAt);
+      if (!isTerminal(status)) stillOpen++;
+      run.statuses.set(inv.instanceId, status);
       if (inv.details) run.details.set(inv.instanceId, inv.details);
       if (inv.status === 'delayed' && !ticks.delayedSince.has(inv.instanceId))
         ticks.delayedSince.set(inv.instanceId, run.now());
     }
+    if (stillOpen > 0) ticks.nextReadAt = Math.min(ticks.nextReadAt, readDueAt(ticks, sent, stillOpen));
   }
+}
+
+function readDueAt(ticks: Ticks, sent: { sentAt: number; lastReadAt?: number }, open: number): number {
+  const lastReadAt = sent.lastReadAt ?? sent.sentAt;
+  if (ticks.safetyReadMs !== undefined) return lastReadAt + ticks.safetyReadMs;
+  return ticks.forecast.nextReadAt({
+    sentAt: sent.sentAt,
+    lastReadAt,
+    open,
+    worthReading: ticks.plan.minRefill,
+  });
+}
+
+/**
+ * What a completion event says, taken in: a terminal status for an instance of one of this
+ * attempt's commands, unless one is known already (events repeat, and arrive out of order).
+ * True when it changed anything.
+ */
+export function takeEvents(run: Run, ticks: Ticks, events: readonly InvocationEvent[]): boolean {
+  let changed = false;
+  for (const event of events) {
+    const sent = ticks.commands.get(event.commandId);
+    if (!sent || !isTerminal(event.status) || run.unreachable.has(event.instanceId)) continue;
+    if (!sent.batch.instanceIds.includes(event.instanceId)) continue;
+    if (isTerminal(run.statuses.get(event.instanceId))) continue;
+    const gone = run.lost.has(event.instanceId) && event.status !== 'success';
+    run.statuses.set(event.instanceId, gone ? 'failed' : event.status);
+    changed = true;
+  }
+  return changed;
 }
 
 /**
@@ -180,23 +256,33 @@ async function halt(run: Run, ticks: Ticks): Promise<void> {
 }
 
 /**
- * Starts the batches that fit: no more than the concurrency in flight (one batch always may go
- * when none is), and nothing past the canary batches until they are all done.
+ * Refills the slots that finished instances freed, in plan order: a planned batch that fits goes
+ * whole; one that does not is split, and its head goes when it fills at least `minRefill` slots
+ * (or anything, when nothing runs). Nothing past the canary instances goes until they are all done.
  */
-async function sendWave(run: Run, ticks: Ticks): Promise<void> {
+async function refill(run: Run, ticks: Ticks): Promise<void> {
   const { batches } = run;
-  const { concurrency, canaryBatches } = ticks.plan;
-  let inFlight = batches.filter((b) => b.state === 'sent').reduce((n, b) => n + run.sendable(b).length, 0);
-  const canaryOpen = batches.slice(0, canaryBatches).some((b) => b.state !== 'done');
+  const { concurrency, canary, minRefill } = ticks.plan;
+  let inFlight = openInstances(run);
   const wave: { index: number; batch: Batch }[] = [];
+  let planned = 0;
+  let canaryOpen = false;
   for (const [index, batch] of batches.entries()) {
+    const start = planned;
+    planned += batch.instanceIds.length;
+    if (start < canary && batch.state !== 'done') canaryOpen = true;
     if (batch.state !== 'planned') continue;
     // The canary wave runs alone; the rest waits until it is done and healthy.
-    if (index >= canaryBatches && canaryOpen) break;
+    if (start >= canary && canaryOpen) break;
     const size = run.sendable(batch).length;
-    if (inFlight > 0 && inFlight + size > concurrency) break;
+    const free = concurrency - inFlight;
+    if (size > free) {
+      if (free < minRefill && inFlight > 0) break;
+      splitBatch(run, index, Math.max(1, free));
+    }
     wave.push({ index, batch });
-    inFlight += size;
+    inFlight += run.sendable(batch).length;
+    if (inFlight >= concurrency) break;
   }
   // Stored with the next batch's `sending` mark, so a resumed job sends the same ids.
   const waveIds = wave.flatMap(({ batch }) => run.sendable(batch));
@@ -208,5 +294,38 @@ async function sendWave(run: Run, ticks: Ticks): Promise<void> {
       continue;
     }
     await sendBatch(run, index, batch);
+    if (!batch.commandId) continue;
+    const sent = { batch, sentAt: run.now(), lastReadAt: run.now() };
+    ticks.commands.set(batch.commandId, sent);
+    ticks.nextReadAt = Math.min(ticks.nextReadAt, readDueAt(ticks, sent, run.sendable(batch).length));
   }
+}
+
+/** Instances sent a command that has not finished: the slots in use. */
+function openInstances(run: Run): number {
+  let open = 0;
+  for (const batch of run.batches)
+    if (batch.state === 'sent' || batch.state === 'sending')
+      for (const id of run.sendable(batch)) if (!isTerminal(run.statuses.get(id))) open++;
+  return open;
+}
+
+/**
+ * Splits a planned batch so its first `take` sendable ids stay at `index` and the rest follow as a
+ * planned batch of their own. Only planned batches follow a planned one, and none of them has been
+ * sent under its `<job>:<index>` comment yet, so moving them up an index loses no send.
+ */
+function splitBatch(run: Run, index: number, take: number): void {
+  const batch = run.batches[index];
+  if (!batch) return;
+  let kept = 0;
+  let cut = 0;
+  while (cut < batch.instanceIds.length && kept < take) {
+    if (!run.unreachable.has(batch.instanceIds[cut] ?? '')) kept++;
+    cut++;
+  }
+  const rest = batch.instanceIds.slice(cut);
+  if (rest.length === 0) return;
+  batch.instanceIds = batch.instanceIds.slice(0, cut);
+  run.batches.splice(index + 1, 0, { instanceIds: rest, state: 'planned' });
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AwsWaitExpired } from '../core/aws-wait.js';
 import type { Fleet } from '../core/ports/fleet.js';
+import type { InvocationEvents } from '../core/ports/invocation-events.js';
 import type { InvocationStatus, RunCommand } from '../core/ports/run-command.js';
 import { parseTargets } from '../core/targets.js';
 import { isVersion } from '../core/version.js';
@@ -14,7 +15,7 @@ import { type Counts, countsOf } from './rollout-message.js';
 import { recoverSends, resume } from './rollout-resume.js';
 import { startRun } from './rollout-run.js';
 import { gaveUp, summarize } from './rollout-summary.js';
-import { startTicks, tick } from './rollout-tick.js';
+import { startTicks, takeEvents, tick } from './rollout-tick.js';
 
 export { LockLost } from './rollout-send.js';
 
@@ -41,6 +42,11 @@ export interface RolloutSettings {
   deliveryWaitMs?: number;
   /** How long ListCommands may lag behind SendCommand (SSM_LISTING_LAG_SECONDS). */
   listingLagMs?: number;
+  /**
+   * With completion events, how often a running command is read all the same
+   * (ROLLOUT_EVENTS_SAFETY_POLL_SECONDS): what a lost event can cost.
+   */
+  safetyPollMs?: number;
 }
 
 export interface RolloutDeps {
@@ -51,6 +57,12 @@ export interface RolloutDeps {
   /** Workspace-wide chat.update budget; intermediate edits skip when it is spent. */
   editBudget: Budget;
   isCancelled(jobId: string): Promise<boolean>;
+  /**
+   * Run Command's completion events (ROLLOUT_EVENTS_QUEUE_URL): a finished instance frees its slot
+   * as soon as its event arrives. Without them, each command is read when its instances are
+   * expected to have finished.
+   */
+  events?: InvocationEvents;
   outboxes: Outboxes;
   settings: RolloutSettings;
   log: Logger;
@@ -94,10 +106,12 @@ export interface RolloutSummary {
 }
 
 /**
- * Runs one rollout across the fleet: batches of at most 50 ids, one SendCommand each, started in
- * waves so no more than the requested concurrency is in flight fleet-wide; results are read with
- * one ListCommandInvocations per running command per tick. Every batch's phase lives in the job,
- * so a restarted job resumes polling what was sent and never sends a batch twice.
+ * Runs one rollout across the fleet: batches of at most 50 ids, one SendCommand each, sent as
+ * finished instances free their slots so no more than the requested concurrency is in flight
+ * fleet-wide. An instance is known finished from its completion event, or from one
+ * ListCommandInvocations of its command, read when the durations seen so far say enough of it has
+ * finished (see completion-forecast.ts). Every batch's phase lives in the job, so a restarted job
+ * resumes polling what was sent and never sends a batch twice.
  *
  * AWS throttling, 5xx and network errors never fail it: each call is retried with backoff (every
  * attempt waiting its turn at the SSM budget) while the message says it is waiting on AWS, for up
@@ -122,6 +136,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
   const targets = parseTargets(request.targets);
   if (!targets) throw new RolloutRejected('the targets are not valid');
 
+  let stopEvents: (() => void) | undefined;
   try {
     const { plan, owners } = await resume(run, targets);
     if (run.total === 0) {
@@ -129,8 +144,19 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       return { outcome: 'nothing-to-do', total: 0, counts: countsOf(new Map(), 0, 0), failed: [] };
     }
     await recoverSends(run);
-    const ticks = startTicks(run, plan);
-    while (!(await tick(run, ticks))) await sleep(run.settings.pollMs);
+    const ticks = startTicks(run, plan, Boolean(deps.events));
+    const wake = createWake();
+    stopEvents = deps.events?.subscribe((events) => {
+      if (takeEvents(run, ticks, events)) wake.notify();
+    });
+    for (;;) {
+      const tickedAt = run.now();
+      if (await tick(run, ticks)) break;
+      // Events arrive by the dozen: a tick gathers what came in since the last, at most this often.
+      const gapMs = Math.min(minTickGapMs, run.settings.pollMs);
+      await sleep(Math.max(0, tickedAt + gapMs - run.now()));
+      await wake.wait(ticks.nextReadAt - run.now());
+    }
     return await summarize(run, owners, plan.maxErrors);
   } catch (error) {
     if (!(error instanceof AwsWaitExpired)) {
@@ -138,5 +164,33 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
       throw error;
     }
     return await gaveUp(run, error);
+  } finally {
+    stopEvents?.();
   }
+}
+
+// How often a rollout acts on completion events, at most.
+const minTickGapMs = 200;
+
+/** A sleep that `notify` ends early; a notify while awake ends the next sleep at once. */
+function createWake() {
+  let pending = false;
+  let cut: (() => void) | undefined;
+  return {
+    notify() {
+      pending = true;
+      cut?.();
+    },
+    async wait(ms: number) {
+      if (pending || ms <= 0) {
+        pending = false;
+        return;
+      }
+      const controller = new AbortController();
+      cut = () => controller.abort();
+      await sleep(ms, undefined, { signal: controller.signal }).catch(() => undefined);
+      cut = undefined;
+      pending = false;
+    },
+  };
 }

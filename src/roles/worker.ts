@@ -8,6 +8,7 @@ import type { Outboxes } from '../jobs/outboxes.js';
 import { startWorkers } from '../jobs/worker.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { createInvocationEventBus } from '../store/invocation-events.js';
 import { createPlans } from '../store/plans.js';
 import { createPacer } from '../store/rate-limits.js';
 import type { RedisClient } from '../store/redis.js';
@@ -37,6 +38,9 @@ export async function startWorkerRole(
   const plans = createPlans(redis, prefix);
   const poller = createHealthPoller(aws.fleet, config.provisioning.pollMs, log);
   const editBudget = slackEditBudget(redis, config);
+  // Completion events reach every worker's rollouts, whichever worker took them off the queue.
+  const eventBus = aws.receiveInvocationEvents && createInvocationEventBus(redis, prefix, log);
+  const eventQueue = eventBus && aws.receiveInvocationEvents?.((events) => eventBus.publish(events), log);
   const workers = startWorkers(
     redis,
     { prefix, jobLockMs: config.jobLockMs },
@@ -49,9 +53,11 @@ export async function startWorkerRole(
         ssmPacer: createPacer(redis, `${prefix}:pace:ssm`, config.rollout.ssmRequestsPerSecond, log),
         editBudget,
         isCancelled: (jobId) => plans.isCancelled(jobId),
+        events: eventBus,
         outboxes,
         settings: {
           pollMs: config.rollout.pollMs,
+          safetyPollMs: config.rollout.safetyPollMs,
           commandTimeoutSeconds: config.rollout.commandTimeoutSeconds,
           deployDocument: config.rollout.deployDocument,
           editIntervalMs,
@@ -102,6 +108,8 @@ export async function startWorkerRole(
     async stop() {
       await workers.close(config.shutdownGraceMs);
       poller.stop();
+      await eventQueue?.stop();
+      await eventBus?.stop();
     },
   };
 }

@@ -425,6 +425,10 @@ describe('running a deploy', () => {
     const failing = instanceIds.slice(55, 60);
     for (const id of instanceIds)
       simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 300 });
+    // The failing batch's other instances end with the failures, so its slots free up only then:
+    // slots freed earlier would rightly be refilled before the limit is crossed.
+    for (const id of instanceIds.slice(50, 100))
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 1200 });
     for (const id of failing)
       simulator.control.scriptRunCommand(accountId, id, {
         status: 'Failed',

@@ -1,5 +1,6 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { LambdaClient } from '@aws-sdk/client-lambda';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Redis } from 'ioredis';
 import { createAwsServices } from '../../src/aws/services.js';
@@ -26,6 +27,7 @@ export interface TestAws {
   ssm: SSMClient;
   ec2: EC2Client;
   lambda: LambdaClient;
+  sqs: SQSClient;
 }
 
 /** SDK clients for one test account; one attempt, so failures show at once. */
@@ -40,6 +42,7 @@ export function testAws(endpoint: string, accountId: string): TestAws {
     ssm: withAccount(new SSMClient(options), accountId),
     ec2: withAccount(new EC2Client(options), accountId),
     lambda: withAccount(new LambdaClient(options), accountId),
+    sqs: withAccount(new SQSClient(options), accountId),
   };
 }
 

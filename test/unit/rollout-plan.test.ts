@@ -11,6 +11,17 @@ const request = (over: Partial<{ concurrency: string; maxErrors: string; canary:
 });
 
 describe('planRollout', () => {
+  it('when slots free up, then a partial refill is worth an eighth of the concurrency, never more than a batch', () => {
+    expect(planRollout(request({ concurrency: '200' }), ids(1000)).minRefill).toBe(25);
+    expect(planRollout(request({ concurrency: '20%' }), ids(1000)).minRefill).toBe(25);
+    expect(planRollout(request({ concurrency: '1000' }), ids(1000)).minRefill).toBe(50);
+    expect(planRollout(request({ concurrency: '12' }), ids(100)).minRefill).toBe(2);
+    expect(planRollout(request({ concurrency: '5', canary: 3 }), ids(10))).toMatchObject({
+      canary: 3,
+      minRefill: 1,
+    });
+  });
+
   it('when concurrency is a count, then batches hold that many ids and keep the order they were given', () => {
     const matched = ids(7);
     const plan = planRollout(request({ concurrency: '3', maxErrors: '2' }), matched);
@@ -22,6 +33,8 @@ describe('planRollout', () => {
       batchSize: 3,
       batches: [matched.slice(0, 3), matched.slice(3, 6), matched.slice(6)],
       canaryBatches: 0,
+      canary: 0,
+      minRefill: 1,
     });
   });
 
@@ -76,6 +89,8 @@ describe('planRollout', () => {
       batchSize: 1,
       batches: [],
       canaryBatches: 0,
+      canary: 0,
+      minRefill: 1,
     });
   });
 

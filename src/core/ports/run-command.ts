@@ -1,15 +1,18 @@
 /** SSM Run Command in domain terms. src/aws/run-command.ts implements it; no SDK type crosses this line. */
 
-export type InvocationStatus =
-  | 'pending'
+export const invocationStatuses = [
+  'pending',
   /** SSM tried to deliver it and could not (a stopped instance); it keeps trying until the command expires. */
-  | 'delayed'
-  | 'running'
-  | 'success'
-  | 'failed'
-  | 'timed-out'
-  | 'cancelled'
-  | 'undeliverable';
+  'delayed',
+  'running',
+  'success',
+  'failed',
+  'timed-out',
+  'cancelled',
+  'undeliverable',
+] as const;
+
+export type InvocationStatus = (typeof invocationStatuses)[number];
 
 export interface Invocation {
   status: InvocationStatus;

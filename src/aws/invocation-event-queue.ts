@@ -1,0 +1,107 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { z } from 'zod';
+import type { InvocationEvent } from '../core/ports/invocation-events.js';
+import type { Logger } from '../log.js';
+import { statusOf } from './run-command.js';
+
+/**
+ * Run Command's status-change events, as an EventBridge rule delivers them to SQS (infra/fleetbot.yaml,
+ * RolloutEventsRule): each message body is the event itself. Shape per "Amazon EventBridge event
+ * examples from Systems Manager" (EC2 Command Invocation Status-change Notification):
+ * https://docs.aws.amazon.com/systems-manager/latest/userguide/monitoring-systems-manager-event-examples.html
+ */
+const invocationEvent = z.object({
+  source: z.literal('aws.ssm'),
+  'detail-type': z.literal('EC2 Command Invocation Status-change Notification'),
+  detail: z.object({
+    'command-id': z.string().min(1),
+    'instance-id': z.string().min(1),
+    status: z.string().min(1),
+  }),
+});
+
+/** The event a message carries, or undefined for anything else (a stray test message, another event). */
+export function parseInvocationEvent(body: string | undefined): InvocationEvent | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body ?? '');
+  } catch {
+    return undefined;
+  }
+  const parsed = invocationEvent.safeParse(json);
+  if (!parsed.success) return undefined;
+  const { detail } = parsed.data;
+  // The event's status has no StatusDetails beside it; "Undeliverable" and "Terminated" stand alone.
+  const status =
+    detail.status === 'Undeliverable' || detail.status === 'Terminated'
+      ? 'undeliverable'
+      : statusOf(detail.status, undefined);
+  return { commandId: detail['command-id'], instanceId: detail['instance-id'], status };
+}
+
+export interface EventQueueReceiver {
+  stop(): Promise<void>;
+}
+
+// ReceiveMessage's longest wait (SQS API reference, WaitTimeSeconds: 0 to 20): few empty receives.
+const longPollSeconds = 20;
+const maxBackoffMs = 30_000;
+
+/**
+ * Long-polls the queue until stopped and hands each received batch's events to `publish`, then
+ * deletes them. A batch that could not be published stays on the queue and comes back after its
+ * visibility timeout (and, past the queue's maxReceiveCount, lands in its dead-letter queue).
+ * Messages that carry no invocation event are deleted: they would only come back.
+ */
+export function receiveInvocationEvents(options: {
+  sqs: SQSClient;
+  queueUrl: string;
+  publish(events: InvocationEvent[]): Promise<void>;
+  log: Logger;
+}): EventQueueReceiver {
+  const { sqs, queueUrl, publish, log } = options;
+  const controller = new AbortController();
+  const loop = (async () => {
+    let failures = 0;
+    while (!controller.signal.aborted) {
+      try {
+        const { Messages: messages = [] } = await sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: 10,
+            WaitTimeSeconds: longPollSeconds,
+          }),
+          { abortSignal: controller.signal },
+        );
+        if (messages.length === 0) continue;
+        const events = messages.flatMap((m) => parseInvocationEvent(m.Body) ?? []);
+        if (events.length < messages.length)
+          log.warn(
+            { ignored: messages.length - events.length },
+            'rollout events queue: messages without an invocation event',
+          );
+        await publish(events);
+        await sqs.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: queueUrl,
+            Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+          }),
+        );
+        failures = 0;
+      } catch (err) {
+        if (controller.signal.aborted) break;
+        failures++;
+        const waitMs = Math.min(maxBackoffMs, 500 * 2 ** Math.min(failures, 10));
+        log.warn({ err, waitMs }, 'rollout events queue: receive failed; rollouts poll meanwhile');
+        await sleep(waitMs, undefined, { signal: controller.signal }).catch(() => undefined);
+      }
+    }
+  })();
+  return {
+    async stop() {
+      controller.abort();
+      await loop;
+    },
+  };
+}
