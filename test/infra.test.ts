@@ -715,6 +715,7 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       InstanceRoleArn: `arn:aws:iam::${accountId}:role/${prefix}-${region}-instance`,
       InstanceProfileName: `${prefix}-${region}-instance`,
       BotRoleArn: `arn:aws:iam::${accountId}:role/${prefix}-${region}-bot`,
+      WorkerRoleArn: `arn:aws:iam::${accountId}:role/${prefix}-${region}-worker`,
       SecurityGroupId: expect.stringMatching(/^sg-/),
       LaunchTemplateName: `${prefix}-instance`,
       LaunchTemplateId: expect.stringMatching(/^lt-/),
@@ -723,6 +724,16 @@ describe('infra/fleetbot.yaml deployed into moto through CloudFormation', () => 
       DeployDocumentName: `${prefix}-deploy`,
       BootstrapCheckDocumentName: `${prefix}-bootstrap-check`,
       RestartDocumentName: `${prefix}-restart-service`,
+      RolloutEventsQueueUrl: expect.stringMatching(
+        new RegExp(`^https://sqs\\.${region}\\.amazonaws\\.com/${accountId}/`),
+      ),
+      RolloutEventsQueueArn: expect.stringMatching(new RegExp(`^arn:aws:sqs:${region}:${accountId}:`)),
+      RolloutEventsDeadLetterQueueUrl: expect.stringMatching(
+        new RegExp(`^https://sqs\\.${region}\\.amazonaws\\.com/${accountId}/`),
+      ),
+      RolloutEventsDeadLetterQueueArn: expect.stringMatching(
+        new RegExp(`^arn:aws:sqs:${region}:${accountId}:`),
+      ),
       SecretBinderFunctionName: `${prefix}-secret-binder`,
       SessionOperatorPolicyArn: `arn:aws:iam::${accountId}:policy/${prefix}-test-session-operator`,
       SessionLogBucketName: expect.any(String),

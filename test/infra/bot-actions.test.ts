@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { list, loadTemplate, type PolicyDocument, resource, type Template } from '../support/cfn-template.js';
 
 /*
- * BotPolicy allows exactly the AWS calls fleetbot makes: every `new XxxCommand(` and `paginateXxx(`
+ * BotPolicy (and, for the rollout events queue, WorkerRolloutEventsPolicy) allows exactly the AWS calls fleetbot makes: every `new XxxCommand(` and `paginateXxx(`
  * imported from an @aws-sdk/client-* package under src/ is one IAM action, and every action the policy
  * allows is one of those calls, apart from the few AWS authorizes on the bot's behalf (below, each
  * with its reason). Add an SDK call without a policy entry, or leave an entry no code uses, and this
@@ -15,10 +15,16 @@ import { list, loadTemplate, type PolicyDocument, resource, type Template } from
 const srcDir = fileURLToPath(new URL('../../src', import.meta.url));
 
 /** @aws-sdk/client-<package> -> IAM service prefix. */
-const servicePrefix: Record<string, string> = { ec2: 'ec2', ssm: 'ssm', lambda: 'lambda' };
+const servicePrefix: Record<string, string> = { ec2: 'ec2', ssm: 'ssm', lambda: 'lambda', sqs: 'sqs' };
 
-/** Where the SDK command's name is not the IAM action's. */
-const actionOf: Record<string, string> = { 'lambda:Invoke': 'lambda:InvokeFunction' };
+/** Where the SDK command's name is not the IAM action's (a batch call is authorized as its single form). */
+const actionOf: Record<string, string> = {
+  'lambda:Invoke': 'lambda:InvokeFunction',
+  'sqs:DeleteMessageBatch': 'sqs:DeleteMessage',
+};
+
+/** Only the worker receives rollout events: its own policy allows those calls, BotPolicy none. */
+const workerOnly = (action: string) => action.startsWith('sqs:');
 
 /** Allowed although fleetbot's code never calls them: AWS checks them on the bot's behalf. */
 const authorizedOnTheBotsBehalf: Record<string, string> = {
@@ -110,12 +116,23 @@ describe('BotPolicy against the AWS SDK calls in src/', () => {
       allowed.filter((a) => a.includes('*') || a.includes('?')),
       'wildcard actions',
     ).toEqual([]);
-    const expected = [...called.keys(), ...Object.keys(authorizedOnTheBotsBehalf)];
+    const expected = [...called.keys()]
+      .filter((a) => !workerOnly(a))
+      .concat(Object.keys(authorizedOnTheBotsBehalf));
     const missing = expected
       .filter((a) => !allowed.includes(a))
       .map((a) => `${a} (${called.get(a) ?? 'service'})`);
     const unused = allowed.filter((a) => !expected.includes(a));
     expect({ missing, unused }).toEqual({ missing: [], unused: [] });
+    expect([...new Set(allowed)].sort()).toEqual([...new Set(expected)].sort());
+  });
+
+  it('when the worker policy is compared with the code, then it allows exactly the queue calls the event receiver makes', () => {
+    const allowed = allowedActions(
+      resource(template, 'WorkerRolloutEventsPolicy').Properties.PolicyDocument as PolicyDocument,
+    ).filter(workerOnly);
+    const expected = [...called.keys()].filter(workerOnly);
+    expect(expected.length).toBeGreaterThan(0);
     expect([...new Set(allowed)].sort()).toEqual([...new Set(expected)].sort());
   });
 });

@@ -224,6 +224,11 @@ describe('IAM evaluator: who may do what with the deployed stack', () => {
         RestartDocument: `${prefix}-restart-service`,
         SessionPreferencesDocument: 'SSM-SessionManagerRunShell',
         SessionOperatorPolicy: `arn:${partition}:iam::${account}:policy/${prefix}-${env}-session-operator`,
+        // The worker's role and the rollout events queues (test/infra/rollout-events.test.ts decides those).
+        WorkerRole: `${prefix}-${region}-worker`,
+        RolloutEventsKey: '77777777-8888-9999-aaaa-bbbbbbbbbbbb',
+        RolloutEventsQueue: `https://sqs.${region}.amazonaws.com/${account}/${prefix}-rollout-events`,
+        RolloutEventsDeadLetterQueue: `https://sqs.${region}.amazonaws.com/${account}/${prefix}-rollout-events-dlq`,
       },
       attributes: {
         'InstanceRole.Arn': arn.role(roles.instance),
@@ -236,6 +241,11 @@ describe('IAM evaluator: who may do what with the deployed stack', () => {
         'SessionLogBucket.Arn': `arn:${partition}:s3:::${prefix}-sessionlogbucket-1a2b3c4d5e6f`,
         'SecretBinderFunction.Arn': arn.fn(`${prefix}-secret-binder`),
         'SecretBinderLogGroup.Arn': `arn:${partition}:logs:${region}:${account}:log-group:/aws/lambda/${prefix}-secret-binder:*`,
+        'WorkerRole.Arn': arn.role(`${prefix}-${region}-worker`),
+        'RolloutEventsKey.Arn': arn.key('77777777-8888-9999-aaaa-bbbbbbbbbbbb'),
+        'RolloutEventsQueue.Arn': `arn:${partition}:sqs:${region}:${account}:${prefix}-rollout-events`,
+        'RolloutEventsDeadLetterQueue.Arn': `arn:${partition}:sqs:${region}:${account}:${prefix}-rollout-events-dlq`,
+        'RolloutEventsRule.Arn': `arn:${partition}:events:${region}:${account}:rule/${prefix}-rollout-events`,
       },
     });
 

@@ -375,16 +375,21 @@ describe('infra/service.yaml', () => {
   });
 
   describe('tasks', () => {
-    it("when the task definitions are read, then each runs as the fleetbot stack's bot role and pulls with the separate execution role", () => {
+    it("when the task definitions are read, then the bot and dashboard run as the fleetbot stack's bot role, the worker as its worker role, and each pulls with the separate execution role", () => {
       for (const [name, r] of ofType(t, 'AWS::ECS::TaskDefinition')) {
         expect(r.Properties, name).toMatchObject({
-          TaskRoleArn: ref('BotRoleArn'),
           ExecutionRoleArn: getAtt('TaskExecutionRole', 'Arn'),
           RequiresCompatibilities: ['FARGATE'],
           NetworkMode: 'awsvpc',
         });
       }
+      // Only the worker's role may read the rollout events queue (test/infra/rollout-events.test.ts).
+      const defs = taskDefinitions(t);
+      const taskRoles = { bot: 'BotRoleArn', worker: 'WorkerRoleArn', dashboard: 'BotRoleArn' };
+      for (const role of roles)
+        expect(resourceOf(t, defs[role]).Properties.TaskRoleArn, role).toEqual(ref(taskRoles[role]));
       expect(t.Parameters.BotRoleArn?.AllowedPattern).toMatch(/:iam::/);
+      expect(t.Parameters.WorkerRoleArn?.AllowedPattern).toMatch(/:iam::/);
       const trust = props<{ AssumeRolePolicyDocument: PolicyDocument }>(
         t,
         'TaskExecutionRole',
@@ -1051,8 +1056,10 @@ describe('infra/service.yaml deployed into moto after infra/fleetbot.yaml', () =
         'KmsKeyAlias',
         'LaunchTemplateName',
         'RestartDocumentName',
+        'RolloutEventsQueueUrl',
         'SecretBinderFunctionName',
         'SecurityGroupId',
+        'WorkerRoleArn',
       ].sort(),
     );
     expect(service.status).toBe('CREATE_COMPLETE');
