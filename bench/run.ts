@@ -9,10 +9,30 @@ import { met, renderResult, type Scenario } from './scenario.js';
 /** Loaded lazily, so `--list` is instant. */
 const scenarios: { name: string; description: string; load: () => Promise<Scenario> }[] = [
   {
-    name: 'rollout-1000',
+    name: 'rollout',
     description:
-      'deploy to 1,000 instances at the default poll interval, concurrency and SSM budget (moto + simulator + Redis, about 1.5 min)',
-    load: async () => (await import('./rollout-1000.js')).rollout1000,
+      'deploy to 1,000 (20%) and 10,000 (400 at once) instances with completion events and with adaptive polling, beside the ideal refill and SSM alone (about 5 min)',
+    load: async () => (await import('./rollout.js')).rolloutBench,
+  },
+  {
+    name: 'provision-200',
+    description: '200 members /provision at once through the fake Bot API (about 2 min)',
+    load: async () => (await import('./provision.js')).provision200,
+  },
+  {
+    name: 'intake-50',
+    description: '50 members paste both secrets at once, beside a bare grammY bot (under a minute)',
+    load: async () => (await import('./intake.js')).intake50,
+  },
+  {
+    name: 'ack',
+    description: 'signed slash commands at 20 and 100 req/s against fleetbot and a bare Bolt app (about 1 min)',
+    load: async () => (await import('./ack.js')).ack,
+  },
+  {
+    name: 'fleet-burst',
+    description: '60 concurrent /fleet from admins: AWS calls and answer times (under a minute)',
+    load: async () => (await import('./fleet-burst.js')).fleetBurst,
   },
 ];
 

@@ -47,6 +47,9 @@ export interface EventQueueReceiver {
 // ReceiveMessage's longest wait (SQS API reference, WaitTimeSeconds: 0 to 20): few empty receives.
 const longPollSeconds = 20;
 const maxBackoffMs = 30_000;
+// One receive carries at most 10 messages, and each takes a round trip plus a delete: a few
+// receivers side by side keep up with a fleet finishing hundreds of instances a second.
+const receivers = 4;
 
 /**
  * Long-polls the queue until stopped and hands each received batch's events to `publish`, then
@@ -62,7 +65,7 @@ export function receiveInvocationEvents(options: {
 }): EventQueueReceiver {
   const { sqs, queueUrl, publish, log } = options;
   const controller = new AbortController();
-  const loop = (async () => {
+  const receive = async () => {
     let failures = 0;
     while (!controller.signal.aborted) {
       try {
@@ -97,11 +100,12 @@ export function receiveInvocationEvents(options: {
         await sleep(waitMs, undefined, { signal: controller.signal }).catch(() => undefined);
       }
     }
-  })();
+  };
+  const loops = Array.from({ length: receivers }, receive);
   return {
     async stop() {
       controller.abort();
-      await loop;
+      await Promise.all(loops);
     },
   };
 }

@@ -1,7 +1,7 @@
 import { transientAwsError } from '../core/aws-errors.js';
 import { type AwsWait, createAwsWait, defaultRolloutAwsWaitSeconds, waitingLine } from '../core/aws-wait.js';
 import type { InstanceState } from '../core/ports/fleet.js';
-import type { InvocationStatus } from '../core/ports/run-command.js';
+import type { AgentPing, InvocationStatus } from '../core/ports/run-command.js';
 import { type RolloutRequest, rolloutTitle } from '../core/rollout-request.js';
 import type { Logger } from '../log.js';
 import { editMessage } from './outboxes.js';
@@ -77,6 +77,8 @@ export interface Run {
   /** SSM's status details per instance (DeliveryTimedOut, say). */
   details: Map<string, string>;
   halted: RolloutPayload['halted'];
+  /** What SSM last said of each instance's agent (absent: SSM did not know it), and when. */
+  agentsSeen: Map<string, { ping: AgentPing | undefined; at: number }>;
   /** The fleet's states from this attempt's listing, while it is fresh enough to stand for a check. */
   listed: Map<string, InstanceState> | undefined;
   /** The ids of a batch still to send: its unreachable ones left out. */
@@ -146,6 +148,7 @@ export function startRun(job: RolloutJob, deps: RolloutDeps): Run {
     unreachable: new Map(),
     lost: new Map(),
     details: new Map(),
+    agentsSeen: new Map(),
     halted: job.data.halted,
     listed: undefined,
     sendable: (batch) => batch.instanceIds.filter((id) => !run.unreachable.has(id)),

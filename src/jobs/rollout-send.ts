@@ -19,20 +19,45 @@ export class LockLost extends Error {
 }
 
 const clockSkewMarginMs = 15 * 60_000;
+// How long an agent seen online counts as online for a send: one that dropped off since makes SSM
+// refuse the batch, which sendBatch handles by asking again.
+const agentCheckMs = 15_000;
 
 /**
- * Right before a wave goes out: one DescribeInstances (per 200 ids) and one
- * DescribeInstanceInformation per 50 running ids. Returns how many it found unreachable.
+ * Right before a wave goes out: one DescribeInstances (per 200 ids) over the wave, and one
+ * DescribeInstanceInformation per 50 running ids whose agent was not looked at within the last
+ * `agentCheckMs`. Each such call also covers the planned ids in `lookahead`, up to 50 ids a call,
+ * so a rollout refilling a few slots at a time pays one agent check per 50 instances, not one per
+ * send. `fresh` asks SSM again about every id (after SSM refused a send). Returns how many it
+ * found unreachable.
  */
-export async function skipUnreachable(run: Run, ids: string[]): Promise<number> {
+export async function skipUnreachable(
+  run: Run,
+  ids: string[],
+  options: { lookahead?: readonly string[]; fresh?: boolean } = {},
+): Promise<number> {
   const states = run.listed ?? (await run.aws.run(() => run.deps.fleet.states(ids)));
   run.listed = undefined;
   const running = ids.filter((id) => states.get(id) === 'running');
+  const checkedSince = run.now() - agentCheckMs;
+  const known = (id: string) => !options.fresh && (run.agentsSeen.get(id)?.at ?? -Infinity) >= checkedSince;
+  const stale = running.filter((id) => !known(id));
+  if (stale.length > 0) {
+    const room = Math.ceil(stale.length / 50) * 50 - stale.length;
+    const extra = (options.lookahead ?? []).filter((id) => !known(id) && !stale.includes(id)).slice(0, room);
+    const toCheck = [...stale, ...extra];
+    for (let i = 0; i < toCheck.length; i += 50) {
+      const chunk = toCheck.slice(i, i + 50);
+      const pings = await run.budgeted(() => run.deps.runCommand.agents(chunk));
+      const at = run.now();
+      // An id SSM left out of its answer is one it does not know: remembered as such.
+      for (const id of chunk) run.agentsSeen.set(id, { ping: pings.get(id), at });
+    }
+  }
   const agents = new Map<string, AgentPing>();
-  for (let i = 0; i < running.length; i += 50) {
-    const chunk = running.slice(i, i + 50);
-    for (const [id, ping] of await run.budgeted(() => run.deps.runCommand.agents(chunk)))
-      agents.set(id, ping);
+  for (const id of running) {
+    const ping = run.agentsSeen.get(id)?.ping;
+    if (ping) agents.set(id, ping);
   }
   const found = unreachableAmong(ids, states, agents);
   run.markUnreachable(found);
@@ -86,7 +111,7 @@ export async function sendBatch(run: Run, index: number, batch: Batch): Promise<
       // whole batch in SSM: the rest goes without it. A fresh look says why; where it finds
       // nothing (SSM's own view lags), the ids SSM named in its refusal are left out.
       run.listed = undefined;
-      if ((await skipUnreachable(run, run.sendable(batch))) === 0) {
+      if ((await skipUnreachable(run, run.sendable(batch), { fresh: true })) === 0) {
         const named = error.instanceIds.filter((id) => run.sendable(batch).includes(id));
         if (named.length === 0) throw error;
         run.markUnreachable(new Map(named.map((id) => [id, 'refused by SSM'])));

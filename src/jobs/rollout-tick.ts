@@ -157,7 +157,8 @@ function readDueAt(ticks: Ticks, sent: { sentAt: number; lastReadAt?: number }, 
     sentAt: sent.sentAt,
     lastReadAt,
     open,
-    worthReading: ticks.plan.minRefill,
+    // Half a refill's worth: reads cost less than slots left idle while the next one waits.
+    worthReading: Math.ceil(ticks.plan.minRefill / 2),
   });
 }
 
@@ -286,7 +287,10 @@ async function refill(run: Run, ticks: Ticks): Promise<void> {
   }
   // Stored with the next batch's `sending` mark, so a resumed job sends the same ids.
   const waveIds = wave.flatMap(({ batch }) => run.sendable(batch));
-  if (waveIds.length > 0) await skipUnreachable(run, waveIds);
+  if (waveIds.length > 0) {
+    const next = batches.slice((wave.at(-1)?.index ?? 0) + 1).filter((b) => b.state === 'planned');
+    await skipUnreachable(run, waveIds, { lookahead: next.slice(0, 2).flatMap((b) => run.sendable(b)) });
+  }
   for (const { index, batch } of wave) {
     if (run.sendable(batch).length === 0) {
       batch.state = 'done';

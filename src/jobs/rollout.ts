@@ -170,7 +170,7 @@ export async function processRollout(job: RolloutJob, deps: RolloutDeps): Promis
 }
 
 // How often a rollout acts on completion events, at most.
-const minTickGapMs = 200;
+const minTickGapMs = 100;
 
 /** A sleep that `notify` ends early; a notify while awake ends the next sleep at once. */
 function createWake() {

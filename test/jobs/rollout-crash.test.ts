@@ -1,15 +1,19 @@
 import { EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createFleet } from '../../src/aws/fleet.js';
+import { receiveInvocationEvents } from '../../src/aws/invocation-event-queue.js';
 import { createRunCommand } from '../../src/aws/run-command.js';
 import type { RolloutPayload } from '../../src/jobs/queues.js';
 import { LockLost, processRollout, type RolloutDeps } from '../../src/jobs/rollout.js';
+import { createInvocationEventBus } from '../../src/store/invocation-events.js';
 import { createPacer } from '../../src/store/rate-limits.js';
 import { testAccountId } from '../peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../peers/aws-simulator.js';
 import { dropPrefix, testRedis, uniquePrefix } from '../peers/redis.js';
 import { capturedLogger } from '../support/quiet-log.js';
+import { rolloutEventsEnv } from '../support/rollout-events.js';
 
 /**
  * A worker can die at any await. Here it dies at a random point of each of 20 deploys: at a write of
@@ -23,6 +27,7 @@ const redis = testRedis();
 const prefix = uniquePrefix('rollout-crash');
 let simulator: AwsSimulator;
 let deps: RolloutDeps;
+let stopEvents: (() => Promise<void>) | undefined;
 
 class WorkerDied extends Error {}
 
@@ -69,9 +74,25 @@ beforeAll(async () => {
     },
     log: capturedLogger().log,
   };
+  const queueUrl = (await rolloutEventsEnv(simulator, accountId)).ROLLOUT_EVENTS_QUEUE_URL;
+  if (queueUrl) {
+    const bus = createInvocationEventBus(redis, prefix, deps.log);
+    const receiver = receiveInvocationEvents({
+      sqs: new SQSClient(options),
+      queueUrl,
+      publish: (events) => bus.publish(events),
+      log: deps.log,
+    });
+    stopEvents = async () => {
+      await receiver.stop();
+      await bus.stop();
+    };
+    deps = { ...deps, events: bus, settings: { ...deps.settings, safetyPollMs: 2000 } };
+  }
 });
 
 afterAll(async () => {
+  await stopEvents?.();
   await simulator?.close();
   await dropPrefix(redis, prefix);
   await redis.quit();

@@ -7,6 +7,7 @@ import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../peers/redi
 import { type FakeSlack, startFakeSlack } from '../peers/slack-api.js';
 import { launchInstances } from '../support/fleet.js';
 import { type FleetbotProcess, startFleetbotProcess } from '../support/fleetbot-process.js';
+import { rolloutEventsEnv, rolloutEventsOn } from '../support/rollout-events.js';
 
 /**
  * The real worker process, killed with SIGKILL at random points of real deploys: no `finally`, no
@@ -22,7 +23,8 @@ const prefix = uniquePrefix('rollout-sigkill');
 const redis = testRedis();
 const channel = 'CSIGKILL';
 // `npm run soak` raises these: 100 kills, 10 per deploy, two worker processes sharing the queue.
-const totalKills = Number(process.env.ROLLOUT_SIGKILL_KILLS ?? 20);
+// Half as many in the events run, which runs beside this one.
+const totalKills = Number(process.env.ROLLOUT_SIGKILL_KILLS ?? (rolloutEventsOn ? 10 : 20));
 /**
  * Kills aimed at each deploy; a deploy that finishes first hands the rest to the next one. At most the
  * worker's maxStalledCount (10): a job stalled more often than that is given up by design.
@@ -49,6 +51,8 @@ let simulator: AwsSimulator;
 let slack: FakeSlack;
 let queues: Queues;
 let targeted: string[] = [];
+/** Completion events, in the events run of this suite. */
+let eventsEnv: Record<string, string> = {};
 let untargeted: string[] = [];
 
 type WorkerProcess = FleetbotProcess;
@@ -78,6 +82,7 @@ function workerEnv(): Record<string, string> {
     SLACK_UPDATES_PER_MINUTE: '600',
     // Info, for the "rollout started" line that says this process took the job.
     LOG_LEVEL: 'info',
+    ...eventsEnv,
   };
 }
 
@@ -181,6 +186,7 @@ beforeAll(async () => {
     operation: 'SendCommand',
     latencyMs: sendLatencyMs,
   });
+  eventsEnv = await rolloutEventsEnv(simulator, accountId);
   queues = openQueues(redis, prefix);
   process.once('exit', killAllNow);
 });
