@@ -345,10 +345,15 @@ function slackReceiver(options: SlackOptions): SocketModeReceiver | ExpressRecei
   });
 }
 
-/** Registered before any listener: a request seen before is acknowledged and dropped. */
+/**
+ * Registered before any listener: every request is acknowledged here, first, then one seen before is
+ * dropped. Nothing waits on Redis before Slack's 3 s ack (a replay is acknowledged all the same), so
+ * the listeners never ack themselves.
+ */
 function dropReplays(app: App, options: SlackOptions): void {
   const { log } = options;
   app.use(async (args) => {
+    if ('ack' in args && typeof args.ack === 'function') await args.ack();
     const requestId = args.context.requestId;
     const first =
       typeof requestId === 'string' && options.firstDelivery
@@ -364,11 +369,10 @@ function dropReplays(app: App, options: SlackOptions): void {
     }
     log.warn({ requestId }, 'replayed Slack request dropped');
     options.meter?.chatDuplicateDropped?.('slack');
-    if ('ack' in args && typeof args.ack === 'function') await args.ack();
   });
 }
 
-/** Slash commands and fleetbot's buttons go to the dispatcher; other buttons are only acked; failures logged. */
+/** Slash commands and fleetbot's buttons go to the dispatcher (other buttons were only acked); failures logged. */
 function listen(app: App, outbox: Outbox, namespace: string, options: SlackOptions): void {
   const { dispatch, log } = options;
   const callerOf = async (userId: string, name: string | undefined, channelId: string): Promise<Caller> => {
@@ -385,8 +389,7 @@ function listen(app: App, outbox: Outbox, namespace: string, options: SlackOptio
 
   // One listener for every slash command: `/<namespace> jobs` becomes `/jobs`, and anything else (a command
   // created by hand before the manifest) goes to the dispatcher as typed, which answers even unknown ones.
-  app.command(/^\/[a-z0-9_-]+$/i, async ({ command, ack }) => {
-    await ack();
+  app.command(/^\/[a-z0-9_-]+$/i, async ({ command }) => {
     const caller = await callerOf(command.user_id, command.user_name, command.channel_id);
     const reply = createReply(outbox, {
       platform: 'slack',
@@ -401,8 +404,7 @@ function listen(app: App, outbox: Outbox, namespace: string, options: SlackOptio
     });
   });
 
-  app.action(/^cmd:\d+$/, async ({ body, action, ack }) => {
-    await ack();
+  app.action(/^cmd:\d+$/, async ({ body, action }) => {
     if (body.type !== 'block_actions' || !('value' in action) || !body.channel?.id) return;
     const channelId = body.channel.id;
     const caller = await callerOf(body.user.id, body.user.name ?? body.user.username, channelId);
@@ -424,12 +426,6 @@ function listen(app: App, outbox: Outbox, namespace: string, options: SlackOptio
           }
         : {}),
     });
-  });
-
-  // Buttons fleetbot did not render (old messages, other apps' blocks) still need their ack, or
-  // Slack shows the presser an error.
-  app.action(/^(?!cmd:\d+$)/, async ({ ack }) => {
-    await ack();
   });
 
   app.error(async (error) => {

@@ -87,7 +87,7 @@ beforeAll(async () => {
       await receiver.stop();
       await bus.stop();
     };
-    deps = { ...deps, events: bus, settings: { ...deps.settings, safetyPollMs: 2000 } };
+    deps = { ...deps, events: bus, settings: { ...deps.settings, safetyPollMs: 1000 } };
   }
 });
 
@@ -170,7 +170,8 @@ describe('a deploy whose worker dies', () => {
       expectEachInstanceOnce(version);
       expect(saved.batches?.every((b) => b.state === 'done')).toBe(true);
     }
-  }, 120_000);
+    // Generous: with events on, each resumed attempt waits for late events or a safety read.
+  }, 300_000);
 
   it('when ListCommands lags behind SendCommand and the worker died right after a send, then the next one waits out the lag and finds it instead of sending it again', async () => {
     const version = 'v5.98.0';
@@ -242,7 +243,12 @@ describe('a deploy whose worker dies', () => {
       .invocations(accountId)
       .filter((i) => i.parameters.version?.[0] === version);
     expect(received).toHaveLength(20);
-    // Batch 0 finished; batch 1 stays marked `sending` for the new owner to look up by Comment.
-    expect(saved.batches?.map((b) => b.state)).toEqual(['done', 'sending', 'planned']);
+    // Batch 0 ran (finished, or still counted in flight where its first instances' slots were
+    // refilled); batch 1 stays marked `sending` for the new owner to look up by Comment, and nothing
+    // after it left.
+    const states = saved.batches?.map((b) => b.state) ?? [];
+    expect(['done', 'sent']).toContain(states[0]);
+    expect(states[1]).toBe('sending');
+    expect(states.slice(2).every((s) => s === 'planned')).toBe(true);
   });
 });

@@ -597,6 +597,88 @@ describe('running a deploy', () => {
         simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
     }
   }, 300_000);
+
+  it('when instances of a batch finish early, then their slots are refilled before the batch is done, never past the concurrency', async () => {
+    const early = instanceIds.filter((id) => userOf.get(id) === '30000');
+    const first = early.slice(0, 20);
+    for (const id of early)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 200 });
+    // Half of the first batch is slow: a whole-batch wave would hold the next 20 back until these end.
+    for (const id of first.slice(10))
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 6000 });
+    try {
+      const { ts } = await planAndApprove('/deploy v3.6.0 tag:ring=early --concurrency 20');
+      await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), jobEndsWithinMs);
+      const sent = simulator.control
+        .invocations(accountId)
+        .filter((i) => i.parameters.version?.[0] === 'v3.6.0');
+      expect(sent.map((i) => i.instanceId).sort()).toEqual(early);
+      const slowEnd = Math.max(
+        ...sent.filter((i) => first.slice(10).includes(i.instanceId)).map((i) => i.endedAt ?? 0),
+      );
+      const refilled = sent.filter((i) => !first.includes(i.instanceId) && i.requestedAt < slowEnd);
+      expect(refilled.length).toBeGreaterThan(0);
+      const overlap = Math.max(
+        ...sent.map(
+          (i) =>
+            sent.filter((j) => j.requestedAt <= i.requestedAt && (j.endedAt ?? Infinity) > i.requestedAt)
+              .length,
+        ),
+      );
+      expect(overlap).toBeLessThanOrEqual(20);
+    } finally {
+      for (const id of early) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+    }
+  }, 300_000);
+
+  it('when a deploy has a canary, then the canary instances run alone first and the rest only once they are done', async () => {
+    const early = instanceIds.filter((id) => userOf.get(id) === '30000');
+    const canary = early.slice(0, 5);
+    for (const id of early)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 100 });
+    for (const id of canary)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 1500 });
+    try {
+      const { ts } = await planAndApprove('/deploy v3.7.0 tag:ring=early --concurrency 25 --canary 5');
+      await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), jobEndsWithinMs);
+      const sent = simulator.control
+        .invocations(accountId)
+        .filter((i) => i.parameters.version?.[0] === 'v3.7.0');
+      const firstCommand = sent[0]?.commandId;
+      expect(sent.filter((i) => i.commandId === firstCommand).map((i) => i.instanceId)).toEqual(canary);
+      const canaryEnd = Math.max(
+        ...sent
+          .filter((i) => canary.includes(i.instanceId))
+          .map((i) => i.endedAt ?? Number.POSITIVE_INFINITY),
+      );
+      expect(
+        sent.filter((i) => !canary.includes(i.instanceId)).every((i) => i.requestedAt >= canaryEnd),
+      ).toBe(true);
+      expect(sent).toHaveLength(50);
+    } finally {
+      for (const id of early) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+    }
+  }, 300_000);
+
+  it('when a canary instance fails, then nothing past the canary is sent', async () => {
+    const early = instanceIds.filter((id) => userOf.get(id) === '30000');
+    const canary = early.slice(0, 5);
+    for (const id of early)
+      simulator.control.scriptRunCommand(accountId, id, { status: 'Success', afterMs: 100 });
+    simulator.control.scriptRunCommand(accountId, canary[2] ?? '', { status: 'Failed', afterMs: 300 });
+    try {
+      const { ts } = await planAndApprove(
+        '/deploy v3.8.0 tag:ring=early --concurrency 25 --canary 5 --max-errors 0',
+      );
+      await slack.waitFor(() => messageText(ts).includes('failed (stopped after'), jobEndsWithinMs);
+      const sent = simulator.control
+        .invocations(accountId)
+        .filter((i) => i.parameters.version?.[0] === 'v3.8.0');
+      expect(sent.map((i) => i.instanceId)).toEqual(canary);
+    } finally {
+      for (const id of early) simulator.control.scriptRunCommand(accountId, id, { status: 'Success' });
+    }
+  }, 300_000);
 });
 
 describe('patching', () => {
@@ -657,11 +739,15 @@ describe('patching', () => {
   it('when a patch install with reboot runs, then RunPatchBaseline gets Install and RebootIfNeeded', async () => {
     const { ts } = await planAndApprove('/patch install user:30001 --reboot if-needed --concurrency 25');
     await slack.waitFor(() => messageText(ts).includes('succeeded on all 50 instances'), jobEndsWithinMs);
+    // At least two sends (25 at a time); more when slots free up one by one and are refilled.
     const sends = simulator.control.calls(accountId, 'SendCommand');
-    expect(sends).toHaveLength(2);
-    expect(sends[0]?.params).toMatchObject({
-      Parameters: { Operation: ['Install'], RebootOption: ['RebootIfNeeded'] },
-    });
+    expect(sends.length).toBeGreaterThanOrEqual(2);
+    for (const send of sends)
+      expect(send.params).toMatchObject({
+        Parameters: { Operation: ['Install'], RebootOption: ['RebootIfNeeded'] },
+      });
+    const patched = sends.flatMap((s) => (s.params as { InstanceIds: string[] }).InstanceIds).sort();
+    expect(patched).toEqual(instanceIds.filter((id) => userOf.get(id) === '30001'));
   }, 300_000);
 });
 
