@@ -165,7 +165,8 @@ function readDueAt(ticks: Ticks, sent: { sentAt: number; lastReadAt?: number }, 
 /**
  * What a completion event says, taken in: a terminal status for an instance of one of this
  * attempt's commands, unless one is known already (events repeat, and arrive out of order).
- * True when it changed anything.
+ * Events of other rollouts' commands are not ours; one that beats its own SendCommand's answer is
+ * dropped too, and the command's safety read finds what it said. True when it changed anything.
  */
 export function takeEvents(run: Run, ticks: Ticks, events: readonly InvocationEvent[]): boolean {
   let changed = false;

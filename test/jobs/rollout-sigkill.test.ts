@@ -307,10 +307,12 @@ describe('worker processes killed with SIGKILL during deploys', () => {
           `${version}: every invocation succeeded`,
         ).toEqual([]);
 
-        // No batch lost: six batches of ten, every one sent once, finished, and the command the record names.
+        // No batch lost: six batches of ten planned (more where freed slots were refilled with part of
+        // one), every one sent once, finished, and the command the record names.
         const batches = job?.data?.batches ?? [];
         lostBatches += batches.filter((b) => b.state !== 'done').length;
-        expect(batches.map((b) => b.state)).toEqual(Array(6).fill('done'));
+        expect(batches.length).toBeGreaterThanOrEqual(6);
+        expect(batches.filter((b) => b.state !== 'done')).toEqual([]);
         expect(batches.flatMap((b) => b.instanceIds).sort()).toEqual(targeted);
         const commands = new Map(received.map((i) => [i.commandId, i.comment]));
         expect(commands.size, `${version}: one SendCommand per batch; ${story()}`).toBe(batches.length);
