@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as timerSleep } from 'node:timers/promises';
 import { awsErrorCode, transientAwsError } from '../core/aws-errors.js';
 import {
   type AwsTrouble,
@@ -50,6 +50,8 @@ export interface ProvisionDeps {
   log: Logger;
   /** The clock the stages' deadlines and the reported time taken are read from; Date.now when absent. */
   now?: () => number;
+  /** How the job waits between its own reads of AWS; node's timers when absent. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** The slice of a BullMQ job the processor needs; its data is the crash-safe record of progress. */
@@ -84,6 +86,26 @@ export class ForeignInstance extends ProvisionFailed {
     this.name = 'ForeignInstance';
   }
 }
+
+const sleepOf =
+  (deps: ProvisionDeps) =>
+  (ms: number): Promise<void> =>
+    deps.sleep ? deps.sleep(ms) : timerSleep(ms);
+
+/**
+ * How long after sending the bootstrap check its result is first read. The check only reads a file
+ * and ends within a second or so, so its answer is usually there by then; a full poll interval
+ * would hold a ready server back that long. Later reads back off (see checkReadDelay).
+ */
+const firstCheckReadMs = 1000;
+
+/**
+ * The wait before the `read`th read (from 0) of one bootstrap check: the first soon, each next one
+ * twice as long, never longer than the poll interval, so a check that is slow to come back (an
+ * agent that only just registered) costs a few reads, not one per second.
+ */
+const checkReadDelay = (read: number, pollMs: number): number =>
+  Math.min(pollMs, firstCheckReadMs * 2 ** Math.min(read, 30));
 
 /** A wait or a time limit as the member reads it: `45 seconds`, `1 minute`, `15 minutes`. */
 const formatWait = (ms: number) => {
@@ -123,7 +145,7 @@ export async function processProvision(
     minIntervalMs: settings.editIntervalMs,
     log,
   });
-  const view = progressView(given, progress, log, now);
+  const view = progressView(given, progress, log, now, sleepOf(deps));
   const { aws } = view;
 
   let instance: FleetInstance | undefined;
@@ -186,7 +208,13 @@ export async function processProvision(
  * The member's progress message: the stages with the current one marked, and a line while the job
  * waits on AWS or on a new instance profile.
  */
-function progressView(given: ProvisionJob, progress: Progress, log: Logger, now: () => number) {
+function progressView(
+  given: ProvisionJob,
+  progress: Progress,
+  log: Logger,
+  now: () => number,
+  sleep: (ms: number) => Promise<void>,
+) {
   const { mode } = given.data;
   const stages = mode === 'start' ? startStages : provisionStages;
   const title = mode === 'start' ? 'Starting your server' : 'Setting up your server';
@@ -208,6 +236,7 @@ function progressView(given: ProvisionJob, progress: Progress, log: Logger, now:
       render();
     },
     now,
+    sleep,
   });
   return {
     aws,
@@ -269,7 +298,7 @@ async function settleFailure(
   let fate = 'nothing was launched';
   if (instanceId && settings.onFailure === 'terminate') {
     const now = deps.now ?? Date.now;
-    const cleanup = createAwsWait({ classify: transientAwsError, now });
+    const cleanup = createAwsWait({ classify: transientAwsError, now, sleep: sleepOf(deps) });
     const until = now() + settings.timeoutsMs.running;
     fate = await cleanup
       .run(() => fleet.terminate(instanceId), until)
@@ -411,7 +440,7 @@ async function confirmOwner(
         `Your server ${instanceId} did not show up in EC2 within ${formatWait(deps.settings.timeoutsMs.running)}, so it was not given access to your secrets.`,
         instanceId,
       );
-    await sleep(deps.settings.pollMs);
+    await sleepOf(deps)(deps.settings.pollMs);
   }
 }
 
@@ -491,12 +520,14 @@ async function waitForBootstrap(
 ): Promise<void> {
   const { runCommand, settings } = deps;
   const now = deps.now ?? Date.now;
+  const sleep = sleepOf(deps);
   const deadline = now() + settings.timeoutsMs.bootstrap;
   let reachedAgent = false;
   let lastOutput = '';
   let attempt = 0;
   while (now() < deadline) {
     attempt++;
+    let sentAt: number | undefined;
     try {
       // A check only reads a file: sending it twice after an unclear failure does no harm.
       const commandId = await aws.run(
@@ -509,9 +540,10 @@ async function waitForBootstrap(
           ),
         deadline,
       );
+      sentAt = now();
       reachedAgent = true;
-      for (;;) {
-        await sleep(settings.pollMs);
+      for (let read = 0; ; read++) {
+        await sleep(checkReadDelay(read, settings.pollMs));
         const invocation = await aws.run(() => runCommand.invocation(commandId, instanceId), deadline);
         if (!invocation || invocation.status === 'pending' || invocation.status === 'running') {
           if (now() >= deadline) break;
@@ -530,7 +562,14 @@ async function waitForBootstrap(
     } catch (error) {
       if (!(error instanceof AgentNotRegistered)) throw error;
     }
-    await sleep(settings.pollMs);
+    // Reading sooner must not mean sending more: a check that found setup still going is sent again
+    // two poll intervals after the last one, as when each read waited a full interval, so a long
+    // bootstrap costs SSM no more SendCommands than it did.
+    await sleep(
+      sentAt === undefined
+        ? settings.pollMs
+        : Math.max(settings.pollMs, sentAt + 2 * settings.pollMs - now()),
+    );
   }
   if (!reachedAgent)
     throw new ProvisionFailed(
