@@ -1,48 +1,31 @@
 /**
  * Deploys to fleets of 1,000 and 10,000 instances through `processRollout` with the real fleet, Run
- * Command client, Redis pacer, chat.update budget and cancel flag, against moto + the AWS simulator:
+ * Command client, Redis pacer, chat.update budget and cancel flag, against moto + the AWS simulator
+ * (fleetbot's side in a process of its own, bench/rollout-worker.ts, so its memory is its own):
  * once with Run Command's completion events (EventBridge → SQS in moto → fleetbot's receiver → the
  * Redis fan-out) and once with adaptive polling alone. Beside each, the limit the same instances
  * set: the makespan of an ideal per-instance refill at the same concurrency, the SendCommand pacing
  * floor of the SSM budget, and what SSM's own rate control does with one Targets command.
  * The numbers come from the simulator's side of the wire: its call log and the invocations it ran.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { EC2Client } from '@aws-sdk/client-ec2';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { createFleet } from '../src/aws/fleet.js';
-import { receiveInvocationEvents } from '../src/aws/invocation-event-queue.js';
-import { createRunCommand } from '../src/aws/run-command.js';
 import { type Env, loadConfig } from '../src/config.js';
 import { planRollout } from '../src/core/rollout.js';
-import type { RolloutPayload } from '../src/jobs/queues.js';
-import { processRollout, type RolloutSummary } from '../src/jobs/rollout.js';
-import { createLogger } from '../src/log.js';
-import { createInvocationEventBus } from '../src/store/invocation-events.js';
-import { newPlanId } from '../src/store/plans.js';
-import { createPacer, createSharedBudget, createWindowLimit } from '../src/store/rate-limits.js';
+import type { RolloutSummary } from '../src/jobs/rollout.js';
 import { testAccountId, withAccount } from '../test/peers/aws-account.js';
 import { type AwsSimulator, startAwsSimulator } from '../test/peers/aws-simulator.js';
 import { startMoto } from '../test/peers/moto.js';
-import { dropPrefix, testRedis, uniquePrefix } from '../test/peers/redis.js';
+import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../test/peers/redis.js';
 import { countThrottled } from '../test/support/token-bucket.js';
-import {
-  countBy,
-  maxOverlap,
-  mib,
-  peakInWindow,
-  round,
-  rssSampler,
-  seconds,
-  seededDraws,
-} from './measure.js';
+import { countBy, maxOverlap, mib, peakInWindow, round, seconds, seededDraws } from './measure.js';
+import type { RolloutRun, RolloutTask } from './rollout-worker.js';
 import type { Row, Scenario, ScenarioResult, Target } from './scenario.js';
 
 const region = 'us-east-1';
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
-/** A hung rollout fails the bench instead of holding a CI job forever. */
-const deadlineMs = 10 * 60_000;
 /** What the infra's rule forwards (infra/fleetbot.yaml, RolloutEventsRule): terminal statuses only. */
 const terminalStatuses = ['Success', 'Failed', 'Cancelled', 'TimedOut'];
 const maxIdsPerSend = 50;
@@ -111,7 +94,6 @@ interface Measured {
   overBudget: number;
   maxInFlight: number;
   sentOnceSucceeded: number;
-  sentTwice: number;
   sends: number;
   batchRecords: number;
   editsPeakPerMinute: number;
@@ -139,7 +121,7 @@ async function runScenario(
         `${size.instances} instances: SSM's own rate control finishes in ${seconds(awsAloneMs ?? Number.NaN)} s`,
       );
       for (const mode of options.modes) {
-        const m = await rollOut({ simulator, redis, prefix, config, size, mode, awsAloneMs, say });
+        const m = await rollOut({ simulator, prefix, config, env: options.env, size, mode, awsAloneMs });
         measured.push(m);
         say(
           `${size.instances} instances, ${mode}: ${m.summary.outcome} in ${seconds(m.wallMs)} s, ideal ${seconds(m.idealMs)} s (x${round(m.wallMs / m.idealMs, 2)})`,
@@ -230,35 +212,27 @@ export function idealRefillMs(durations: readonly number[], slots: number): numb
 
 async function rollOut(args: {
   simulator: AwsSimulator;
-  redis: ReturnType<typeof testRedis>;
   prefix: string;
   config: ReturnType<typeof loadConfig>;
+  env?: Env;
   size: FleetSize;
   mode: Mode;
   awsAloneMs: number | undefined;
-  say: (line: string) => void;
 }): Promise<Measured> {
-  const { simulator, redis, config, size, mode } = args;
-  const runPrefix = `${args.prefix}:${size.instances}:${mode}`;
+  const { simulator, config, size, mode } = args;
   const { accountId, ids } = fleetOf(simulator, size, config.env);
-  const where = { region, endpoint: simulator.url, credentials };
-  const ec2 = withAccount(new EC2Client(where), accountId);
-  const ssm = withAccount(new SSMClient({ ...where, maxAttempts: 1 }), accountId);
-  const sqs = withAccount(new SQSClient(where), accountId);
-  const log = createLogger('warn');
-  const bus = createInvocationEventBus(redis, runPrefix, log);
-  let receiver: { stop(): Promise<void> } | undefined;
+  let queueUrl: string | undefined;
   if (mode === 'events') {
-    const { QueueUrl: queueUrl } = await sqs.send(
-      new CreateQueueCommand({ QueueName: `rollout-events-${size.instances}` }),
-    );
+    const sqs = withAccount(new SQSClient({ region, endpoint: simulator.url, credentials }), accountId);
+    queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `rollout-events-${size.instances}` })))
+      .QueueUrl;
+    sqs.destroy();
     if (!queueUrl) throw new Error('moto created no queue');
     simulator.control.emitRunCommandEvents(accountId, {
       queueUrl,
       statuses: terminalStatuses,
       documents: [config.rollout.deployDocument],
     });
-    receiver = receiveInvocationEvents({ sqs, queueUrl, publish: (events) => bus.publish(events), log });
   }
   const plan = planRollout({ concurrency: size.concurrency, maxErrors: '0', canary: 0 }, [...ids].sort());
   const refillMs = idealRefillMs(
@@ -266,95 +240,29 @@ async function rollOut(args: {
     plan.concurrency,
   );
   const sendFloorMs = (Math.ceil(ids.length / maxIdsPerSend) / config.rollout.ssmRequestsPerSecond) * 1000;
-  const budget = createSharedBudget(
-    createWindowLimit(
-      redis,
-      `${runPrefix}:budget:slack-update`,
-      config.rollout.slackUpdatesPerMinute,
-      60_000,
-    ),
-    'workspace',
-  );
-  const edits: number[] = [];
-  let saved: RolloutPayload = {
-    planId: newPlanId(),
-    request: {
-      operation: 'deploy',
-      version: 'v9.9.9',
-      reboot: 'never',
-      targets: 'all',
-      concurrency: size.concurrency,
-      maxErrors: '0',
-      canary: 0,
-    },
-    requestedBy: 'UBENCH',
-    approvedBy: 'UBENCH',
-    message: { platform: 'console', chatId: 'bench', messageId: '1' },
-    startedAt: Date.now(),
-  };
   simulator.control.resetCalls(accountId);
-  const loop = monitorEventLoopDelay({ resolution: 10 });
-  const rss = rssSampler();
-  loop.enable();
-  const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const summary = await Promise.race([
-      processRollout(
-        {
-          id: `rollout-${saved.planId}`,
-          data: saved,
-          updateData: async (data) => {
-            saved = data;
-          },
-        },
-        {
-          fleet: createFleet(ec2, { region, env: config.env, ...config.instances }),
-          runCommand: createRunCommand(ssm),
-          ssmPacer: createPacer(redis, `${runPrefix}:pace:ssm`, config.rollout.ssmRequestsPerSecond),
-          editBudget: budget,
-          isCancelled: async () => false,
-          events: mode === 'events' ? bus : undefined,
-          outboxes: {
-            console: {
-              send: async () => undefined,
-              edit: async () => {
-                edits.push(Date.now());
-              },
-            },
-          },
-          settings: {
-            pollMs: config.rollout.pollMs,
-            safetyPollMs: config.rollout.safetyPollMs,
-            commandTimeoutSeconds: config.rollout.commandTimeoutSeconds,
-            deployDocument: config.rollout.deployDocument,
-            // As the worker wires it (src/roles/worker.ts).
-            editIntervalMs: 3000,
-          },
-          log,
-        },
-      ),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`rollout still running after ${deadlineMs / 1000} s`)),
-          deadlineMs,
-        );
-      }),
-    ]);
-    const wallMs = performance.now() - started;
-    loop.disable();
-    const rolloutRss = rss.stop();
+    const run = await runWorker({
+      simulatorUrl: simulator.url,
+      accountId,
+      redisUrl: testRedisUrl,
+      prefix: `${args.prefix}:${size.instances}:${mode}`,
+      env: args.env,
+      instances: size.instances,
+      concurrency: size.concurrency,
+      queueUrl,
+    });
     const calls = simulator.control.calls(accountId).filter((c) => c.service === 'ssm');
     const invocations = simulator.control.invocations(accountId);
     const perInstance = countBy(invocations, (i) => i.instanceId);
     const intervals = invocations.map((i) => ({ start: i.requestedAt, end: i.endedAt ?? i.requestedAt }));
-    const stats = mode === 'events' ? simulator.control.runCommandEventStats(accountId) : undefined;
+    const stats = queueUrl ? simulator.control.runCommandEventStats(accountId) : undefined;
     return {
       size,
       mode,
       concurrency: plan.concurrency,
-      summary,
-      wallMs,
+      summary: run.summary,
+      wallMs: run.wallMs,
       idealMs: Math.max(refillMs, sendFloorMs),
       refillMs,
       sendFloorMs,
@@ -368,22 +276,37 @@ async function rollOut(args: {
       maxInFlight: maxOverlap(intervals).count,
       sentOnceSucceeded: invocations.filter((i) => perInstance[i.instanceId] === 1 && i.status === 'Success')
         .length,
-      sentTwice: Object.values(perInstance).filter((n) => n > 1).length,
       sends: calls.filter((c) => c.operation === 'SendCommand' && c.status === 200).length,
-      batchRecords: saved.batches?.length ?? 0,
-      editsPeakPerMinute: peakInWindow(edits, 60_000).count,
-      eventLoopP99Ms: loop.percentile(99) / 1e6,
-      rolloutRss,
+      batchRecords: run.batchRecords,
+      editsPeakPerMinute: peakInWindow(run.edits, 60_000).count,
+      eventLoopP99Ms: run.eventLoopP99Ms,
+      rolloutRss: run.rss,
       ec2FromIndex: simulator.control.fleetIndexStats(accountId).served.DescribeInstances,
       events: stats && { matched: stats.matched, delivered: stats.delivered, lost: stats.lost },
     };
   } finally {
-    clearTimeout(timer);
     simulator.control.emitRunCommandEvents(accountId, undefined);
-    await receiver?.stop();
-    await bus.stop();
-    for (const client of [ec2, ssm, sqs]) client.destroy();
   }
+}
+
+/** fleetbot's side of one rollout, in a process of its own (bench/rollout-worker.ts). */
+function runWorker(task: RolloutTask): Promise<RolloutRun> {
+  const entry = fileURLToPath(new URL('./rollout-worker.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, JSON.stringify(task)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const line = out.trim().split('\n').at(-1);
+      if (code === 0 && line) resolve(JSON.parse(line) as RolloutRun);
+      else reject(new Error(`the rollout process exited with ${code}`));
+    });
+  });
 }
 
 function report(
@@ -497,7 +420,7 @@ function report(
     targets,
     notes: [
       `EC2 reads came from the simulator's own fleet index (${indexReads} DescribeInstances), not moto: moto takes seconds per 1,000 instances.`,
-      'Instances take 2.3–7.5 s each (seeded per instance id); the RSS figures include the in-process simulator.',
+      'Instances take 2.3–7.5 s each (seeded per instance id); RSS and event-loop delay are of the process running the rollout alone (bench/rollout-worker.ts).',
     ],
     json: {
       runs: all.map((m) => ({

@@ -49,9 +49,10 @@ export interface RolloutPlan {
   canary: number;
   /**
    * The fewest freed slots worth a SendCommand of part of a batch (a whole batch that fits always
-   * goes). Refilling each freed slot alone would cost a send per instance; an eighth of the
-   * concurrency keeps sends under a few per wave's worth of instances while slots sit free only
-   * briefly. It also bounds how many batch records a rollout writes.
+   * goes). Refilling each freed slot alone would cost a send per instance; a sixteenth of the
+   * concurrency keeps sends to about sixteen per concurrency's worth of instances (measured in
+   * bench/rollout.ts: well inside the SSM budget) while slots sit free only briefly. It also bounds
+   * how many batch records a rollout writes: at most one per `minRefill` instances beyond the plan's.
    */
   minRefill: number;
 }
@@ -83,7 +84,7 @@ export function planRollout(
     batches,
     canaryBatches: Math.ceil(canary / batchSize),
     canary,
-    minRefill: Math.min(batchSize, Math.ceil(concurrency / 8)),
+    minRefill: Math.min(batchSize, Math.ceil(concurrency / 16)),
   };
 }
 

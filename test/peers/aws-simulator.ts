@@ -2,7 +2,8 @@
  * An AWS endpoint for tests and the sandbox: a small HTTP server in front of moto that owns what
  * moto lacks (Run Command with scripted outcomes over time, instance information, patch states, EC2
  * boot timing, AWS's failure paths and eventual consistency, the real limits, injected faults, a
- * call log) and forwards every other request to moto unchanged.
+ * call log, Run Command status-change events delivered into moto's SQS) and forwards every other
+ * request to moto unchanged.
  * Point the real SDK clients at `url`; state is kept per `x-moto-account-id`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -11,6 +12,8 @@ import { createBootTimingHandlers } from './aws-simulator/boot-timing.js';
 import { createCallLog } from './aws-simulator/call-log.js';
 import { type AwsSimulatorControl, createControl } from './aws-simulator/control.js';
 import { CONTROL_PREFIX, handleControl } from './aws-simulator/control-http.js';
+import { withFleetIndex } from './aws-simulator/ec2-index.js';
+import { createRunCommandEvents } from './aws-simulator/events.js';
 import { createFaults, type FaultError, seededRandom } from './aws-simulator/faults.js';
 import { createInstanceInformationHandler } from './aws-simulator/instance-information.js';
 import { createLambdaInvokeHandler, invocationsRoute } from './aws-simulator/lambda.js';
@@ -33,6 +36,8 @@ import {
 
 export type { CallRecord } from './aws-simulator/call-log.js';
 export type { AwsSimulatorControl, SentInvocation } from './aws-simulator/control.js';
+export type { FleetIndexStats, FleetInstanceSpec } from './aws-simulator/ec2-index.js';
+export type { RunCommandEventStats, RunCommandEvents } from './aws-simulator/events.js';
 export type {
   ErrorFault,
   FaultKind,
@@ -81,11 +86,12 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
   const callLog = createCallLog();
   const faults = createFaults(seededRandom(options.seed ?? 1));
   const upstream = createUpstream(options.motoUrl);
-  const control = createControl({ state, faults, callLog, clock });
+  const events = createRunCommandEvents({ state, clock, motoUrl: options.motoUrl });
+  const control = createControl({ state, faults, callLog, clock, events });
   const deps = { state, upstream, clock };
 
   const ssmJson: Record<string, (call: AwsCall) => Promise<unknown>> = {
-    ...createRunCommandHandlers(deps),
+    ...createRunCommandHandlers({ ...deps, events }),
     DescribeInstanceInformation: createInstanceInformationHandler(deps),
     DescribeInstancePatchStates: createPatchStatesHandler(deps),
   };
@@ -98,10 +104,10 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
   for (const [operation, handle] of Object.entries(ssmJson)) {
     handlers.set(`ssm:${operation}`, async (call) => jsonReply(await handle(call)));
   }
-  for (const [operation, handle] of Object.entries({
-    ...createBootTimingHandlers(deps),
-    ...createTerminationHandlers(deps),
-  })) {
+  // An account with a fleet index has its EC2 reads answered there (ec2-index.ts), not by moto.
+  for (const [operation, handle] of Object.entries(
+    withFleetIndex(deps, { ...createBootTimingHandlers(deps), ...createTerminationHandlers(deps) }),
+  )) {
     handlers.set(`ec2:${operation}`, handle);
   }
 
@@ -175,6 +181,7 @@ export async function startAwsSimulator(options: AwsSimulatorOptions): Promise<A
     held: () => waits.size,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      events.close();
       upstream.abortAll();
       for (const release of [...waits]) release();
       server.closeAllConnections();

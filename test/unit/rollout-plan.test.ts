@@ -11,11 +11,11 @@ const request = (over: Partial<{ concurrency: string; maxErrors: string; canary:
 });
 
 describe('planRollout', () => {
-  it('when slots free up, then a partial refill is worth an eighth of the concurrency, never more than a batch', () => {
-    expect(planRollout(request({ concurrency: '200' }), ids(1000)).minRefill).toBe(25);
-    expect(planRollout(request({ concurrency: '20%' }), ids(1000)).minRefill).toBe(25);
+  it('when slots free up, then a partial refill is worth a sixteenth of the concurrency, never more than a batch', () => {
+    expect(planRollout(request({ concurrency: '200' }), ids(1000)).minRefill).toBe(13);
+    expect(planRollout(request({ concurrency: '20%' }), ids(1000)).minRefill).toBe(13);
     expect(planRollout(request({ concurrency: '1000' }), ids(1000)).minRefill).toBe(50);
-    expect(planRollout(request({ concurrency: '12' }), ids(100)).minRefill).toBe(2);
+    expect(planRollout(request({ concurrency: '40' }), ids(100)).minRefill).toBe(3);
     expect(planRollout(request({ concurrency: '5', canary: 3 }), ids(10))).toMatchObject({
       canary: 3,
       minRefill: 1,

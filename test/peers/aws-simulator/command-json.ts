@@ -21,8 +21,9 @@ export function commandJson(command: CommandRecord, now: number) {
     Comment: command.comment,
     ExpiresAfter: epochSeconds(expiresAt(command)),
     Parameters: command.parameters,
-    InstanceIds: command.instanceIds,
-    Targets: [],
+    // A command sent to Targets lists them, and no InstanceIds: TargetCount says how many they matched.
+    InstanceIds: command.targets ? [] : command.instanceIds,
+    Targets: command.targets ?? [],
     RequestedDateTime: epochSeconds(command.requestedAt),
     Status: view.status,
     StatusDetails: view.statusDetails,

@@ -1,7 +1,10 @@
 /**
  * Run Command state is never stored as it changes: an invocation's status is derived from the
- * outcome fixed at send time and the clock, and a command's status from its invocations.
+ * outcome fixed at send time and the clock, and a command's status from its invocations. A command
+ * with more targets than its MaxConcurrency also has a schedule (when each target is sent, see
+ * rate-control.ts), derived from the same records and kept until one of them changes.
  */
+import { allowedErrors, concurrencyLimit, listSchedule } from './rate-control.js';
 import type { CommandRecord, InvocationRecord } from './state.js';
 
 export interface InvocationView {
@@ -36,21 +39,63 @@ export function invocationView(
   invocation: InvocationRecord,
   now: number,
 ): InvocationView {
+  return viewFrom(invocation, timeline(command, invocation, slotOf(command, invocation)), now);
+}
+
+/** Every invocation of the command at `now`, in target order, its schedule read once. */
+export function invocationViews(command: CommandRecord, now: number): InvocationView[] {
+  const slots = scheduleOf(command);
+  return command.invocations.map((invocation) =>
+    viewFrom(invocation, timeline(command, invocation, slots?.get(invocation) ?? unqueued(command)), now),
+  );
+}
+
+/** When rate control sends an invocation, and when MaxErrors ended it unsent (see rate-control.ts). */
+interface Slot {
+  /** Infinite while nothing frees a slot for it. */
+  sentAt: number;
+  terminatedAt: number | undefined;
+}
+
+/** The moments an invocation's status is derived from, for one slot. */
+interface Timeline {
+  sentAt: number;
+  /** When the agent picks the command up; infinite when it never does before the command expires. */
+  delivered: number;
+  startAt: number;
+  finishAt: number;
+  cut: CutOff | undefined;
+  /** When the script's end is reported: never when the agent was cut off before it. */
+  reportsEnd: number;
+}
+
+function timeline(command: CommandRecord, invocation: InvocationRecord, slot: Slot): Timeline {
   const { outcome } = invocation;
-  const base = { stdout: '', stderr: '', startedAt: undefined, endedAt: undefined };
   const expires = expiresAt(command);
-  // The script's timeline starts when the agent picks the command up; a Delayed one not picked up
-  // before the command expires never starts.
-  const origin = invocation.delayed ? invocation.pickedUpAt : command.requestedAt;
+  // The script's timeline starts when the agent picks the command up: when it is sent, or for a
+  // Delayed one when its instance runs again, if later. One not picked up before the command
+  // expires never starts.
+  const origin = invocation.delayed
+    ? invocation.pickedUpAt === undefined
+      ? undefined
+      : Math.max(invocation.pickedUpAt, slot.sentAt)
+    : slot.sentAt;
   const delivered = origin !== undefined && origin < expires ? origin : Number.POSITIVE_INFINITY;
   const startAt = delivered + (outcome.pendingMs ?? 0);
   const finishAt =
     outcome.status === 'InProgress'
       ? Number.POSITIVE_INFINITY
       : Math.max(startAt, delivered + (outcome.afterMs ?? 0));
-  const cut = cutOff(command, invocation, startAt);
+  const cut = cutOff(command, invocation, startAt, slot.terminatedAt);
   // An agent cut off before the script's end never reports that end: only the cancel can end it.
   const reportsEnd = cut && cut.at < finishAt ? Number.POSITIVE_INFINITY : finishAt;
+  return { sentAt: slot.sentAt, delivered, startAt, finishAt, cut, reportsEnd };
+}
+
+function viewFrom(invocation: InvocationRecord, line: Timeline, now: number): InvocationView {
+  const { outcome } = invocation;
+  const { sentAt, delivered, startAt, finishAt, cut, reportsEnd } = line;
+  const base = { stdout: '', stderr: '', startedAt: undefined, endedAt: undefined };
   const { cancelledAt } = invocation;
   if (cancelledAt !== undefined) {
     // A script that ends before the cancel takes effect reports its own outcome.
@@ -90,6 +135,9 @@ export function invocationView(
   }
   // Cut off, the invocation shows what it showed at that moment: nothing reports any progress.
   const at = cut ? Math.min(now, cut.at) : now;
+  // Not sent yet (rate control holds it back): "The command hasn't been sent to the managed node."
+  if (at < sentAt)
+    return { ...base, status: 'Pending', statusDetails: 'Pending', responseCode: -1, terminal: false };
   // An agent lost by the moment it would pick the command up (started with its agent offline) never does.
   const neverPickedUp = invocation.delayed === true && cut !== undefined && cut.at <= delivered;
   if (at < delivered || neverPickedUp)
@@ -148,7 +196,7 @@ export function invocationView(
  * more of them than MaxErrors make it TimedOut/DeliveryTimedOut.
  */
 export function commandView(command: CommandRecord, now: number) {
-  const views = command.invocations.map((inv) => invocationView(command, inv, now));
+  const views = invocationViews(command, now);
   const undeliverable = views.filter((v) => v.statusDetails === 'Undeliverable').length;
   const failed = views.filter((v) => v.statusDetails === 'Failed').length;
   const timedOut = views.filter((v) => v.statusDetails === 'ExecutionTimedOut').length;
@@ -171,6 +219,8 @@ export function commandView(command: CommandRecord, now: number) {
   // Command Status values: "Pending | InProgress | Success | Cancelled | Failed | TimedOut |
   // Cancelling" (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_Command.html);
   // Delayed exists only as a StatusDetails value there.
+  // Tags that matched no managed node leave a command with no invocations, which none can fail.
+  if (views.length === 0) return result('Success');
   if (views.some((v) => v.status === 'Cancelling')) return result('Cancelling');
   if (completed < views.length) {
     if (views.every((v) => v.status === 'Pending')) return result('Pending');
@@ -190,11 +240,6 @@ export function commandView(command: CommandRecord, now: number) {
   if (success === views.length - undeliverable) return result('Success');
   if (cancelled > 0) return result('Cancelled');
   return result('Failed', 'Incomplete');
-}
-
-function allowedErrors(maxErrors: string, targets: number): number {
-  if (maxErrors.endsWith('%')) return Math.floor((Number(maxErrors.slice(0, -1)) / 100) * targets);
-  return Number(maxErrors);
 }
 
 interface CutOff {
@@ -224,9 +269,18 @@ interface CutOff {
  *   plus TimeoutSeconds, and the invocation follows what ExpiresAfter says.
  * - It was never picked up before the command expired (Pending that long, or Delayed on an instance
  *   that did not run again in time): DeliveryTimedOut at expiry, for the same reason.
+ * - Rate control never sent it because the command passed MaxErrors first: Terminated, which
+ *   CommandInvocation's Status (with no such value) shows as Cancelled (see rate-control.ts).
  */
-function cutOff(command: CommandRecord, invocation: InvocationRecord, startAt: number): CutOff | undefined {
+function cutOff(
+  command: CommandRecord,
+  invocation: InvocationRecord,
+  startAt: number,
+  terminatedAt: number | undefined,
+): CutOff | undefined {
   const cuts: CutOff[] = [];
+  if (terminatedAt !== undefined)
+    cuts.push({ at: terminatedAt, endsAt: terminatedAt, status: 'Cancelled', statusDetails: 'Terminated' });
   const expires = expiresAt(command);
   if (invocation.instanceGoneAt !== undefined)
     cuts.push({
@@ -264,4 +318,166 @@ export function openInvocations(
       (inv) => inv.instanceId === instanceId && !invocationView(command, inv, now).terminal,
     ),
   );
+}
+
+/**
+ * When each invocation of a command is (or was) sent, starts and ends as things stand: derived
+ * from the schedule and the records, so the moments may lie in the clock's future; undefined for
+ * one that never does (a script that never ends, a target never sent).
+ */
+export function scheduledTimes(
+  command: CommandRecord,
+): { sentAt: number | undefined; startedAt: number | undefined; endedAt: number | undefined }[] {
+  const slots = scheduleOf(command);
+  return command.invocations.map((invocation) => {
+    const slot = slots?.get(invocation) ?? unqueued(command);
+    const line = timeline(command, invocation, slot);
+    const endsAt = terminalAt(invocation, line);
+    const sentAt = finite(slot.sentAt);
+    if (Number.isFinite(endsAt)) {
+      const end = viewFrom(invocation, line, endsAt);
+      return { sentAt, startedAt: end.startedAt, endedAt: end.endedAt };
+    }
+    const started = Number.isFinite(line.startAt) ? viewFrom(invocation, line, line.startAt) : undefined;
+    return { sentAt, startedAt: started?.startedAt, endedAt: undefined };
+  });
+}
+
+/** A command that fits its MaxConcurrency sends every target at once, when it is requested. */
+function unqueued(command: CommandRecord): Slot {
+  return { sentAt: command.requestedAt, terminatedAt: undefined };
+}
+
+function slotOf(command: CommandRecord, invocation: InvocationRecord): Slot {
+  return scheduleOf(command)?.get(invocation) ?? unqueued(command);
+}
+
+/** The record fields a schedule depends on besides those fixed at send time, per invocation. */
+const MARKS = 7;
+
+interface CachedSchedule {
+  marks: Float64Array;
+  slots: Map<InvocationRecord, Slot>;
+}
+
+const schedules = new WeakMap<CommandRecord, CachedSchedule>();
+
+/**
+ * The slots of a command with more targets than its MaxConcurrency; undefined for one that sends
+ * every target at once. Kept until a record it was derived from changes (a cancel, an agent lost
+ * or back, a termination, a Delayed pickup), which the marks compare exactly.
+ */
+function scheduleOf(command: CommandRecord): Map<InvocationRecord, Slot> | undefined {
+  const count = command.invocations.length;
+  if (count <= concurrencyLimit(command.maxConcurrency, count)) return undefined;
+  const cached = schedules.get(command);
+  if (cached && sameMarks(command, cached.marks)) return cached.slots;
+  const schedule = listSchedule(
+    count,
+    concurrencyLimit(command.maxConcurrency, count),
+    allowedErrors(command.maxErrors, count),
+    command.requestedAt,
+    (index, sentAt) => {
+      const invocation = command.invocations[index] as InvocationRecord;
+      // Cancelled, undeliverable or expired while it waited: its turn finds it over, unsent.
+      const unsent = timeline(command, invocation, {
+        sentAt: Number.POSITIVE_INFINITY,
+        terminatedAt: undefined,
+      });
+      if (terminalAt(invocation, unsent) <= sentAt) return 'ended-unsent';
+      const line = timeline(command, invocation, { sentAt, terminatedAt: undefined });
+      const endsAt = terminalAt(invocation, line);
+      const error = Number.isFinite(endsAt) && isError(viewFrom(invocation, line, endsAt));
+      return { endsAt, error };
+    },
+  );
+  const slots = new Map<InvocationRecord, Slot>();
+  command.invocations.forEach((invocation, index) => {
+    const sentAt = schedule.sentAt[index] ?? Number.POSITIVE_INFINITY;
+    slots.set(invocation, {
+      sentAt,
+      terminatedAt: Number.isFinite(sentAt) ? undefined : schedule.stoppedAt,
+    });
+  });
+  schedules.set(command, { marks: marksOf(command), slots });
+  return slots;
+}
+
+/** Failed and Execution Timed Out count against MaxErrors; delivery timeouts and Undeliverable do not. */
+function isError(view: InvocationView): boolean {
+  return view.statusDetails === 'Failed' || view.statusDetails === 'ExecutionTimedOut';
+}
+
+/**
+ * Every moment at which the invocation's status can change, as things stand: its send (under rate
+ * control), pickup, start and end, a cut-off, a cancel. Its view is the same between two of them,
+ * so a caller that wants each change (an event stream) need look at these moments only.
+ */
+export function statusMoments(command: CommandRecord, invocation: InvocationRecord): number[] {
+  return momentsOf(invocation, timeline(command, invocation, slotOf(command, invocation)));
+}
+
+function momentsOf(invocation: InvocationRecord, line: Timeline): number[] {
+  return [
+    line.sentAt,
+    line.delivered,
+    line.startAt,
+    line.finishAt,
+    line.cut?.at,
+    line.cut?.endsAt,
+    invocation.cancelRequestedAt,
+    invocation.cancelledAt,
+  ]
+    .filter((t): t is number => t !== undefined && Number.isFinite(t))
+    .sort((a, b) => a - b);
+}
+
+/** When the invocation reaches a terminal status (the first moment with a terminal view); infinite when it never does. */
+function terminalAt(invocation: InvocationRecord, line: Timeline): number {
+  for (const at of momentsOf(invocation, line)) if (viewFrom(invocation, line, at).terminal) return at;
+  return Number.POSITIVE_INFINITY;
+}
+
+function marksOf(command: CommandRecord): Float64Array {
+  const marks = new Float64Array(command.invocations.length * MARKS);
+  command.invocations.forEach((invocation, i) => {
+    const at = i * MARKS;
+    marks[at] = invocation.delayed ? 1 : 0;
+    marks[at + 1] = mark(invocation.pickedUpAt);
+    marks[at + 2] = mark(invocation.cancelRequestedAt);
+    marks[at + 3] = mark(invocation.cancelledAt);
+    marks[at + 4] = mark(invocation.agentLostAt);
+    marks[at + 5] = mark(invocation.instanceGoneAt);
+    marks[at + 6] = mark(invocation.undeliverableAt);
+  });
+  return marks;
+}
+
+function sameMarks(command: CommandRecord, marks: Float64Array): boolean {
+  const { invocations } = command;
+  if (marks.length !== invocations.length * MARKS) return false;
+  for (let i = 0; i < invocations.length; i++) {
+    const invocation = invocations[i] as InvocationRecord;
+    const at = i * MARKS;
+    if (
+      marks[at] !== (invocation.delayed ? 1 : 0) ||
+      marks[at + 1] !== mark(invocation.pickedUpAt) ||
+      marks[at + 2] !== mark(invocation.cancelRequestedAt) ||
+      marks[at + 3] !== mark(invocation.cancelledAt) ||
+      marks[at + 4] !== mark(invocation.agentLostAt) ||
+      marks[at + 5] !== mark(invocation.instanceGoneAt) ||
+      marks[at + 6] !== mark(invocation.undeliverableAt)
+    )
+      return false;
+  }
+  return true;
+}
+
+/** An unset time as a number that compares equal to itself (NaN would not). */
+function mark(value: number | undefined): number {
+  return value ?? Number.NEGATIVE_INFINITY;
+}
+
+function finite(value: number): number | undefined {
+  return Number.isFinite(value) ? value : undefined;
 }

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { AwsSimulatorControl } from './control.js';
+import { INVOCATION_STATUSES } from './events.js';
 import { ERROR_CODE } from './faults.js';
 import type { Reply } from './wire.js';
 
@@ -64,6 +65,7 @@ const bodies = {
         ipAddress: z.string().optional(),
         computerName: z.string().optional(),
         resourceType: z.enum(['EC2Instance', 'ManagedInstance']).optional(),
+        tags: z.record(z.string(), z.string()).optional(),
       })
       .optional(),
   }),
@@ -85,6 +87,31 @@ const bodies = {
       status: z.number().int().min(400).max(599).optional(),
     }),
   ]),
+  runCommandEvents: z.strictObject({
+    accountId: account,
+    queueUrl: z.string().min(1),
+    statuses: z.array(z.enum(INVOCATION_STATUSES)).optional(),
+    documents: z.array(z.string().min(1)).optional(),
+    delayMs: z.number().min(0).optional(),
+    jitterMs: z.number().min(0).optional(),
+    lossRate: z.number().min(0).max(1).optional(),
+    duplicateRate: z.number().min(0).max(1).optional(),
+    seed: z.string().optional(),
+  }),
+  fleetIndex: z.strictObject({
+    accountId: account,
+    instances: z.array(
+      z.strictObject({
+        instanceId: z.string(),
+        state: z
+          .enum(['pending', 'running', 'shutting-down', 'terminated', 'stopping', 'stopped'])
+          .optional(),
+        tags: z.record(z.string(), z.string()).default({}),
+        launchTime: z.iso.datetime().optional(),
+        instanceType: z.string().min(1).optional(),
+      }),
+    ),
+  }),
   reset: z.strictObject({ accountId: account.optional() }),
 };
 
@@ -170,6 +197,38 @@ export function handleControl(
         const name = query('name');
         if (!accountId || !name) return fail(400, 'accountId and name are required');
         return ok({ logs: control.functionLogs(accountId, name) });
+      }
+      case 'POST /run-command-events': {
+        const { accountId, ...events } = parse(bodies.runCommandEvents, body);
+        control.emitRunCommandEvents(accountId, events);
+        return ok({ ok: true });
+      }
+      case 'DELETE /run-command-events': {
+        const accountId = query('accountId');
+        if (!accountId) return fail(400, 'accountId is required');
+        control.emitRunCommandEvents(accountId, undefined);
+        return ok({ ok: true });
+      }
+      case 'GET /run-command-events': {
+        const accountId = query('accountId');
+        if (!accountId) return fail(400, 'accountId is required');
+        return ok({ stats: control.runCommandEventStats(accountId) });
+      }
+      case 'POST /fleet-index': {
+        const { accountId, instances } = parse(bodies.fleetIndex, body);
+        control.indexFleet(
+          accountId,
+          instances.map(({ launchTime, ...instance }) => ({
+            ...instance,
+            ...(launchTime ? { launchTime: new Date(launchTime) } : {}),
+          })),
+        );
+        return ok({ ok: true });
+      }
+      case 'GET /fleet-index': {
+        const accountId = query('accountId');
+        if (!accountId) return fail(400, 'accountId is required');
+        return ok(control.fleetIndexStats(accountId));
       }
       case 'POST /reset':
         control.reset(parse(bodies.reset, body).accountId);

@@ -1,6 +1,8 @@
 import type { CallLog, CallRecord } from './call-log.js';
-import { invocationView, openInvocations } from './command-status.js';
+import { invocationViews, openInvocations, scheduledTimes } from './command-status.js';
 import { agentBack } from './delayed-delivery.js';
+import { type FleetIndexStats, type FleetInstanceSpec, fleetIndexStats, indexFleet } from './ec2-index.js';
+import type { RunCommandEventEmitter, RunCommandEventStats, RunCommandEvents } from './events.js';
 import type { FaultSpec, Faults } from './faults.js';
 import type { DeployedFunction } from './lambda.js';
 import { INSTANCE_ID } from './send-command-input.js';
@@ -49,6 +51,15 @@ export interface AwsSimulatorControl {
   /** Makes an instance SSM-managed without launching it in moto (e.g. for 50-instance fan-outs). */
   registerInstance(accountId: string, instanceId: string, info?: RegisteredInstance): void;
   /**
+   * Adds instances (or replaces them, by id) in the account's fleet index. From the first call on,
+   * the account's DescribeInstances and DescribeInstanceStatus are answered from the index, never by
+   * moto (see ec2-index.ts), and every indexed instance is an SSM-managed node whose agent is online
+   * (unless set otherwise), tags included, so SendCommand takes it by id or by tag.
+   */
+  indexFleet(accountId: string, instances: FleetInstanceSpec[]): void;
+  /** How many instances the account's index holds and how many EC2 calls it answered. */
+  fleetIndexStats(accountId: string): FleetIndexStats;
+  /**
    * Applies to instances launched (or started from stopped) after this call; zeros without
    * `impaired` switch it off. `agentRegistrationMs` keeps a new instance unknown to SSM for that
    * long after its first boot reached `running`.
@@ -59,7 +70,10 @@ export interface AwsSimulatorControl {
   clearFaults(accountId?: string): void;
   calls(accountId?: string, operation?: string): CallRecord[];
   resetCalls(accountId?: string): void;
-  /** Every invocation sent in the account, oldest first, with its status right now. */
+  /**
+   * Every invocation sent in the account, oldest command first and in target order within one,
+   * with its status right now and when it is (or was) sent, started and ended as things stand.
+   */
   invocations(accountId: string, instanceId?: string): SentInvocation[];
   /**
    * Deploys (or replaces) a Lambda function that Invoke runs: CommonJS source exporting `handler`,
@@ -68,6 +82,16 @@ export interface AwsSimulatorControl {
   deployFunction(accountId: string, name: string, fn: DeployedFunction): void;
   /** What a deployed function wrote with console.*, one entry per call, oldest first. */
   functionLogs(accountId: string, name: string): string[];
+  /**
+   * Delivers the account's Run Command status changes into an SQS queue in moto, as an EventBridge
+   * rule on "EC2 Command Invocation Status-change Notification" targeting that queue would (see
+   * events.ts): one message per invocation status change, its body the event JSON. Also covers
+   * commands already under way, from their current status on. `undefined` switches it off and
+   * drops what is still held back.
+   */
+  emitRunCommandEvents(accountId: string, options: RunCommandEvents | undefined): void;
+  /** What the account's events came to so far: a test's signal that everything due has been sent. */
+  runCommandEventStats(accountId: string): RunCommandEventStats;
   /** Forgets simulator state (not moto's) for one account, or for all. */
   reset(accountId?: string): void;
 }
@@ -81,6 +105,15 @@ export interface SentInvocation {
   requestedAt: number;
   status: string;
   statusDetails: string;
+  /**
+   * Simulator clock times from the command's schedule (rate control, scripted outcomes), which may
+   * lie in the future: a benchmark reads a command's makespan from them without waiting. Undefined
+   * when it never happens as things stand (held back forever, a script that never ends); a later
+   * cancel, agent loss or termination can still change them.
+   */
+  sentAt: number | undefined;
+  startedAt: number | undefined;
+  endedAt: number | undefined;
 }
 
 export function createControl(deps: {
@@ -88,8 +121,9 @@ export function createControl(deps: {
   faults: Faults;
   callLog: CallLog;
   clock: () => number;
+  events: RunCommandEventEmitter;
 }): AwsSimulatorControl {
-  const { state, faults, callLog, clock } = deps;
+  const { state, faults, callLog, clock, events } = deps;
   return {
     scriptRunCommand(accountId, instanceId, script) {
       state.account(accountId).scripts.set(instanceId, script);
@@ -130,6 +164,12 @@ export function createControl(deps: {
       if (!INSTANCE_ID.test(instanceId)) throw new Error(`not an instance id SSM accepts: ${instanceId}`);
       state.account(accountId).registered.set(instanceId, info);
     },
+    indexFleet(accountId, instances) {
+      indexFleet(state, accountId, instances, clock());
+    },
+    fleetIndexStats(accountId) {
+      return fleetIndexStats(state, accountId);
+    },
     setBootTiming(accountId, timing) {
       if (!(timing.pendingMs >= 0 && timing.initializingMs >= 0)) {
         throw new Error('boot timing needs pendingMs >= 0 and initializingMs >= 0');
@@ -162,12 +202,17 @@ export function createControl(deps: {
     },
     invocations(accountId, instanceId) {
       const now = clock();
-      return state.account(accountId).commands.flatMap((command) =>
-        command.invocations
-          .filter((inv) => !instanceId || inv.instanceId === instanceId)
-          .map((inv) => {
-            const view = invocationView(command, inv, now);
-            return {
+      return state.account(accountId).commands.flatMap((command) => {
+        // Read once per command: a command's schedule covers all its invocations.
+        const views = invocationViews(command, now);
+        const times = scheduledTimes(command);
+        return command.invocations.flatMap((inv, i) => {
+          if (instanceId && inv.instanceId !== instanceId) return [];
+          const view = views[i];
+          const time = times[i];
+          if (!view || !time) return [];
+          return [
+            {
               commandId: command.commandId,
               instanceId: inv.instanceId,
               documentName: command.documentName,
@@ -176,9 +221,11 @@ export function createControl(deps: {
               requestedAt: command.requestedAt,
               status: view.status,
               statusDetails: view.statusDetails,
-            };
-          }),
-      );
+              ...time,
+            },
+          ];
+        });
+      });
     },
     deployFunction(accountId, name, fn) {
       state.account(accountId).functions.set(name, { ...fn, logs: [] });
@@ -186,10 +233,17 @@ export function createControl(deps: {
     functionLogs(accountId, name) {
       return [...(state.account(accountId).functions.get(name)?.logs ?? [])];
     },
+    emitRunCommandEvents(accountId, options) {
+      events.configure(accountId, options);
+    },
+    runCommandEventStats(accountId) {
+      return events.stats(accountId);
+    },
     reset(accountId) {
       state.reset(accountId);
       faults.clear(accountId);
       callLog.reset(accountId);
+      events.reset(accountId);
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Which instances SSM knows about, and what SendCommand does with each. moto can't say
- * (DescribeInstanceInformation is missing there), so the answer is built from moto's EC2 instances
- * plus explicitly registered ones: an instance becomes managed once its first boot has reached
+ * (DescribeInstanceInformation is missing there), so the answer is built from moto's EC2 instances,
+ * those of the account's fleet index (ec2-index.ts), and explicitly registered ones: an instance becomes managed once its first boot has reached
  * `running` and its agent has registered (`agentRegistrationMs` later), is Online while it runs and
  * its agent is online, and ConnectionLost when the agent is marked offline or the instance is not
  * running. An instance whose agent never registered (`setAgentRegistered(..., false)`) or that is
@@ -9,7 +9,7 @@
  */
 import { page } from './pagination.js';
 import { type AccountState, bootPhase, type SimulatorState } from './state.js';
-import type { Upstream } from './upstream.js';
+import type { MotoInstance, Upstream } from './upstream.js';
 import { type AwsCall, AwsError, epochSeconds } from './wire.js';
 
 /**
@@ -80,7 +80,14 @@ export async function managedInstances(
   // A terminated instance is no managed node, even one a test registered: SendCommand naming it
   // fails with InvalidInstanceId, as in AWS.
   const gone = new Set<string>();
-  for (const instance of await deps.upstream.describeInstances(accountId, region)) {
+  // Indexed instances come after moto's: the index is what the account's EC2 reads answer from.
+  // An indexed account that never launched through the simulator has nothing in moto to ask about,
+  // which spares a fleet-wide rollout a moto round trip per SendCommand and per agent lookup.
+  const skipMoto = account.fleetIndex !== undefined && account.launchedAt.size === 0;
+  for (const instance of [
+    ...(skipMoto ? [] : await deps.upstream.describeInstances(accountId, region)),
+    ...indexedInstances(account, region),
+  ]) {
     if (instance.state === 'terminated' || instance.state === 'shutting-down') {
       gone.add(instance.instanceId);
       continue;
@@ -125,10 +132,33 @@ export async function managedInstances(
       resourceType: info.resourceType ?? 'EC2Instance',
       ipAddress: info.ipAddress ?? fromMoto?.ipAddress,
       computerName: info.computerName ?? fromMoto?.computerName,
-      tags: fromMoto?.tags ?? {},
+      tags: fromMoto?.tags ?? info.tags ?? {},
     });
   }
   return [...byId.values()];
+}
+
+/** The fleet index's instances as moto would describe them; none for an account without one. */
+function indexedInstances(account: AccountState, region: string): MotoInstance[] {
+  const index = account.fleetIndex;
+  if (!index) return [];
+  return [...index.instances.values()].map((instance) => ({
+    instanceId: instance.instanceId,
+    state: instance.state,
+    privateIpAddress: instance.privateIpAddress,
+    privateDnsName: privateDnsName(instance.privateIpAddress, region),
+    tags: instance.tags,
+  }));
+}
+
+/**
+ * EC2's private (IP-based) DNS name: ip-10-0-0-1.ec2.internal in us-east-1,
+ * ip-10-0-0-1.<region>.compute.internal elsewhere
+ * (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-instance-naming.html).
+ */
+export function privateDnsName(privateIpAddress: string, region: string): string {
+  const domain = region === 'us-east-1' ? 'ec2.internal' : `${region}.compute.internal`;
+  return `ip-${privateIpAddress.replaceAll('.', '-')}.${domain}`;
 }
 
 /** The ids SendCommand rejects, in the order asked; unknown ones included. */

@@ -40,11 +40,19 @@ export function page<T>(
   return { items, nextToken: next < all.length ? encodeToken(next, listing) : undefined };
 }
 
-function encodeToken(offset: number, listing: string): string {
+export function encodeToken(offset: number, listing: string): string {
   return Buffer.from(JSON.stringify({ o: offset, l: listing })).toString('base64');
 }
 
-function decodeToken(token: unknown, listing: string): number {
+/**
+ * The offset a token stands for; a token from another listing, or none at all, fails with the
+ * service's own error (SSM's InvalidNextToken unless the caller names EC2's).
+ */
+export function decodeToken(
+  token: unknown,
+  listing: string,
+  error = new AwsError('InvalidNextToken', 'The specified token is not valid.'),
+): number {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(String(token), 'base64').toString('utf8'));
     if (parsed && typeof parsed === 'object' && 'o' in parsed && 'l' in parsed) {
@@ -54,5 +62,5 @@ function decodeToken(token: unknown, listing: string): number {
   } catch {
     // falls through to the error below
   }
-  throw new AwsError('InvalidNextToken', 'The specified token is not valid.');
+  throw error;
 }

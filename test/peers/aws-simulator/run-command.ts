@@ -6,11 +6,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { cloudWatchConfig, commandJson, invocationJson } from './command-json.js';
-import { commandView, invocationView } from './command-status.js';
+import { commandView, type InvocationView, invocationView, invocationViews } from './command-status.js';
 import { stepsFor } from './documents.js';
+import type { CommandEventsHook } from './events.js';
 import { type ManagedInstance, managedInstances, rejectedIds } from './instance-information.js';
 import { page } from './pagination.js';
-import { validateSendCommand } from './send-command-input.js';
+import { namedInstanceIds, targetInstanceIds, validateSendCommand } from './send-command-input.js';
 import type {
   AccountState,
   CommandRecord,
@@ -34,6 +35,7 @@ export function createRunCommandHandlers(deps: {
   state: SimulatorState;
   upstream: Upstream;
   clock: () => number;
+  events?: CommandEventsHook;
 }): Record<string, Handler> {
   const { state, clock } = deps;
 
@@ -42,11 +44,10 @@ export function createRunCommandHandlers(deps: {
       const input = call.json;
       const request = validateSendCommand(input);
       const account = state.account(call.accountId);
-      const managed = new Map(
-        (await managedInstances(deps, call.accountId, call.region)).map((m) => [m.instanceId, m]),
-      );
+      const nodes = await managedInstances(deps, call.accountId, call.region);
+      const managed = new Map(nodes.map((m) => [m.instanceId, m]));
       // One unreachable id fails the whole call; the message is AWS's, bad ids in request order.
-      const rejected = rejectedIds(request.instanceIds, managed);
+      const rejected = rejectedIds(namedInstanceIds(request), managed);
       if (rejected.length > 0) {
         throw new AwsError(
           'InvalidInstanceId',
@@ -54,6 +55,8 @@ export function createRunCommandHandlers(deps: {
         );
       }
       const requestedAt = clock();
+      // Tags may also match nodes whose agent is offline: those wait Delayed (see unreachable).
+      const instanceIds = targetInstanceIds(request, nodes);
       const command: CommandRecord = {
         commandId: randomUUID(),
         region: call.region,
@@ -61,25 +64,28 @@ export function createRunCommandHandlers(deps: {
         documentVersion: typeof input.DocumentVersion === 'string' ? input.DocumentVersion : '$DEFAULT',
         comment: request.comment,
         parameters: request.parameters,
-        instanceIds: request.instanceIds,
+        instanceIds,
+        ...(request.targets ? { targets: request.targets } : {}),
         maxConcurrency: request.maxConcurrency,
         maxErrors: request.maxErrors,
         timeoutSeconds: request.timeoutSeconds,
         requestedAt,
         echo: input,
         cancelRequested: false,
-        invocations: request.instanceIds.map((instanceId) => {
-          // Accepted ids are all known: rejectedIds left no other.
+        invocations: instanceIds.map((instanceId) => {
+          // Accepted ids are all known: rejectedIds left no other, and tags match managed nodes only.
           const node = managed.get(instanceId) as ManagedInstance;
           return {
             instanceId,
             outcome: resolveScript(account, instanceId, request.documentName, request.parameters),
             steps: stepsFor(request.documentName, node.platformType),
             ...(node.delivery === 'delay' ? delayed(account, node, requestedAt) : {}),
+            ...(node.delivery === 'reject' ? unreachable(requestedAt) : {}),
           };
         }),
       };
       account.commands.push(command);
+      deps.events?.commandSent(call.accountId, command);
       return { Command: commandJson(command, clock()) };
     },
 
@@ -127,11 +133,13 @@ export function createRunCommandHandlers(deps: {
       }
       const matching = newestFirst(account)
         .filter((c) => !commandId || c.commandId === commandId)
-        .flatMap((command) =>
-          command.invocations
-            .filter((inv) => !instanceId || inv.instanceId === instanceId)
-            .map((invocation) => ({ command, invocation, view: invocationView(command, invocation, now) })),
-        )
+        .flatMap((command) => {
+          // One schedule read per command, not one per invocation (see command-status.ts).
+          const views = invocationViews(command, now);
+          return command.invocations
+            .map((invocation, i) => ({ command, invocation, view: views[i] as InvocationView }))
+            .filter(({ invocation }) => !instanceId || invocation.instanceId === instanceId);
+        })
         .filter(({ command, view }) =>
           filters.every((f) => commandFilterMatches(f, command, view.status, view.terminal)),
         );
@@ -198,18 +206,21 @@ export function createRunCommandHandlers(deps: {
       }
       const now = clock();
       const account = state.account(call.accountId);
-      for (const invocation of command.invocations) {
-        if (only && !only.includes(invocation.instanceId)) continue;
-        if (invocation.cancelledAt !== undefined) continue;
-        const view = invocationView(command, invocation, now);
-        if (view.terminal) continue;
+      // Every status as the cancel finds it, read before any cancel changes what rate control sends.
+      const views = invocationViews(command, now);
+      command.invocations.forEach((invocation, i) => {
+        if (only && !only.includes(invocation.instanceId)) return;
+        if (invocation.cancelledAt !== undefined) return;
+        const view = views[i] as InvocationView;
+        if (view.terminal) return;
         // Only a delivered invocation has an agent to tell; one still Pending or Delayed ends at once.
         if (view.status === 'InProgress') {
           invocation.cancelRequestedAt = now;
           invocation.cancelledAt = now + account.cancelDelayMs;
         } else invocation.cancelledAt = now;
-      }
+      });
       if (!only) command.cancelRequested = true;
+      deps.events?.commandChanged(call.accountId, command);
       return {};
     },
   };
@@ -241,6 +252,17 @@ function delayed(account: AccountState, node: ManagedInstance, now: number): Par
     ...(node.runningFrom === undefined ? {} : { pickedUpAt: node.runningFrom }),
     ...(agentOffline ? { agentLostAt: now } : {}),
   };
+}
+
+/**
+ * A node a tag matched whose agent is offline: SSM tries to send and keeps retrying ("Delayed: The
+ * system attempted to send the command to the managed node but wasn't successful. The system
+ * retries again.", StatusDetails of CommandInvocation,
+ * https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandInvocation.html), so
+ * it waits Delayed until its agent is back (agentBack) or the command expires.
+ */
+function unreachable(now: number): Partial<InvocationRecord> {
+  return { delayed: true, pickedUpAt: now, agentLostAt: now };
 }
 
 /**

@@ -72,6 +72,11 @@ export interface RegisteredInstance {
   ipAddress?: string;
   computerName?: string;
   resourceType?: 'EC2Instance' | 'ManagedInstance';
+  /**
+   * The node's tags, for SendCommand `Targets` with `tag:<key>` and DescribeInstanceInformation's
+   * tag filters; an instance moto (or the fleet index) knows keeps the tags it has there.
+   */
+  tags?: Record<string, string>;
 }
 
 export interface AgentState {
@@ -118,7 +123,10 @@ export interface CommandRecord {
   documentVersion: string;
   comment: string;
   parameters: Record<string, string[]>;
+  /** Every target, in target order (the order rate control sends in), however the request named them. */
   instanceIds: string[];
+  /** The request's `Targets` as sent, when it named its instances that way (and not by `InstanceIds`). */
+  targets?: SendCommandTarget[];
   maxConcurrency: string;
   maxErrors: string;
   timeoutSeconds: number;
@@ -127,6 +135,41 @@ export interface CommandRecord {
   echo: Record<string, unknown>;
   cancelRequested: boolean;
   invocations: InvocationRecord[];
+}
+
+export interface SendCommandTarget {
+  Key: string;
+  Values: string[];
+}
+
+/** EC2 instance states with their codes, as DescribeInstances reports them. */
+export const INSTANCE_STATE_CODES = {
+  pending: 0,
+  running: 16,
+  'shutting-down': 32,
+  terminated: 48,
+  stopping: 64,
+  stopped: 80,
+} as const;
+
+export type InstanceStateName = keyof typeof INSTANCE_STATE_CODES;
+
+/** One instance of a fleet indexed with `indexFleet` (see ec2-index.ts). */
+export interface IndexedInstance {
+  instanceId: string;
+  state: InstanceStateName;
+  tags: Record<string, string>;
+  launchTime: number;
+  instanceType: string;
+  privateIpAddress: string;
+}
+
+/** An account's EC2 instances as the simulator itself keeps them, so reads need no moto round trip. */
+export interface FleetIndex {
+  /** By instance id, in the order they were first indexed: the order EC2 reads list them in. */
+  instances: Map<string, IndexedInstance>;
+  /** How many calls the index answered (moto saw none of them), by operation. */
+  served: { DescribeInstances: number; DescribeInstanceStatus: number };
 }
 
 export interface AccountState {
@@ -148,6 +191,8 @@ export interface AccountState {
   launchedAt: Map<string, number>;
   /** Lambda functions deployed with `deployFunction`, by name. */
   functions: Map<string, FunctionRecord>;
+  /** Set by `indexFleet`: from then on the account's EC2 reads are answered from it. */
+  fleetIndex: FleetIndex | undefined;
 }
 
 /** Eventual consistency: how long fresh results stay invisible to the listed reads; 0 unless set. */
@@ -182,6 +227,7 @@ export function createState(): SimulatorState {
           visibilityLag: { listCommandsMs: 0, instanceStatusMs: 0 },
           launchedAt: new Map(),
           functions: new Map(),
+          fleetIndex: undefined,
         };
         accounts.set(accountId, state);
       }
