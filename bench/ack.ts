@@ -19,10 +19,9 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { dropPrefix, testRedis, testRedisUrl, uniquePrefix } from '../test/peers/redis.js';
 import { typedCommand } from '../test/peers/slack-signer.js';
-import { round, seconds } from './measure.js';
+import { cpuMsOf, round, seconds } from './measure.js';
 import type { Row, Scenario, ScenarioResult, Target } from './scenario.js';
 import {
-  cpuMsOf,
   createSlackClient,
   type Delivery,
   formatSpread,

@@ -13,7 +13,7 @@ import { Bot } from 'grammy';
 import type { Env } from '../src/config.js';
 import type { FakeTelegram } from '../test/peers/telegram-api.js';
 import { countThrottled } from '../test/support/token-bucket.js';
-import { minGap, peakInWindow, round } from './measure.js';
+import { minGap, peakInWindow, percentile, round, seconds } from './measure.js';
 import type { Scenario, ScenarioResult, Target } from './scenario.js';
 import {
   type ChatStage,
@@ -22,8 +22,6 @@ import {
   ms,
   openStage,
   pacerSlots,
-  percentile,
-  seconds,
   secs,
   settle,
   stallMonitor,

@@ -95,3 +95,24 @@ export async function peakRssOf(pid: number): Promise<number | undefined> {
 export const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
 export const seconds = (ms: number) => Math.round(ms / 100) / 10;
 export const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** Nearest-rank percentile (p99 of 200 samples is the 2nd largest); undefined for no values. */
+export function percentile(values: readonly number[], p: number): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/** A process's user + system CPU time so far, in ms (clock ticks of 10 ms), from /proc; undefined where it cannot tell. */
+export async function cpuMsOf(pid: number | undefined): Promise<number | undefined> {
+  if (!pid) return undefined;
+  try {
+    const { readFile } = await import('node:fs/promises');
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces: utime, stime are 14th and 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}

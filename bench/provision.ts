@@ -12,11 +12,10 @@ import type { Env } from '../src/config.js';
 import { withAccount } from '../test/peers/aws-account.js';
 import type { CallRecord, SentInvocation } from '../test/peers/aws-simulator.js';
 import { countThrottled } from '../test/support/token-bucket.js';
-import { countBy, minGap, peakInWindow, round } from './measure.js';
+import { countBy, cpuMsOf, minGap, peakInWindow, percentile, round, seconds } from './measure.js';
 import type { Scenario, ScenarioResult, Target } from './scenario.js';
 import {
   type ChatStage,
-  cpuSecondsOf,
   fleetbotToken,
   inParallel,
   maxOf,
@@ -24,8 +23,6 @@ import {
   ms,
   openStage,
   pacerSlots,
-  percentile,
-  seconds,
   secs,
   settle,
   stallMonitor,
@@ -233,8 +230,8 @@ function registerLaunches(stage: ChatStage): { stop(): Promise<void> } {
 
 async function cpuUse(stage: ChatStage) {
   return {
-    fleetbot: (await cpuSecondsOf(stage.fleetbot.child.pid)) ?? Number.NaN,
-    moto: (await cpuSecondsOf(stage.moto.pid)) ?? Number.NaN,
+    fleetbot: ((await cpuMsOf(stage.fleetbot.child.pid)) ?? Number.NaN) / 1000,
+    moto: ((await cpuMsOf(stage.moto.pid)) ?? Number.NaN) / 1000,
   };
 }
 

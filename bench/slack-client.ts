@@ -4,7 +4,6 @@
  * run as a child of its own), so the client's event loop carries nothing but the client.
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import type { Readable } from 'node:stream';
 import {
@@ -13,6 +12,7 @@ import {
   slashCommandPayload,
 } from '../test/peers/slack-signer.js';
 import { type FleetbotProcess, startFleetbotProcess } from '../test/support/fleetbot-process.js';
+import { percentile } from './measure.js';
 
 /** Slack gives up on a request not answered within 3 s and shows the user an error. */
 export const slackAckLimitMs = 3000;
@@ -83,25 +83,12 @@ export interface Spread {
 
 /** Nearest-rank percentiles (p99 of 200 samples is the 2nd largest), in ms to 0.1. */
 export function spread(values: readonly number[]): Spread {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? Number.NaN;
+  const at = (p: number) => percentile(values, p) ?? Number.NaN;
   const tenth = (n: number) => Math.round(n * 10) / 10;
-  return { n: sorted.length, p50: tenth(at(0.5)), p99: tenth(at(0.99)), max: tenth(at(1)) };
+  return { n: values.length, p50: tenth(at(50)), p99: tenth(at(99)), max: tenth(at(100)) };
 }
 
 export const formatSpread = (s: Spread) => `${s.p50} / ${s.p99} / ${s.max} ms (n ${s.n})`;
-
-/** A process's user + system CPU time so far, in ms (clock ticks of 10 ms); undefined off Linux. */
-export async function cpuMsOf(pid: number): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Stops a child: SIGTERM, then SIGKILL if it is still there after `graceMs`. Until then, a bench

@@ -23,6 +23,7 @@ import {
   logEntries,
   startProcess,
 } from '../test/support/fleetbot-process.js';
+import { seconds } from './measure.js';
 
 const region = 'us-east-1';
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -216,13 +217,6 @@ export async function inParallel<T>(
   );
 }
 
-/** Nearest-rank percentile; undefined for no values. */
-export function percentile(values: readonly number[], p: number): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
 /** The largest value; undefined for none (Math.max would say -Infinity). */
 export function maxOf(values: readonly number[]): number | undefined {
   return values.length === 0 ? undefined : Math.max(...values);
@@ -243,20 +237,6 @@ export function warningsIn(logs: readonly LogEntry[]): string[] {
     .map(({ time: _t, pid: _p, hostname: _h, ...rest }) => JSON.stringify(rest).slice(0, 300));
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc; undefined where it cannot tell. */
-export async function cpuSecondsOf(pid: number | undefined): Promise<number | undefined> {
-  if (!pid) return undefined;
-  try {
-    const { readFile } = await import('node:fs/promises');
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th, in ticks of 1/100 s.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The longest this process's event loop was held up while running: the simulator and the fake Bot
  * API stamp arrival times on it, so a stall here bunches arrivals that left fleetbot well spaced.
@@ -272,7 +252,6 @@ export function stallMonitor(): { stop(): number } {
   };
 }
 
-export const seconds = (ms: number) => Math.round(ms / 100) / 10;
 export const ms = (value: number | undefined) => (value === undefined ? '-' : `${Math.round(value)} ms`);
 export const secs = (value: number | undefined) => (value === undefined ? '-' : `${seconds(value)} s`);
 

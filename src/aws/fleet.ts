@@ -259,9 +259,10 @@ async function describeFleet(
     { Name: 'tag:env', Values: [settings.env] },
   ];
   const out: FleetInstance[] = [];
+  // A thousand at a time (EC2's most with filters): a fleet of 10,000 is never one reply parsed whole.
   for await (const page of paginateDescribeInstances(
     { client: ec2 },
-    { Filters: [...fleetFilters, ...filters] },
+    { Filters: [...fleetFilters, ...filters], MaxResults: 1000 },
   )) {
     for (const r of page.Reservations ?? [])
       for (const i of r.Instances ?? []) {

@@ -53,6 +53,7 @@ export interface RolloutPlan {
    * concurrency keeps sends to about sixteen per concurrency's worth of instances (measured in
    * bench/rollout.ts: well inside the SSM budget) while slots sit free only briefly. It also bounds
    * how many batch records a rollout writes: at most one per `minRefill` instances beyond the plan's.
+   * A polled rollout refills twice as much at a time (src/jobs/rollout-tick.ts).
    */
   minRefill: number;
 }

@@ -48,8 +48,14 @@ export interface Ticks {
   lastGoneCheck: number;
 }
 
-export function startTicks(run: Run, plan: Ticks['plan'], events: boolean): Ticks {
+export function startTicks(run: Run, rollout: RolloutPlan, events: boolean): Ticks {
   const { pollMs } = run.settings;
+  // Polled, slots free up a read at a time, and reads share the SSM budget with sends: refills
+  // twice the size keep the budget for the reads.
+  const plan = {
+    ...rollout,
+    minRefill: events ? rollout.minRefill : Math.min(rollout.batchSize, 2 * rollout.minRefill),
+  };
   const commands: Ticks['commands'] = new Map();
   // Sent before this attempt: their results are read on the first tick.
   for (const batch of run.batches)

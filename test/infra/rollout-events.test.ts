@@ -1,15 +1,14 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub strings are literal ${...} text here.
-import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { CreateSubnetCommand, CreateVpcCommand } from '@aws-sdk/client-ec2';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseRoles } from '../../src/config.js';
 import { testAccountId } from '../peers/aws-account.js';
 import {
+  decodeTemplate,
   list,
   loadTemplate,
   type PolicyDocument,
@@ -45,7 +44,6 @@ import { listOf } from '../support/xml.js';
  * events against the deployed rule.
  */
 
-const run = promisify(execFile);
 const servicePath = fileURLToPath(new URL('../../infra/service.yaml', import.meta.url));
 
 const getAtt = (name: string, attribute: string) => ({ 'Fn::GetAtt': [name, attribute] });
@@ -71,19 +69,6 @@ interface EventPattern {
   detail: { 'document-name': unknown[]; status: string[] };
 }
 
-/** Any template, decoded the way cfn-lint reads it (short-form intrinsics as their long forms). */
-async function decode(path: string): Promise<Template> {
-  const script = [
-    'import json, sys',
-    'from cfnlint.decode import decode',
-    'template, problems = decode(sys.argv[1])',
-    'if problems: sys.exit("\\n".join(str(p) for p in problems))',
-    'print(json.dumps(template))',
-  ].join('\n');
-  const { stdout } = await run('python3', ['-c', script, path]);
-  return JSON.parse(stdout) as Template;
-}
-
 interface Container {
   Command: string[];
   Environment: { Name: string; Value: unknown }[];
@@ -107,7 +92,7 @@ describe('rollout events in the templates', () => {
   let service: Template;
 
   beforeAll(async () => {
-    [t, service] = await Promise.all([loadTemplate(), decode(servicePath)]);
+    [t, service] = await Promise.all([loadTemplate(), decodeTemplate(servicePath)]);
   });
 
   it('when the rule is read, then it takes only Run Command invocation status changes on the default bus, for the deploy document and AWS-RunPatchBaseline, in a terminal status', () => {
@@ -775,7 +760,7 @@ describe('rollout events deployed into moto', () => {
   it('when the stack is created, then the queue outputs name both queues and the URL fits the parameter service.yaml takes it as', async () => {
     expect(stack.status).toBe('CREATE_COMPLETE');
     const { outputs } = stack;
-    const service = await decode(servicePath);
+    const service = await decodeTemplate(servicePath);
     const urlPattern = new RegExp(
       (service.Parameters as Record<string, { AllowedPattern?: string }>).RolloutEventsQueueUrl
         ?.AllowedPattern ?? '$^',

@@ -39,8 +39,8 @@ export interface Template {
   Outputs: Record<string, unknown>;
 }
 
-/** cfn-lint's own decoder; fails on any problem it reports while decoding. */
-export async function loadTemplate(): Promise<Template> {
+/** A template decoded by cfn-lint's own decoder (short-form intrinsics as their long forms); fails on any problem it reports. */
+export async function decodeTemplate(path: string): Promise<Template> {
   const decode = [
     'import json, sys',
     'from cfnlint.decode import decode',
@@ -48,9 +48,12 @@ export async function loadTemplate(): Promise<Template> {
     'if problems: sys.exit("\\n".join(str(p) for p in problems))',
     'print(json.dumps(template))',
   ].join('\n');
-  const { stdout } = await run('python3', ['-c', decode, templatePath]);
+  const { stdout } = await run('python3', ['-c', decode, path]);
   return JSON.parse(stdout) as Template;
 }
+
+/** infra/fleetbot.yaml, decoded. */
+export const loadTemplate = (): Promise<Template> => decodeTemplate(templatePath);
 
 export const list = (v: unknown): unknown[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
