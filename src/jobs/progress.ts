@@ -11,7 +11,7 @@ import { type DeliveryPolicy, defaultDelivery, pause, retryDelayMs } from './del
  */
 export interface Progress {
   update(text: string): void;
-  /** The last word: sent a second after the edit before it at most, retried until delivered (or given up), and awaited. */
+  /** The last word: sent after the interval, retried until delivered (or given up), and awaited. */
   finish(text: string): Promise<void>;
 }
 
@@ -25,10 +25,6 @@ export interface Budget {
   /** Waits for one edit; only final messages wait. */
   take(): Promise<void>;
 }
-
-// Telegram asks for at most about one message a second in a chat; Slack's edits share the
-// workspace budget, which a final edit waits for all the same.
-const finalGapMs = 1000;
 
 export function createProgress(
   edit: (text: string) => Promise<void>,
@@ -88,10 +84,7 @@ export function createProgress(
 
   const deliverLatest = async () => {
     while (pending()) {
-      // The last word ("ready", a summary) need not wait a whole interval behind the edit before it.
-      const gapMs =
-        wanted === finalText ? Math.min(options.minIntervalMs, finalGapMs) : options.minIntervalMs;
-      await pause(Math.max(0, Math.max(lastAnsweredAt + gapMs, notBefore) - now()));
+      await pause(Math.max(0, Math.max(lastAnsweredAt + options.minIntervalMs, notBefore) - now()));
       const text = wanted;
       if (text === undefined || !pending()) break;
       if (budget) {
