@@ -77,6 +77,10 @@ export function startTicks(run: Run, rollout: RolloutPlan, events: boolean): Tic
 
 export const isTerminal = (status: InvocationStatus | undefined) => terminal.includes(status ?? 'pending');
 
+/** What SSM (or its event) says of an instance, unless it was lost under its command: then it failed. */
+const statusSeen = (run: Run, instanceId: string, status: InvocationStatus): InvocationStatus =>
+  run.lost.has(instanceId) && status !== 'success' ? 'failed' : status;
+
 /**
  * One round of a rollout: read the running commands that are due, look at EC2 for instances gone
  * under them, then either stop (cancelled, or past the error limit) or refill the slots that freed
@@ -142,8 +146,7 @@ async function readResults(run: Run, ticks: Ticks): Promise<void> {
     let stillOpen = 0;
     for (const inv of invocations) {
       if (run.unreachable.has(inv.instanceId)) continue;
-      const gone = run.lost.has(inv.instanceId) && inv.status !== 'success';
-      const status = gone ? 'failed' : inv.status;
+      const status = statusSeen(run, inv.instanceId, inv.status);
       if (previousRead !== undefined && isTerminal(status) && !isTerminal(run.statuses.get(inv.instanceId)))
         ticks.forecast.observe(previousRead - sent.sentAt, readAt - sent.sentAt);
       if (!isTerminal(status)) stillOpen++;
@@ -181,8 +184,7 @@ export function takeEvents(run: Run, ticks: Ticks, events: readonly InvocationEv
     if (!sent || !isTerminal(event.status) || run.unreachable.has(event.instanceId)) continue;
     if (!sent.batch.instanceIds.includes(event.instanceId)) continue;
     if (isTerminal(run.statuses.get(event.instanceId))) continue;
-    const gone = run.lost.has(event.instanceId) && event.status !== 'success';
-    run.statuses.set(event.instanceId, gone ? 'failed' : event.status);
+    run.statuses.set(event.instanceId, statusSeen(run, event.instanceId, event.status));
     changed = true;
   }
   return changed;
