@@ -30,6 +30,12 @@ export function createProgress(
   edit: (text: string) => Promise<void>,
   options: {
     minIntervalMs: number;
+    /**
+     * How long a state waits for a successor before it is shown: a step over within this is not
+     * worth an edit of its own, which would hold the next one (often the last word) an interval back.
+     * The last word never waits for it.
+     */
+    settleMs?: number;
     log: Logger;
     now?: () => number;
     budget?: Budget;
@@ -51,6 +57,10 @@ export function createProgress(
   let failures = 0;
   let firstFailureAt: number | undefined;
   let sending: Promise<void> | undefined;
+  // When the state now waiting first differed from the one shown (the settle counts from there).
+  let pendingSince = Number.NEGATIVE_INFINITY;
+  // Cuts a settle short: the last word arrived.
+  let wake: (() => void) | undefined;
 
   const pending = () => wanted !== undefined && wanted !== shown && wanted !== abandoned;
 
@@ -85,6 +95,17 @@ export function createProgress(
   const deliverLatest = async () => {
     while (pending()) {
       await pause(Math.max(0, Math.max(lastAnsweredAt + options.minIntervalMs, notBefore) - now()));
+      const settledAt = pendingSince + (options.settleMs ?? 0);
+      if (wanted !== finalText && settledAt > now()) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, settledAt - now());
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
       const text = wanted;
       if (text === undefined || !pending()) break;
       if (budget) {
@@ -111,12 +132,14 @@ export function createProgress(
   return {
     update(text) {
       if (finalText !== undefined) return;
+      if (!pending()) pendingSince = now();
       wanted = text;
       void kick();
     },
     async finish(text) {
       finalText = text;
       wanted = text;
+      wake?.();
       while (pending()) await kick();
     },
   };

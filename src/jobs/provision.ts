@@ -100,6 +100,13 @@ const sleepOf =
 const firstCheckReadMs = 1000;
 
 /**
+ * A stage shown only once it lasted this long. A server whose setup finished while its status checks
+ * ran goes from "health checks" to ready within one bootstrap check (about a second after the check's
+ * first read): a "bootstrapping" edit in between would hold "ready" back a whole edit interval.
+ */
+const stageSettleMs = 2 * firstCheckReadMs;
+
+/**
  * The wait before the `read`th read (from 0) of one bootstrap check: the first soon, each next one
  * twice as long, never longer than the poll interval, so a check that is slow to come back (an
  * agent that only just registered) costs a few reads, not one per second.
@@ -143,6 +150,7 @@ export async function processProvision(
   const edits = stoppableEdit((text) => editMessage(deps.outboxes, data.message, { text }));
   const progress = createProgress(edits.edit, {
     minIntervalMs: settings.editIntervalMs,
+    settleMs: stageSettleMs,
     log,
   });
   const view = progressView(given, progress, log, now, sleepOf(deps));

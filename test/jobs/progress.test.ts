@@ -199,6 +199,52 @@ describe('progress edits', () => {
     await vi.runAllTimersAsync();
     expect(chat.delivered()).toEqual(['done']);
   });
+
+  it('when a step is over within the settle time, then it is never shown and the last word goes at once', async () => {
+    const chat = fakeChat();
+    const progress = createProgress(chat.edit, {
+      minIntervalMs: 300,
+      settleMs: 200,
+      log: capturedLogger().log,
+    });
+    const started = Date.now();
+    // Outlasts its settle: shown 200 ms after it was set (the interval since the post has passed).
+    await vi.advanceTimersByTimeAsync(1000);
+    progress.update('health checks');
+    await vi.advanceTimersByTimeAsync(1000);
+    // Over 150 ms later: its edit would have held the last word back a whole interval.
+    progress.update('bootstrapping');
+    await vi.advanceTimersByTimeAsync(150);
+    const finished = progress.finish('ready');
+    await vi.runAllTimersAsync();
+    await finished;
+
+    expect(chat.delivered()).toEqual(['health checks', 'ready']);
+    expect(chat.attempts.map((a) => a.at - started)).toEqual([1200, 2150]);
+  });
+
+  it('when steps keep changing, then the settle time still shows one within it', async () => {
+    const chat = fakeChat();
+    const progress = createProgress(chat.edit, {
+      minIntervalMs: 100,
+      settleMs: 200,
+      log: capturedLogger().log,
+    });
+    const started = Date.now();
+    await vi.advanceTimersByTimeAsync(500);
+    // A new state every 50 ms: the settle counts from the first one not shown, so it is no starvation.
+    for (let step = 1; step <= 10; step++) {
+      progress.update(`step ${step}`);
+      await vi.advanceTimersByTimeAsync(50);
+    }
+    const finished = progress.finish('done');
+    await vi.runAllTimersAsync();
+    await finished;
+
+    // Step k is set at 500 + 50·(k−1) ms; a settle ends as the next step's timer is due, before it.
+    expect(chat.delivered()).toEqual(['step 4', 'step 8', 'done']);
+    expect(chat.attempts.map((a) => a.at - started)).toEqual([700, 900, 1000]);
+  });
 });
 
 describe('delivering one message', () => {

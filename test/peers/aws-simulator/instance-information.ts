@@ -63,10 +63,15 @@ function registering(account: AccountState, instanceId: string, now: number): bo
   return now < boot.startedAt + boot.pendingMs + (boot.agentRegistrationMs ?? 0);
 }
 
+/**
+ * The account's managed nodes; only those of `only` when given (a call naming its instances need
+ * not have moto describe the whole account, which takes seconds with hundreds of instances).
+ */
 export async function managedInstances(
   deps: { state: SimulatorState; upstream: Upstream; clock: () => number },
   accountId: string,
   region: string,
+  only?: readonly string[],
 ): Promise<ManagedInstance[]> {
   const account = deps.state.account(accountId);
   const now = deps.clock();
@@ -84,9 +89,11 @@ export async function managedInstances(
   // An indexed account that never launched through the simulator has nothing in moto to ask about,
   // which spares a fleet-wide rollout a moto round trip per SendCommand and per agent lookup.
   const skipMoto = account.fleetIndex !== undefined && account.launchedAt.size === 0;
+  const wanted = only && new Set(only);
+  if (wanted?.size === 0) return [];
   for (const instance of [
-    ...(skipMoto ? [] : await deps.upstream.describeInstances(accountId, region)),
-    ...indexedInstances(account, region),
+    ...(skipMoto ? [] : await deps.upstream.describeInstances(accountId, region, only)),
+    ...indexedInstances(account, region).filter((i) => !wanted || wanted.has(i.instanceId)),
   ]) {
     if (instance.state === 'terminated' || instance.state === 'shutting-down') {
       gone.add(instance.instanceId);
@@ -117,6 +124,7 @@ export async function managedInstances(
 
   for (const [instanceId, info] of account.registered) {
     if (gone.has(instanceId) || account.unregistered.has(instanceId)) continue;
+    if (wanted && !wanted.has(instanceId)) continue;
     const fromMoto = byId.get(instanceId);
     // Registered without a moto instance, it always runs: only its agent decides.
     const online = agentOnline(instanceId);
@@ -174,7 +182,9 @@ export function createInstanceInformationHandler(deps: {
   return async (call: AwsCall) => {
     const input = call.json;
     const filters = readFilters(input);
-    const all = (await managedInstances(deps, call.accountId, call.region)).filter((instance) =>
+    // Every filter narrows, so the ids one names are all the nodes that can match.
+    const named = filters.find((f) => f.key === 'InstanceIds')?.values;
+    const all = (await managedInstances(deps, call.accountId, call.region, named)).filter((instance) =>
       filters.every((filter) => filter.values.includes(filterValue(instance, filter.key) ?? '')),
     );
     const { items, nextToken } = page(

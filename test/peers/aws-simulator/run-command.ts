@@ -44,7 +44,13 @@ export function createRunCommandHandlers(deps: {
       const input = call.json;
       const request = validateSendCommand(input);
       const account = state.account(call.accountId);
-      const nodes = await managedInstances(deps, call.accountId, call.region);
+      // Targets match by tag across the account; InstanceIds alone need only the named nodes.
+      const nodes = await managedInstances(
+        deps,
+        call.accountId,
+        call.region,
+        request.targets ? undefined : request.instanceIds,
+      );
       const managed = new Map(nodes.map((m) => [m.instanceId, m]));
       // One unreachable id fails the whole call; the message is AWS's, bad ids in request order.
       const rejected = rejectedIds(namedInstanceIds(request), managed);

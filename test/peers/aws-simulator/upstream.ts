@@ -27,8 +27,15 @@ export interface Upstream {
   pipe(call: AwsCall, res: ServerResponse): Promise<number>;
   /** Buffers moto's answer so the simulator can read or rewrite it; `body` overrides the request body. */
   fetch(call: AwsCall, body?: Buffer): Promise<UpstreamResponse>;
-  /** Every instance moto holds for the account and region, read directly (no faults, no call log). */
-  describeInstances(accountId: string, region: string): Promise<MotoInstance[]>;
+  /**
+   * The instances moto holds for the account and region (only those of `instanceIds` when given),
+   * read directly (no faults, no call log).
+   */
+  describeInstances(
+    accountId: string,
+    region: string,
+    instanceIds?: readonly string[],
+  ): Promise<MotoInstance[]>;
   /** Aborts whatever is still in flight, so closing the simulator never waits on moto. */
   abortAll(): void;
 }
@@ -103,8 +110,13 @@ export function createUpstream(motoUrl: string): Upstream {
     fetch(call, body) {
       return fetchRaw(call.method, call.url, call.headers, body ?? call.body);
     },
-    async describeInstances(accountId, region) {
-      const form = 'Action=DescribeInstances&Version=2016-11-15';
+    async describeInstances(accountId, region, instanceIds) {
+      // An instance-id filter, not InstanceId.N: an unknown id is left out instead of failing the read.
+      const form = new URLSearchParams({ Action: 'DescribeInstances', Version: '2016-11-15' });
+      if (instanceIds) {
+        form.set('Filter.1.Name', 'instance-id');
+        for (const [i, id] of instanceIds.entries()) form.set(`Filter.1.Value.${i + 1}`, id);
+      }
       const response = await fetchRaw(
         'POST',
         '/',
@@ -114,7 +126,7 @@ export function createUpstream(motoUrl: string): Upstream {
           authorization: `AWS4-HMAC-SHA256 Credential=testing/20240101/${region}/ec2/aws4_request, SignedHeaders=host, Signature=0`,
           'x-moto-account-id': accountId,
         },
-        Buffer.from(form),
+        Buffer.from(form.toString()),
       );
       if (response.status !== 200) {
         throw new Error(`moto DescribeInstances answered ${response.status}: ${response.body.toString()}`);
