@@ -504,7 +504,7 @@ function report(r: Recorded): ScenarioResult {
     },
     {
       label: '    SendCommand in the simulator',
-      value: `p50 ${secs(percentile(checkAccept, 50))}, max ${secs(maxOf(checkAccept))} (it lists every instance in moto first)`,
+      value: `p50 ${secs(percentile(checkAccept, 50))}, max ${secs(maxOf(checkAccept))} (it asks moto about the named instance)`,
     },
     {
       label: '    accepted to result read',
