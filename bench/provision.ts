@@ -508,7 +508,7 @@ function report(r: Recorded): ScenarioResult {
     },
     {
       label: '    accepted to result read',
-      value: `p50 ${secs(percentile(checkRead, 50))}, max ${secs(maxOf(checkRead))} (the job sleeps a poll first)`,
+      value: `p50 ${secs(percentile(checkRead, 50))}, max ${secs(maxOf(checkRead))} (the first read waits 1 s after the send)`,
     },
     {
       label: '    result read to ready edit',
