@@ -22,7 +22,7 @@ const scenarios: {
   {
     name: 'rollout',
     description:
-      'deploy to 1,000 (20%) and 10,000 (400 at once) instances with completion events and with adaptive polling, beside the ideal refill and SSM alone (about 5 min)',
+      'deploy to 1,000 (20%) and 10,000 (400 at once) instances with completion events and with adaptive polling, beside the ideal refill and SSM alone (about 4 min)',
     params: 'instances=1000,10000',
     load: async (params) => {
       const { defaultSizes, rolloutBench, rolloutScenario } = await import('./rollout.js');
